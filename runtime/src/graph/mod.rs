@@ -1,0 +1,1 @@
+//! ONNX models: decoding, building, and the rewrites the runtime needs.
