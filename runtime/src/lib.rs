@@ -3,7 +3,17 @@
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
+pub mod bundle;
+pub mod curve;
+pub mod ensemble;
 pub mod error;
 pub mod graph;
+pub mod npy;
+pub mod session;
 
+mod fsutil;
+
+pub use bundle::{Bundle, BundleWriter, Member};
+pub use ensemble::{Ensemble, EnsembleOptions, Prediction, Sampling};
 pub use error::{Error, Result};
+pub use session::{Device, Provider, Runtime, RuntimeOptions};

@@ -1,1 +1,26 @@
 //! ONNX models: decoding, building, and the rewrites the runtime needs.
+//!
+//! Everything here works on the protocol-buffer wire format directly (no generated code): a
+//! message is a list of fields in their original order, and a rewrite re-emits every field it
+//! does not touch byte for byte, so functions, metadata, doc strings, subgraphs and fields this
+//! module has never heard of survive unchanged.
+//!
+//! - [`OnnxModel`] decodes what the runtime needs (inputs, outputs, initializers, opset,
+//!   batch-norm statistics) and performs the rewrites:
+//!   [`rewrite_dynamic`](OnnxModel::rewrite_dynamic) (varying tensors computed in the graph from
+//!   stacks, see [`Mix`]) and [`with_tensors`](OnnxModel::with_tensors) (fixed weights baked in).
+//! - [`build::ModelBuilder`] writes models in code.
+
+pub mod build;
+pub mod elem;
+mod encode;
+mod model;
+mod proto;
+mod rewrite;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use model::{Dim, InitializerInfo, OnnxModel, ValueInfo};
+pub use rewrite::{Mix, MixVia, NamedTensor, STACK_LOCATION};

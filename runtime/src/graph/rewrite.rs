@@ -1,0 +1,577 @@
+//! The two rewrites the runtime needs: varying tensors computed inside the graph
+//! ([`OnnxModel::rewrite_dynamic`]) and fixed weights baked in ([`OnnxModel::with_tensors`]).
+//!
+//! Both work on the wire: the model's and the graph's fields are re-emitted verbatim, in order,
+//! except the ones a rewrite removes; new fields are inserted beside their kin (nodes first,
+//! initializers after the last initializer, inputs after the last input).
+
+use std::collections::{HashMap, HashSet};
+
+use super::build::{Attr, DimSpec};
+use super::elem;
+use super::encode;
+use super::model::{Dim, Layout, OnnxModel, element_count, layout, tensor_name, value_info_name};
+use super::proto::{graph as graph_f, model as model_f};
+use super::wire::{Field, put_len_prefix, put_message_field, tag_len, varint_len};
+use crate::{Error, Result};
+
+/// The `location` written into the `external_data` of every stack initializer. No such file
+/// exists: the caller supplies the data to ONNX Runtime (`AddExternalInitializers`).
+pub const STACK_LOCATION: &str = "modeconn.stack";
+
+/// A tensor that varies per query, and how the rewritten graph computes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mix {
+    /// The tensor's name in the graph (an initializer, a graph input, or both).
+    pub name: String,
+    /// Its shape (empty for a scalar).
+    pub shape: Vec<usize>,
+    /// The name of the new initializer that holds all its values, stacked.
+    pub stack: String,
+    /// How a value is taken from the stack.
+    pub via: MixVia,
+}
+
+/// How a [`Mix`] computes its tensor from the stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MixVia {
+    /// `Reshape(MatMul(coef, stack), shape)`: a weighted sum of `points` values, with
+    /// `coef` a `FLOAT [1, points]` graph input and the stack `[points, prod(shape)]`.
+    MatMul {
+        /// The name of the coefficient input (shared by every mix that names it).
+        coef: String,
+        /// The number of stacked values.
+        points: usize,
+    },
+    /// `Gather(stack, index, axis = 0)`: one of `members` values, with `index` an `INT64`
+    /// scalar graph input and the stack `[members, ...shape]`.
+    Gather {
+        /// The name of the index input (shared by every mix that names it).
+        index: String,
+        /// The number of stacked values.
+        members: usize,
+    },
+}
+
+impl Mix {
+    /// The shape of the stack initializer: `[points, prod(shape)]` for
+    /// [`MixVia::MatMul`], `[members, ...shape]` for [`MixVia::Gather`].
+    ///
+    /// Fails with [`Error::InvalidArgument`] when the sizes overflow.
+    pub fn stack_dims(&self) -> Result<Vec<usize>> {
+        let overflow =
+            || Error::InvalidArgument(format!("tensor `{}`: stack too large", self.name));
+        match &self.via {
+            MixVia::MatMul { points, .. } => {
+                let n = self
+                    .shape
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .ok_or_else(overflow)?;
+                Ok(vec![*points, n])
+            }
+            MixVia::Gather { members, .. } => Ok(std::iter::once(*members)
+                .chain(self.shape.iter().copied())
+                .collect()),
+        }
+    }
+}
+
+/// A tensor to bake into a model as a `FLOAT` initializer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NamedTensor<'a> {
+    /// The name of the initializer or graph input it replaces.
+    pub name: &'a str,
+    /// Its shape.
+    pub dims: &'a [i64],
+    /// Its values, row-major; `product(dims)` of them.
+    pub data: &'a [f32],
+}
+
+/// A piece of output: borrowed from the input model, freshly encoded, or float data written
+/// straight into the output.
+enum Chunk<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+    F32(&'a [f32]),
+}
+
+/// The new graph body, as a list of pieces whose total length is known before writing.
+#[derive(Default)]
+struct Chunks<'a>(Vec<Chunk<'a>>);
+
+impl<'a> Chunks<'a> {
+    fn push(&mut self, chunk: Chunk<'a>) {
+        self.0.push(chunk);
+    }
+
+    fn len(&self) -> usize {
+        self.0
+            .iter()
+            .map(|c| match c {
+                Chunk::Borrowed(b) => b.len(),
+                Chunk::Owned(b) => b.len(),
+                Chunk::F32(d) => 4 * d.len(),
+            })
+            .sum()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        for c in &self.0 {
+            match c {
+                Chunk::Borrowed(b) => out.extend_from_slice(b),
+                Chunk::Owned(b) => out.extend_from_slice(b),
+                Chunk::F32(d) => {
+                    for v in *d {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The model with its graph field replaced by `graph`; every other field verbatim. The output
+/// is allocated once, at its final size.
+fn assemble(layout: &Layout<'_>, graph: &Chunks<'_>) -> Vec<u8> {
+    let graph_len = graph.len();
+    let graph_field_len = tag_len(model_f::GRAPH) + varint_len(graph_len as u64) + graph_len;
+    let total: usize = layout
+        .model
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if i == layout.graph_index {
+                graph_field_len
+            } else {
+                f.raw.len()
+            }
+        })
+        .sum();
+    let mut out = Vec::with_capacity(total);
+    for (i, f) in layout.model.iter().enumerate() {
+        if i == layout.graph_index {
+            put_len_prefix(&mut out, model_f::GRAPH, graph_len);
+            graph.write(&mut out);
+        } else {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    out
+}
+
+/// Copies the graph's fields, dropping those `drop` selects (and letting `replace` substitute
+/// chunks for some), then inserting `new_initializers` after the last initializer field and
+/// `new_inputs` after the last input field (at the end when there is none).
+fn rebuild_graph<'a>(
+    fields: &[Field<'a>],
+    mut keep: impl FnMut(&Field<'a>, &mut Chunks<'a>) -> Result<bool>,
+    new_initializers: Vec<Chunk<'a>>,
+    new_inputs: Vec<Chunk<'a>>,
+) -> Result<Chunks<'a>> {
+    let last_init = fields
+        .iter()
+        .rposition(|f| f.number == graph_f::INITIALIZER);
+    let last_input = fields.iter().rposition(|f| f.number == graph_f::INPUT);
+    let mut new_initializers = Some(new_initializers);
+    let mut new_inputs = Some(new_inputs);
+    let mut out = Chunks::default();
+    for (i, f) in fields.iter().enumerate() {
+        if keep(f, &mut out)? {
+            out.push(Chunk::Borrowed(f.raw));
+        }
+        if Some(i) == last_init {
+            out.0.extend(new_initializers.take().into_iter().flatten());
+        }
+        if Some(i) == last_input {
+            out.0.extend(new_inputs.take().into_iter().flatten());
+        }
+    }
+    out.0.extend(new_initializers.into_iter().flatten());
+    out.0.extend(new_inputs.into_iter().flatten());
+    Ok(out)
+}
+
+/// Checks that the graph has an initializer or input called `name` that can hold a `FLOAT`
+/// tensor of shape `dims`.
+fn check_target(model: &OnnxModel, name: &str, dims: &[i64]) -> Result<()> {
+    let init = model.initializer(name);
+    let input = model.graph_input(name);
+    if init.is_none() && input.is_none() {
+        return Err(Error::MissingGraphInput {
+            tensor: name.to_string(),
+        });
+    }
+    let dtype = |found: i32| Error::DType {
+        tensor: name.to_string(),
+        expected: elem::name(elem::FLOAT).to_string(),
+        found: elem::name(found).to_string(),
+    };
+    if let Some(init) = init {
+        if init.data_type != elem::FLOAT {
+            return Err(dtype(init.data_type));
+        }
+        if init.dims != dims {
+            return Err(Error::ShapeMismatch {
+                tensor: name.to_string(),
+                expected: init.dims.clone(),
+                found: dims.to_vec(),
+            });
+        }
+    }
+    if let Some(input) = input {
+        if input.elem_type != elem::FLOAT && input.elem_type != elem::UNDEFINED {
+            return Err(dtype(input.elem_type));
+        }
+        if let Some(declared) = &input.dims {
+            let agrees = declared.len() == dims.len()
+                && declared.iter().zip(dims).all(|(d, &n)| match d {
+                    Dim::Fixed(v) => *v == n,
+                    Dim::Symbolic(_) | Dim::Unknown => true,
+                });
+            if !agrees {
+                return Err(Error::ShapeMismatch {
+                    tensor: name.to_string(),
+                    expected: declared
+                        .iter()
+                        .map(|d| if let Dim::Fixed(v) = d { *v } else { -1 })
+                        .collect(),
+                    found: dims.to_vec(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn to_i64(v: usize, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::InvalidArgument(format!("{what}: {v} is too large")))
+}
+
+/// A graph field holding an encoded message.
+fn graph_field(number: u32, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_message_field(&mut out, number, body);
+    out
+}
+
+/// Hands out names for the new nodes and values, refusing clashes with the graph.
+struct Namer<'m> {
+    model: &'m OnnxModel,
+    values: HashSet<String>,
+    nodes: HashSet<String>,
+}
+
+impl Namer<'_> {
+    /// Reserves a new value name, which must not be in use.
+    fn value(&mut self, name: &str, what: &str) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::InvalidArgument(format!("{what} has an empty name")));
+        }
+        if self.model.value_names.contains(name) || !self.values.insert(name.to_string()) {
+            return Err(Error::InvalidArgument(format!(
+                "{what} `{name}`: the graph already has a value of that name"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A node name starting with `base` that no node has.
+    fn node(&mut self, base: String) -> String {
+        let mut name = base.clone();
+        let mut k = 1;
+        while self.model.node_names.contains(&name) || self.nodes.contains(&name) {
+            name = format!("{base}#{k}");
+            k += 1;
+        }
+        self.nodes.insert(name.clone());
+        name
+    }
+}
+
+/// The encoded fields [`OnnxModel::rewrite_dynamic`] adds to the graph.
+struct DynamicPlan {
+    nodes: Vec<u8>,
+    initializers: Vec<u8>,
+    inputs: Vec<u8>,
+}
+
+impl DynamicPlan {
+    fn new(model: &OnnxModel, mixes: &[Mix]) -> Result<Self> {
+        let mut namer = Namer {
+            model,
+            values: HashSet::new(),
+            nodes: HashSet::new(),
+        };
+        let mut plan = DynamicPlan {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            inputs: Vec::new(),
+        };
+        let mut mixed = HashSet::new();
+        let mut coefs: HashMap<&str, usize> = HashMap::new();
+        let mut indices: HashMap<&str, usize> = HashMap::new();
+        for mix in mixes {
+            let name = mix.name.as_str();
+            if name.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "a mix has an empty tensor name".to_string(),
+                ));
+            }
+            if !mixed.insert(name) {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor `{name}` is mixed twice"
+                )));
+            }
+            let shape = mix
+                .shape
+                .iter()
+                .map(|&d| to_i64(d, name))
+                .collect::<Result<Vec<_>>>()?;
+            check_target(model, name, &shape)?;
+            namer.value(&mix.stack, &format!("stack of `{name}`"))?;
+
+            let stack_dims = mix
+                .stack_dims()?
+                .into_iter()
+                .map(|d| to_i64(d, name))
+                .collect::<Result<Vec<_>>>()?;
+            let bytes = element_count(&stack_dims)
+                .and_then(|n| n.checked_mul(4))
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!("tensor `{name}`: stack too large"))
+                })?;
+            let length = bytes.to_string();
+            plan.initializers
+                .extend(graph_field(graph_f::INITIALIZER, |m| {
+                    let external = [
+                        ("location", STACK_LOCATION),
+                        ("offset", "0"),
+                        ("length", &length),
+                    ];
+                    encode::external_tensor(m, &mix.stack, elem::FLOAT, &stack_dims, &external)
+                }));
+
+            match &mix.via {
+                MixVia::MatMul { coef, points } => {
+                    if *points == 0 {
+                        return Err(Error::InvalidArgument(format!("tensor `{name}`: 0 points")));
+                    }
+                    if mix.shape.contains(&0) {
+                        return Err(Error::InvalidArgument(format!(
+                            "tensor `{name}`: a MatMul mix cannot have a zero-size dimension"
+                        )));
+                    }
+                    match coefs.get(coef.as_str()) {
+                        Some(&p) if p == *points => {}
+                        Some(&p) => {
+                            return Err(Error::InvalidArgument(format!(
+                                "coefficient input `{coef}` is used with {p} and {points} points"
+                            )));
+                        }
+                        None => {
+                            namer.value(coef, "coefficient input")?;
+                            coefs.insert(coef, *points);
+                            let dims = [DimSpec::Fixed(1), DimSpec::Fixed(to_i64(*points, coef)?)];
+                            plan.inputs.extend(graph_field(graph_f::INPUT, |m| {
+                                encode::value_info(m, coef, elem::FLOAT, &dims)
+                            }));
+                        }
+                    }
+                    let flat = format!("{name}/modeconn.mixed");
+                    let shape_name = format!("{name}/modeconn.shape");
+                    namer.value(&flat, "intermediate value")?;
+                    namer.value(&shape_name, "shape initializer")?;
+                    let matmul = namer.node(format!("modeconn/mix/{name}"));
+                    let reshape = namer.node(format!("modeconn/mix/{name}/reshape"));
+                    plan.nodes.extend(graph_field(graph_f::NODE, |m| {
+                        encode::node(m, &matmul, "MatMul", "", &[coef, &mix.stack], &[&flat], &[])
+                    }));
+                    plan.nodes.extend(graph_field(graph_f::NODE, |m| {
+                        encode::node(
+                            m,
+                            &reshape,
+                            "Reshape",
+                            "",
+                            &[&flat, &shape_name],
+                            &[name],
+                            &[],
+                        )
+                    }));
+                    plan.initializers
+                        .extend(graph_field(graph_f::INITIALIZER, |m| {
+                            let raw: Vec<u8> = shape.iter().flat_map(|d| d.to_le_bytes()).collect();
+                            encode::tensor_prefix(
+                                m,
+                                &shape_name,
+                                elem::INT64,
+                                &[shape.len() as i64],
+                                raw.len(),
+                            );
+                            m.extend_from_slice(&raw);
+                        }));
+                }
+                MixVia::Gather { index, members } => {
+                    if *members == 0 {
+                        return Err(Error::InvalidArgument(format!(
+                            "tensor `{name}`: 0 members"
+                        )));
+                    }
+                    if !indices.contains_key(index.as_str()) {
+                        namer.value(index, "index input")?;
+                        indices.insert(index, *members);
+                        plan.inputs.extend(graph_field(graph_f::INPUT, |m| {
+                            encode::value_info(m, index, elem::INT64, &[])
+                        }));
+                    }
+                    let gather = namer.node(format!("modeconn/mix/{name}"));
+                    plan.nodes.extend(graph_field(graph_f::NODE, |m| {
+                        encode::node(
+                            m,
+                            &gather,
+                            "Gather",
+                            "",
+                            &[&mix.stack, index],
+                            &[name],
+                            &[Attr::int("axis", 0)],
+                        )
+                    }));
+                }
+            }
+        }
+        Ok(plan)
+    }
+}
+
+impl OnnxModel {
+    /// Rewrites the model so that each mixed tensor is computed inside the graph from a stack of
+    /// values and a small per-query input.
+    ///
+    /// For each [`Mix`]: the initializer and/or graph input called `name` is removed (value
+    /// info is left alone); a `FLOAT` initializer `stack` is added with no data, marked external
+    /// (`location` [`STACK_LOCATION`], offset 0, its byte length) so the caller can hand the
+    /// data to ONNX Runtime as an external initializer; and new nodes at the start of the graph
+    /// compute `name`, as [`MixVia`] describes, from graph inputs `coef` (`FLOAT [1, points]`)
+    /// or `index` (`INT64` scalar) added once per distinct name. New nodes are named
+    /// `modeconn/mix/{name}` (with `/reshape` for the second node of a MatMul mix), made unique.
+    /// Every other byte of the model is kept. An empty `mixes` returns the bytes unchanged.
+    ///
+    /// Errors: [`Error::MissingGraphInput`] when the graph has neither an initializer nor an
+    /// input called `name`; [`Error::DType`] or [`Error::ShapeMismatch`] when that initializer
+    /// or input is not `FLOAT` or is declared with a different shape; [`Error::InvalidArgument`]
+    /// for a tensor mixed twice, zero points or members, a zero-size dimension in a MatMul mix,
+    /// a coefficient input used with different point counts, or a new name (stack, input,
+    /// `{name}/modeconn.mixed`, `{name}/modeconn.shape`) already used in the main graph.
+    pub fn rewrite_dynamic(&self, mixes: &[Mix]) -> Result<Vec<u8>> {
+        if mixes.is_empty() {
+            return Ok(self.bytes.clone());
+        }
+        let plan = DynamicPlan::new(self, mixes)?;
+        let removed: HashSet<&str> = mixes.iter().map(|m| m.name.as_str()).collect();
+        let layout = layout(&self.bytes)?;
+        let mut graph = Chunks::default();
+        graph.push(Chunk::Owned(plan.nodes));
+        let rest = rebuild_graph(
+            &layout.graph,
+            |f, _| {
+                Ok(match f.number {
+                    graph_f::INITIALIZER => !removed.contains(tensor_name(f)?),
+                    graph_f::INPUT => !removed.contains(value_info_name(f)?),
+                    _ => true,
+                })
+            },
+            vec![Chunk::Owned(plan.initializers)],
+            vec![Chunk::Owned(plan.inputs)],
+        )?;
+        graph.0.extend(rest.0);
+        Ok(assemble(&layout, &graph))
+    }
+
+    /// Bakes tensors into the model as `FLOAT` initializers with `raw_data`, for a standalone
+    /// model with fixed weights.
+    ///
+    /// Each tensor replaces the initializer of its name in place (a later duplicate of that
+    /// initializer is dropped), or is appended after the last initializer when there is none;
+    /// a graph input of its name is removed. The float data is written straight into the
+    /// output. Every other byte of the model is kept. An empty `tensors` returns the bytes
+    /// unchanged.
+    ///
+    /// Errors: [`Error::MissingGraphInput`] when the graph has neither an initializer nor an
+    /// input of a tensor's name; [`Error::InvalidArgument`] when a name is empty or repeated, a
+    /// dimension is negative or `data.len()` is not the product of `dims`; [`Error::DType`] or
+    /// [`Error::ShapeMismatch`] when the existing initializer or input is not `FLOAT` or is
+    /// declared with another shape.
+    pub fn with_tensors(&self, tensors: &[NamedTensor<'_>]) -> Result<Vec<u8>> {
+        if tensors.is_empty() {
+            return Ok(self.bytes.clone());
+        }
+        let mut by_name: HashMap<&str, &NamedTensor<'_>> = HashMap::new();
+        for t in tensors {
+            if t.name.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "a tensor has an empty name".to_string(),
+                ));
+            }
+            if by_name.insert(t.name, t).is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor `{}` is given twice",
+                    t.name
+                )));
+            }
+            let count = element_count(t.dims).ok_or_else(|| {
+                Error::InvalidArgument(format!("tensor `{}`: invalid shape {:?}", t.name, t.dims))
+            })?;
+            if t.data.len() != count {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor `{}`: {} values for shape {:?}, which needs {count}",
+                    t.name,
+                    t.data.len(),
+                    t.dims
+                )));
+            }
+            check_target(self, t.name, t.dims)?;
+        }
+
+        let layout = layout(&self.bytes)?;
+        let mut placed = HashSet::new();
+        let appended = tensors
+            .iter()
+            .filter(|t| self.initializer(t.name).is_none())
+            .flat_map(|t| initializer_chunks(t))
+            .collect();
+        let graph = rebuild_graph(
+            &layout.graph,
+            |f, out| match f.number {
+                graph_f::INITIALIZER => {
+                    let name = tensor_name(f)?;
+                    match by_name.get(name) {
+                        None => Ok(true),
+                        Some(t) => {
+                            if placed.insert(name) {
+                                out.0.extend(initializer_chunks(t));
+                            }
+                            Ok(false)
+                        }
+                    }
+                }
+                graph_f::INPUT => Ok(!by_name.contains_key(value_info_name(f)?)),
+                _ => Ok(true),
+            },
+            appended,
+            Vec::new(),
+        )?;
+        Ok(assemble(&layout, &graph))
+    }
+}
+
+/// A graph `initializer` field holding `t` as `raw_data`: the encoded header, then the data
+/// itself (written later, straight into the output).
+fn initializer_chunks<'a>(t: &NamedTensor<'a>) -> [Chunk<'a>; 2] {
+    let raw_len = 4 * t.data.len();
+    let mut prefix = Vec::new();
+    encode::tensor_prefix(&mut prefix, t.name, elem::FLOAT, t.dims, raw_len);
+    let mut header = Vec::with_capacity(prefix.len() + 12);
+    put_len_prefix(&mut header, graph_f::INITIALIZER, prefix.len() + raw_len);
+    header.extend_from_slice(&prefix);
+    [Chunk::Owned(header), Chunk::F32(t.data)]
+}

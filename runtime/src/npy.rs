@@ -1,0 +1,275 @@
+//! Reading and writing NumPy `.npy` files (format versions 1–3), for `f32` and `i64` arrays.
+//!
+//! The command line takes inputs and writes probabilities in this format. Only little-endian,
+//! C-ordered arrays of the two element types the runtime uses are accepted; anything else is
+//! answered with an error that names the file and what it holds.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+
+use crate::{Error, Result};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// An element type that can be stored in a `.npy` file.
+pub trait NpyElement: Copy + Default + 'static {
+    /// The NumPy `descr` string (`<f4`, `<i8`).
+    const DESCR: &'static str;
+    /// A readable name for messages (`float32`, `int64`).
+    const NAME: &'static str;
+    /// Decodes one element from little-endian bytes.
+    fn from_le(bytes: &[u8]) -> Self;
+    /// Appends the little-endian bytes of this element.
+    fn put_le(self, out: &mut Vec<u8>);
+}
+
+impl NpyElement for f32 {
+    const DESCR: &'static str = "<f4";
+    const NAME: &'static str = "float32";
+    fn from_le(bytes: &[u8]) -> Self {
+        f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+    }
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl NpyElement for i64 {
+    const DESCR: &'static str = "<i8";
+    const NAME: &'static str = "int64";
+    fn from_le(bytes: &[u8]) -> Self {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[..8]);
+        i64::from_le_bytes(b)
+    }
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+/// The parsed header of a `.npy` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Header {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
+}
+
+fn bad(path: &Path, detail: impl Into<String>) -> Error {
+    Error::Input(format!("{}: {}", path.display(), detail.into()))
+}
+
+/// Reads a `.npy` file holding an array of `T`.
+///
+/// Fails with a message naming the file when it is not a `.npy` file, is truncated, holds
+/// another element type (e.g. `float64` where `float32` is wanted) or is Fortran-ordered.
+pub fn read<T: NpyElement>(path: impl AsRef<Path>) -> Result<ArrayD<T>> {
+    let path = path.as_ref();
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode(path, &bytes)
+}
+
+fn decode<T: NpyElement>(path: &Path, bytes: &[u8]) -> Result<ArrayD<T>> {
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err(bad(path, "not a NumPy .npy file (no \\x93NUMPY magic)"));
+    }
+    let major = bytes[6];
+    let (header_len, start): (usize, usize) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err(bad(path, "truncated .npy header"));
+            }
+            let n = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+            (n, 12)
+        }
+        v => return Err(bad(path, format!("unsupported .npy format version {v}"))),
+    };
+    let end = start
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| bad(path, "truncated .npy header"))?;
+    let text = std::str::from_utf8(&bytes[start..end])
+        .map_err(|_| bad(path, "the .npy header is not text"))?;
+    let header = parse_header(text).map_err(|d| bad(path, d))?;
+    if header.descr != T::DESCR {
+        return Err(bad(
+            path,
+            format!(
+                "holds dtype '{}', expected {} ('{}')",
+                header.descr,
+                T::NAME,
+                T::DESCR
+            ),
+        ));
+    }
+    if header.fortran_order {
+        return Err(bad(
+            path,
+            "is Fortran-ordered; save it C-ordered (np.ascontiguousarray)",
+        ));
+    }
+    let count = header
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(path, "shape is too large"))?;
+    let size = std::mem::size_of::<T>();
+    let data = &bytes[end..];
+    let needed = count
+        .checked_mul(size)
+        .ok_or_else(|| bad(path, "shape is too large"))?;
+    if data.len() < needed {
+        return Err(bad(
+            path,
+            format!(
+                "truncated: shape {:?} needs {needed} bytes of data, the file has {}",
+                header.shape,
+                data.len()
+            ),
+        ));
+    }
+    let values: Vec<T> = data[..needed].chunks_exact(size).map(T::from_le).collect();
+    ArrayD::from_shape_vec(IxDyn(&header.shape), values)
+        .map_err(|e| bad(path, format!("inconsistent shape: {e}")))
+}
+
+/// Parses the Python-literal dictionary of a `.npy` header.
+fn parse_header(text: &str) -> std::result::Result<Header, String> {
+    let text = text.trim().trim_end_matches(',');
+    let value = |key: &str| -> std::result::Result<&str, String> {
+        let pat = format!("'{key}':");
+        let at = text
+            .find(&pat)
+            .ok_or_else(|| format!("the .npy header has no '{key}'"))?;
+        Ok(text[at + pat.len()..].trim_start())
+    };
+    let descr = {
+        let v = value("descr")?;
+        let quote = v.chars().next().ok_or("empty descr")?;
+        let rest = &v[1..];
+        let close = rest
+            .find(quote)
+            .ok_or("unterminated descr in the .npy header")?;
+        rest[..close].to_string()
+    };
+    let descr = match descr.as_str() {
+        // One-byte-irrelevant and native spellings of the same types.
+        "|f4" | "=f4" => "<f4".to_string(),
+        "|i8" | "=i8" => "<i8".to_string(),
+        _ => descr,
+    };
+    let fortran_order = value("fortran_order")?.starts_with("True");
+    let shape = {
+        let v = value("shape")?;
+        let open = v.find('(').ok_or("shape is not a tuple")?;
+        let close = v.find(')').ok_or("shape is not a tuple")?;
+        v[open + 1..close]
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.trim_end_matches('L')
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad dimension `{s}` in the .npy shape"))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?
+    };
+    Ok(Header {
+        descr,
+        fortran_order,
+        shape,
+    })
+}
+
+/// Encodes an array as the bytes of a version-1 `.npy` file.
+pub fn encode<T: NpyElement>(array: &ArrayViewD<'_, T>) -> Vec<u8> {
+    let shape = match array.shape() {
+        [] => "()".to_string(),
+        [n] => format!("({n},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header =
+        format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", T::DESCR);
+    // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + array.len() * std::mem::size_of::<T>());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for &v in array.iter() {
+        v.put_le(&mut out);
+    }
+    out
+}
+
+/// Writes an array as a `.npy` file, atomically: the data goes to a temporary file in the same
+/// folder, which is then renamed over `path`.
+pub fn write<T: NpyElement>(path: impl AsRef<Path>, array: &ArrayViewD<'_, T>) -> Result<()> {
+    crate::fsutil::write_atomic(path.as_ref(), |f| f.write_all(&encode(array)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn round_trip_f32_and_i64() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = array![[1.5f32, -2.0, 3.25], [0.0, 1e-7, 7.0]].into_dyn();
+        let p = dir.path().join("a.npy");
+        write(&p, &a.view()).unwrap();
+        assert_eq!(read::<f32>(&p).unwrap(), a);
+        let b = array![3i64, -1, 9].into_dyn();
+        let q = dir.path().join("b.npy");
+        write(&q, &b.view()).unwrap();
+        assert_eq!(read::<i64>(&q).unwrap(), b);
+        let bytes = std::fs::read(&q).unwrap();
+        let header_end = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!(header_end % 64, 0);
+    }
+
+    #[test]
+    fn wrong_dtype_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        write(&p, &array![1i64, 2].into_dyn().view()).unwrap();
+        let err = read::<f32>(&p).unwrap_err().to_string();
+        assert!(err.contains("'<i8'") && err.contains("float32"), "{err}");
+    }
+
+    #[test]
+    fn truncated_and_garbage_files_fail() {
+        let a = array![[1.0f32, 2.0], [3.0, 4.0]].into_dyn();
+        let bytes = encode(&a.view());
+        let p = Path::new("x.npy");
+        for cut in [0, 5, 9, 20, bytes.len() - 1] {
+            assert!(decode::<f32>(p, &bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(decode::<f32>(p, b"hello world, not numpy").is_err());
+    }
+
+    #[test]
+    fn parses_numpy_spellings() {
+        let h = parse_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }")
+            .unwrap();
+        assert_eq!(h.shape, vec![2, 3]);
+        let h = parse_header("{'descr': '<i8', 'fortran_order': False, 'shape': (), }").unwrap();
+        assert!(h.shape.is_empty());
+        let h = parse_header("{'descr': '<f4', 'fortran_order': True, 'shape': (4,), }").unwrap();
+        assert!(h.fortran_order);
+    }
+}

@@ -1,0 +1,392 @@
+//! ONNX Runtime: loading the library, choosing the device, and pools of sessions.
+//!
+//! The library is loaded with `ort::init_from` from an explicit path, then `ORT_DYLIB_PATH`,
+//! then beside the executable; a missing library is an error, never a panic. ONNX Runtime
+//! allows one environment per process, so every [`Runtime`] shares it; the first one fixes the
+//! library.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider};
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::value::DynValue;
+
+use crate::{Error, Result};
+
+/// Where to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Device {
+    /// The CPU execution provider.
+    Cpu,
+    /// The CUDA execution provider; an error if it cannot be used.
+    Cuda,
+    /// CUDA when it can be used, the CPU otherwise.
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            "auto" => Ok(Device::Auto),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown device `{other}` (expected cpu, cuda or auto)"
+            ))),
+        }
+    }
+}
+
+/// The execution provider a session actually runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// ONNX Runtime's CPU execution provider.
+    Cpu,
+    /// ONNX Runtime's CUDA execution provider.
+    Cuda,
+}
+
+impl Provider {
+    /// `"cpu"` or `"cuda"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How to set up ONNX Runtime.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    /// Path of `libonnxruntime`; when `None`, `ORT_DYLIB_PATH`, then the executable's folder.
+    pub library: Option<PathBuf>,
+    /// The device to run on.
+    pub device: Device,
+    /// Threads per session for operators (`0`: ONNX Runtime's default, one per core).
+    pub intra_threads: usize,
+}
+
+impl RuntimeOptions {
+    /// Sets the library path.
+    pub fn with_library(mut self, path: impl Into<PathBuf>) -> Self {
+        self.library = Some(path.into());
+        self
+    }
+
+    /// Sets the device.
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Sets the number of threads per session.
+    pub fn with_intra_threads(mut self, threads: usize) -> Self {
+        self.intra_threads = threads;
+        self
+    }
+}
+
+/// A handle on ONNX Runtime with a chosen device. Cheap to clone; safe to share across threads.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    env: Environment,
+    library: PathBuf,
+    device: Device,
+    intra_threads: usize,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("library", &self.inner.library)
+            .field("device", &self.inner.device)
+            .field("intra_threads", &self.inner.intra_threads)
+            .finish()
+    }
+}
+
+/// The process-wide library and environment: loaded once, by the first runtime.
+static GLOBAL: OnceLock<std::result::Result<(Environment, PathBuf), String>> = OnceLock::new();
+static GLOBAL_INIT: Mutex<()> = Mutex::new(());
+
+/// The file names ONNX Runtime's shared library goes by beside an executable.
+const LIBRARY_NAMES: &[&str] = &["libonnxruntime.so", "libonnxruntime.dylib", "onnxruntime.dll"];
+
+fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
+    let mut tried = Vec::new();
+    if let Some(p) = explicit {
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+        return Err(Error::OrtLibrary {
+            detail: format!("{} does not exist", p.display()),
+        });
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        return Err(Error::OrtLibrary {
+            detail: format!("ORT_DYLIB_PATH is {}, which does not exist", p.display()),
+        });
+    }
+    tried.push("ORT_DYLIB_PATH (unset)".to_string());
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        for name in LIBRARY_NAMES {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        // Versioned names, e.g. libonnxruntime.so.1.31.1.
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("libonnxruntime.so."))
+                })
+                .collect();
+            found.sort();
+            if let Some(p) = found.pop() {
+                return Ok(p);
+            }
+        }
+        tried.push(format!("{} (no libonnxruntime there)", dir.display()));
+    }
+    Err(Error::OrtLibrary {
+        detail: format!(
+            "searched {}; pass the library's path or set ORT_DYLIB_PATH",
+            tried.join(", ")
+        ),
+    })
+}
+
+fn global(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
+    let _guard = GLOBAL_INIT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(state) = GLOBAL.get() {
+        let (env, loaded) = state.clone().map_err(|detail| Error::OrtLibrary { detail })?;
+        if let Some(p) = explicit {
+            let same = std::fs::canonicalize(p).ok() == std::fs::canonicalize(&loaded).ok();
+            if !same {
+                return Err(Error::OrtLibrary {
+                    detail: format!(
+                        "ONNX Runtime is already loaded from {} in this process; {} cannot be loaded too",
+                        loaded.display(),
+                        p.display()
+                    ),
+                });
+            }
+        }
+        return Ok((env, loaded));
+    }
+    // A library that cannot be found is not remembered: a later call may name a good one.
+    let path = find_library(explicit)?;
+    let state = ort::init_from(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+        .and_then(|b| {
+            b.with_name("modeconn")
+                .build()
+                .map_err(|e| format!("creating the environment: {e}"))
+        })
+        .map(|env| (env, path));
+    let state = GLOBAL.get_or_init(|| state);
+    state.clone().map_err(|detail| Error::OrtLibrary { detail })
+}
+
+impl Runtime {
+    /// Loads ONNX Runtime (once per process) and prepares to run on `options.device`.
+    pub fn new(options: RuntimeOptions) -> Result<Self> {
+        let (env, library) = global(options.library.as_deref())?;
+        if options.device == Device::Cuda && !cuda_compiled_in() {
+            return Err(Error::Device {
+                device: "cuda".into(),
+                reason: format!(
+                    "the ONNX Runtime at {} was built without the CUDA execution provider \
+                     (install onnxruntime-gpu and point ORT_DYLIB_PATH at its library)",
+                    library.display()
+                ),
+            });
+        }
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                env,
+                library,
+                device: options.device,
+                intra_threads: options.intra_threads,
+            }),
+        })
+    }
+
+    /// The ONNX Runtime library in use.
+    pub fn library(&self) -> &Path {
+        &self.inner.library
+    }
+
+    /// The device asked for.
+    pub fn device(&self) -> Device {
+        self.inner.device
+    }
+
+    /// Creates one session for a serialized model whose external initializers are given as
+    /// shared values (they are not copied, and several sessions may share them).
+    pub(crate) fn session(
+        &self,
+        model: &[u8],
+        externals: &[(String, Arc<DynValue>)],
+        optimize: bool,
+    ) -> Result<(Session, Provider)> {
+        let mut builder = self.builder(externals, optimize)?;
+        let provider = match self.inner.device {
+            Device::Cpu => Provider::Cpu,
+            Device::Cuda => {
+                builder = with_cuda(builder).map_err(|reason| Error::Device {
+                    device: "cuda".into(),
+                    reason,
+                })?;
+                Provider::Cuda
+            }
+            Device::Auto if cuda_compiled_in() => match with_cuda(builder) {
+                Ok(b) => {
+                    builder = b;
+                    Provider::Cuda
+                }
+                Err(_) => {
+                    builder = self.builder(externals, optimize)?;
+                    Provider::Cpu
+                }
+            },
+            Device::Auto => Provider::Cpu,
+        };
+        let session = builder.commit_from_memory(model)?;
+        Ok((session, provider))
+    }
+
+    fn builder(&self, externals: &[(String, Arc<DynValue>)], optimize: bool) -> Result<SessionBuilder> {
+        let mut b = Session::builder(&self.inner.env)?.with_optimization_level(if optimize {
+            GraphOptimizationLevel::All
+        } else {
+            GraphOptimizationLevel::Level1
+        })?;
+        if self.inner.intra_threads > 0 {
+            b = b.with_intra_threads(self.inner.intra_threads)?;
+        }
+        if !optimize {
+            // The stacks of control points are only ever read one row combination at a time;
+            // pre-packing them for matrix products would copy every weight again.
+            b = b.with_config_entry("session.disable_prepacking", "1")?;
+        }
+        for (name, value) in externals {
+            b = b.with_external_initializer(name, Arc::clone(value))?;
+        }
+        Ok(b)
+    }
+}
+
+fn cuda_compiled_in() -> bool {
+    ep::CUDA::is_available().unwrap_or(false)
+}
+
+fn with_cuda(builder: SessionBuilder) -> std::result::Result<SessionBuilder, String> {
+    builder
+        .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+        .map_err(|e| e.message().to_string())
+}
+
+/// Sessions of one model, shared by threads: `ort` runs take `&mut Session`, so concurrency
+/// comes from several sessions (up to `max`), created on demand and reused.
+pub(crate) struct SessionPool {
+    runtime: Runtime,
+    model: Vec<u8>,
+    externals: Vec<(String, Arc<DynValue>)>,
+    optimize: bool,
+    provider: Provider,
+    max: usize,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Session>,
+    total: usize,
+}
+
+impl SessionPool {
+    /// Creates the pool and its first session (so errors in the model show up here).
+    pub(crate) fn new(
+        runtime: &Runtime,
+        model: Vec<u8>,
+        externals: Vec<(String, Arc<DynValue>)>,
+        optimize: bool,
+        max: usize,
+    ) -> Result<Self> {
+        let (first, provider) = runtime.session(&model, &externals, optimize)?;
+        Ok(SessionPool {
+            runtime: runtime.clone(),
+            model,
+            externals,
+            optimize,
+            provider,
+            max: max.max(1),
+            state: Mutex::new(PoolState {
+                idle: vec![first],
+                total: 1,
+            }),
+            freed: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Runs `f` with a session of the pool, waiting for one when `max` are busy.
+    pub(crate) fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> Result<R>) -> Result<R> {
+        let mut session = self.take()?;
+        let result = f(&mut session);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.idle.push(session);
+        drop(state);
+        self.freed.notify_one();
+        result
+    }
+
+    fn take(&self) -> Result<Session> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(s) = state.idle.pop() {
+                return Ok(s);
+            }
+            if state.total < self.max {
+                state.total += 1;
+                drop(state);
+                return match self.runtime.session(&self.model, &self.externals, self.optimize) {
+                    Ok((s, _)) => Ok(s),
+                    Err(e) => {
+                        self.state.lock().unwrap_or_else(|p| p.into_inner()).total -= 1;
+                        Err(e)
+                    }
+                };
+            }
+            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
