@@ -1,1 +1,46 @@
-fn main(){}
+//! `modeconn`: inspect, run, materialise and pack mode-connected ensembles.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Mode-connected curves and fast geometric ensembles.
+#[derive(Parser)]
+#[command(name = "modeconn", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Describe a bundle: kind, basis, points, bn grid, input, classes, tensors, size.
+    Inspect(cmd::inspect::Args),
+    /// Predict class probabilities for a batch with members chosen along a curve or from a set.
+    Predict(cmd::predict::Args),
+    /// Write one member as a standalone ONNX model with fixed weights.
+    Materialize(cmd::materialize::Args),
+    /// Make a bundle from an ONNX classifier and weight files saved with safetensors.
+    Pack(cmd::pack::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Predict(a) => cmd::predict::run(a),
+        Command::Materialize(a) => cmd::materialize::run(a),
+        Command::Pack(a) => cmd::pack::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the whole chain of causes.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

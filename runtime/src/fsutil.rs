@@ -61,3 +61,9 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
         std::process::id()
     )))
 }
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, sync, rename): a
+/// reader sees the old file or the new one, never a part.
+pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    write_atomic(path.as_ref(), |f| std::io::Write::write_all(f, bytes))
+}

@@ -16,4 +16,5 @@ mod fsutil;
 pub use bundle::{Bundle, BundleWriter, Member};
 pub use ensemble::{Ensemble, EnsembleOptions, Prediction, Sampling};
 pub use error::{Error, Result};
+pub use fsutil::write_file_atomic;
 pub use session::{Device, Provider, Runtime, RuntimeOptions};

@@ -7,11 +7,13 @@
 
 mod member;
 mod meta;
+mod pack;
 mod validate;
 mod write;
 
 pub use meta::{FORMAT_VERSION, InputSpec, Kind, Metadata, OutputSpec, Preprocess, keys};
 pub use member::{Member, MemberWeights};
+pub use pack::{PackLayout, PackOptions, PackReport, pack};
 pub use write::BundleWriter;
 
 use std::borrow::Cow;

@@ -433,8 +433,7 @@ impl OnnxModel {
         self.inputs
             .iter()
             .filter(|i| {
-                self.initializer(&i.name).is_none()
-                    && !self.sparse_initializers.contains(&i.name)
+                self.initializer(&i.name).is_none() && !self.sparse_initializers.contains(&i.name)
             })
             .collect()
     }

@@ -105,6 +105,10 @@ impl<'a> Chunks<'a> {
         self.0.push(chunk);
     }
 
+    fn extend(&mut self, chunks: impl IntoIterator<Item = Chunk<'a>>) {
+        self.0.extend(chunks);
+    }
+
     fn len(&self) -> usize {
         self.0
             .iter()
@@ -160,9 +164,10 @@ fn assemble(layout: &Layout<'_>, graph: &Chunks<'_>) -> Vec<u8> {
     out
 }
 
-/// Copies the graph's fields, dropping those `drop` selects (and letting `replace` substitute
-/// chunks for some), then inserting `new_initializers` after the last initializer field and
-/// `new_inputs` after the last input field (at the end when there is none).
+/// Copies the graph's fields in order, keeping those for which `keep` says `true` (`keep` may
+/// also push replacement chunks in place of a field it drops), and inserts `new_initializers`
+/// after the last initializer field and `new_inputs` after the last input field (at the end
+/// when there is none).
 fn rebuild_graph<'a>(
     fields: &[Field<'a>],
     mut keep: impl FnMut(&Field<'a>, &mut Chunks<'a>) -> Result<bool>,
@@ -181,14 +186,14 @@ fn rebuild_graph<'a>(
             out.push(Chunk::Borrowed(f.raw));
         }
         if Some(i) == last_init {
-            out.0.extend(new_initializers.take().into_iter().flatten());
+            out.extend(new_initializers.take().into_iter().flatten());
         }
         if Some(i) == last_input {
-            out.0.extend(new_inputs.take().into_iter().flatten());
+            out.extend(new_inputs.take().into_iter().flatten());
         }
     }
-    out.0.extend(new_initializers.into_iter().flatten());
-    out.0.extend(new_inputs.into_iter().flatten());
+    out.extend(new_initializers.into_iter().flatten());
+    out.extend(new_inputs.into_iter().flatten());
     Ok(out)
 }
 
@@ -289,157 +294,185 @@ impl Namer<'_> {
     }
 }
 
-/// The encoded fields [`OnnxModel::rewrite_dynamic`] adds to the graph.
-struct DynamicPlan {
+/// The encoded fields [`OnnxModel::rewrite_dynamic`] adds to the graph, built mix by mix.
+struct DynamicPlan<'m> {
+    model: &'m OnnxModel,
+    namer: Namer<'m>,
+    /// Mixed tensor names seen so far.
+    mixed: HashSet<&'m str>,
+    /// Coefficient inputs added so far, with their point counts.
+    coefs: HashMap<&'m str, usize>,
+    /// Index inputs added so far.
+    indices: HashSet<&'m str>,
     nodes: Vec<u8>,
     initializers: Vec<u8>,
     inputs: Vec<u8>,
 }
 
-impl DynamicPlan {
-    fn new(model: &OnnxModel, mixes: &[Mix]) -> Result<Self> {
-        let mut namer = Namer {
-            model,
-            values: HashSet::new(),
-            nodes: HashSet::new(),
-        };
+impl<'m> DynamicPlan<'m> {
+    fn new(model: &'m OnnxModel, mixes: &'m [Mix]) -> Result<Self> {
         let mut plan = DynamicPlan {
+            model,
+            namer: Namer {
+                model,
+                values: HashSet::new(),
+                nodes: HashSet::new(),
+            },
+            mixed: HashSet::new(),
+            coefs: HashMap::new(),
+            indices: HashSet::new(),
             nodes: Vec::new(),
             initializers: Vec::new(),
             inputs: Vec::new(),
         };
-        let mut mixed = HashSet::new();
-        let mut coefs: HashMap<&str, usize> = HashMap::new();
-        let mut indices: HashMap<&str, usize> = HashMap::new();
         for mix in mixes {
-            let name = mix.name.as_str();
-            if name.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "a mix has an empty tensor name".to_string(),
-                ));
-            }
-            if !mixed.insert(name) {
-                return Err(Error::InvalidArgument(format!(
-                    "tensor `{name}` is mixed twice"
-                )));
-            }
-            let shape = mix
-                .shape
-                .iter()
-                .map(|&d| to_i64(d, name))
-                .collect::<Result<Vec<_>>>()?;
-            check_target(model, name, &shape)?;
-            namer.value(&mix.stack, &format!("stack of `{name}`"))?;
-
-            let stack_dims = mix
-                .stack_dims()?
-                .into_iter()
-                .map(|d| to_i64(d, name))
-                .collect::<Result<Vec<_>>>()?;
-            let bytes = element_count(&stack_dims)
-                .and_then(|n| n.checked_mul(4))
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!("tensor `{name}`: stack too large"))
-                })?;
-            let length = bytes.to_string();
-            plan.initializers
-                .extend(graph_field(graph_f::INITIALIZER, |m| {
-                    let external = [
-                        ("location", STACK_LOCATION),
-                        ("offset", "0"),
-                        ("length", &length),
-                    ];
-                    encode::external_tensor(m, &mix.stack, elem::FLOAT, &stack_dims, &external)
-                }));
-
-            match &mix.via {
-                MixVia::MatMul { coef, points } => {
-                    if *points == 0 {
-                        return Err(Error::InvalidArgument(format!("tensor `{name}`: 0 points")));
-                    }
-                    if mix.shape.contains(&0) {
-                        return Err(Error::InvalidArgument(format!(
-                            "tensor `{name}`: a MatMul mix cannot have a zero-size dimension"
-                        )));
-                    }
-                    match coefs.get(coef.as_str()) {
-                        Some(&p) if p == *points => {}
-                        Some(&p) => {
-                            return Err(Error::InvalidArgument(format!(
-                                "coefficient input `{coef}` is used with {p} and {points} points"
-                            )));
-                        }
-                        None => {
-                            namer.value(coef, "coefficient input")?;
-                            coefs.insert(coef, *points);
-                            let dims = [DimSpec::Fixed(1), DimSpec::Fixed(to_i64(*points, coef)?)];
-                            plan.inputs.extend(graph_field(graph_f::INPUT, |m| {
-                                encode::value_info(m, coef, elem::FLOAT, &dims)
-                            }));
-                        }
-                    }
-                    let flat = format!("{name}/modeconn.mixed");
-                    let shape_name = format!("{name}/modeconn.shape");
-                    namer.value(&flat, "intermediate value")?;
-                    namer.value(&shape_name, "shape initializer")?;
-                    let matmul = namer.node(format!("modeconn/mix/{name}"));
-                    let reshape = namer.node(format!("modeconn/mix/{name}/reshape"));
-                    plan.nodes.extend(graph_field(graph_f::NODE, |m| {
-                        encode::node(m, &matmul, "MatMul", "", &[coef, &mix.stack], &[&flat], &[])
-                    }));
-                    plan.nodes.extend(graph_field(graph_f::NODE, |m| {
-                        encode::node(
-                            m,
-                            &reshape,
-                            "Reshape",
-                            "",
-                            &[&flat, &shape_name],
-                            &[name],
-                            &[],
-                        )
-                    }));
-                    plan.initializers
-                        .extend(graph_field(graph_f::INITIALIZER, |m| {
-                            let raw: Vec<u8> = shape.iter().flat_map(|d| d.to_le_bytes()).collect();
-                            encode::tensor_prefix(
-                                m,
-                                &shape_name,
-                                elem::INT64,
-                                &[shape.len() as i64],
-                                raw.len(),
-                            );
-                            m.extend_from_slice(&raw);
-                        }));
-                }
-                MixVia::Gather { index, members } => {
-                    if *members == 0 {
-                        return Err(Error::InvalidArgument(format!(
-                            "tensor `{name}`: 0 members"
-                        )));
-                    }
-                    if !indices.contains_key(index.as_str()) {
-                        namer.value(index, "index input")?;
-                        indices.insert(index, *members);
-                        plan.inputs.extend(graph_field(graph_f::INPUT, |m| {
-                            encode::value_info(m, index, elem::INT64, &[])
-                        }));
-                    }
-                    let gather = namer.node(format!("modeconn/mix/{name}"));
-                    plan.nodes.extend(graph_field(graph_f::NODE, |m| {
-                        encode::node(
-                            m,
-                            &gather,
-                            "Gather",
-                            "",
-                            &[&mix.stack, index],
-                            &[name],
-                            &[Attr::int("axis", 0)],
-                        )
-                    }));
-                }
-            }
+            plan.add(mix)?;
         }
         Ok(plan)
+    }
+
+    fn add(&mut self, mix: &'m Mix) -> Result<()> {
+        let name = mix.name.as_str();
+        if name.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a mix has an empty tensor name".to_string(),
+            ));
+        }
+        if !self.mixed.insert(name) {
+            return Err(Error::InvalidArgument(format!(
+                "tensor `{name}` is mixed twice"
+            )));
+        }
+        let shape = mix
+            .shape
+            .iter()
+            .map(|&d| to_i64(d, name))
+            .collect::<Result<Vec<_>>>()?;
+        check_target(self.model, name, &shape)?;
+        match &mix.via {
+            MixVia::MatMul { coef, points } => self.add_matmul(mix, &shape, coef, *points),
+            MixVia::Gather { index, members } => self.add_gather(mix, index, *members),
+        }
+    }
+
+    /// The stack initializer: dims, no data, marked external.
+    fn add_stack(&mut self, mix: &Mix) -> Result<()> {
+        let name = &mix.name;
+        self.namer
+            .value(&mix.stack, &format!("stack of `{name}`"))?;
+        let dims = mix
+            .stack_dims()?
+            .into_iter()
+            .map(|d| to_i64(d, name))
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = element_count(&dims)
+            .and_then(|n| n.checked_mul(4))
+            .ok_or_else(|| Error::InvalidArgument(format!("tensor `{name}`: stack too large")))?;
+        let length = bytes.to_string();
+        let external = [
+            ("location", STACK_LOCATION),
+            ("offset", "0"),
+            ("length", length.as_str()),
+        ];
+        self.initializers
+            .extend(graph_field(graph_f::INITIALIZER, |m| {
+                encode::external_tensor(m, &mix.stack, elem::FLOAT, &dims, &external)
+            }));
+        Ok(())
+    }
+
+    /// `Reshape(MatMul(coef, stack), shape) -> name`, the shape initializer, and the `coef`
+    /// input the first time it is named.
+    fn add_matmul(
+        &mut self,
+        mix: &'m Mix,
+        shape: &[i64],
+        coef: &'m str,
+        points: usize,
+    ) -> Result<()> {
+        let name = mix.name.as_str();
+        if points == 0 {
+            return Err(Error::InvalidArgument(format!("tensor `{name}`: 0 points")));
+        }
+        if mix.shape.contains(&0) {
+            return Err(Error::InvalidArgument(format!(
+                "tensor `{name}`: a MatMul mix cannot have a zero-size dimension"
+            )));
+        }
+        self.add_stack(mix)?;
+        match self.coefs.get(coef) {
+            Some(&p) if p == points => {}
+            Some(&p) => {
+                return Err(Error::InvalidArgument(format!(
+                    "coefficient input `{coef}` is used with {p} and {points} points"
+                )));
+            }
+            None => {
+                self.namer.value(coef, "coefficient input")?;
+                self.coefs.insert(coef, points);
+                let dims = [DimSpec::Fixed(1), DimSpec::Fixed(to_i64(points, coef)?)];
+                self.inputs.extend(graph_field(graph_f::INPUT, |m| {
+                    encode::value_info(m, coef, elem::FLOAT, &dims)
+                }));
+            }
+        }
+
+        let flat = format!("{name}/modeconn.mixed");
+        let shape_name = format!("{name}/modeconn.shape");
+        self.namer.value(&flat, "intermediate value")?;
+        self.namer.value(&shape_name, "shape initializer")?;
+        let raw: Vec<u8> = shape.iter().flat_map(|d| d.to_le_bytes()).collect();
+        self.initializers
+            .extend(graph_field(graph_f::INITIALIZER, |m| {
+                let rank = [shape.len() as i64];
+                encode::tensor_prefix(m, &shape_name, elem::INT64, &rank, raw.len());
+                m.extend_from_slice(&raw);
+            }));
+
+        let matmul = self.namer.node(format!("modeconn/mix/{name}"));
+        let reshape = self.namer.node(format!("modeconn/mix/{name}/reshape"));
+        let (stack, no_attrs) = (mix.stack.as_str(), &[]);
+        self.nodes.extend(graph_field(graph_f::NODE, |m| {
+            encode::node(m, &matmul, "MatMul", "", &[coef, stack], &[&flat], no_attrs)
+        }));
+        self.nodes.extend(graph_field(graph_f::NODE, |m| {
+            let inputs = [flat.as_str(), shape_name.as_str()];
+            encode::node(m, &reshape, "Reshape", "", &inputs, &[name], no_attrs)
+        }));
+        Ok(())
+    }
+
+    /// `Gather(stack, index, axis = 0) -> name`, and the `index` input the first time it is
+    /// named.
+    fn add_gather(&mut self, mix: &'m Mix, index: &'m str, members: usize) -> Result<()> {
+        let name = mix.name.as_str();
+        if members == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "tensor `{name}`: 0 members"
+            )));
+        }
+        self.add_stack(mix)?;
+        if !self.indices.contains(index) {
+            self.namer.value(index, "index input")?;
+            self.indices.insert(index);
+            self.inputs.extend(graph_field(graph_f::INPUT, |m| {
+                encode::value_info(m, index, elem::INT64, &[])
+            }));
+        }
+        let gather = self.namer.node(format!("modeconn/mix/{name}"));
+        let inputs = [mix.stack.as_str(), index];
+        self.nodes.extend(graph_field(graph_f::NODE, |m| {
+            encode::node(
+                m,
+                &gather,
+                "Gather",
+                "",
+                &inputs,
+                &[name],
+                &[Attr::int("axis", 0)],
+            )
+        }));
+        Ok(())
     }
 }
 
@@ -483,7 +516,7 @@ impl OnnxModel {
             vec![Chunk::Owned(plan.initializers)],
             vec![Chunk::Owned(plan.inputs)],
         )?;
-        graph.0.extend(rest.0);
+        graph.extend(rest.0);
         Ok(assemble(&layout, &graph))
     }
 
@@ -548,7 +581,7 @@ impl OnnxModel {
                         None => Ok(true),
                         Some(t) => {
                             if placed.insert(name) {
-                                out.0.extend(initializer_chunks(t));
+                                out.extend(initializer_chunks(t));
                             }
                             Ok(false)
                         }

@@ -1,0 +1,342 @@
+//! Packing a bundle from an ONNX classifier and weight files saved with safetensors (for
+//! example PyTorch `state_dict`s), matching tensors by name.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors};
+
+use super::meta::{InputSpec, Kind, Metadata, OutputSpec};
+use super::write::BundleWriter;
+use crate::curve::Basis;
+use crate::graph::{Dim, OnnxModel, elem};
+use crate::{Error, Result};
+
+/// What the weight files are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackLayout {
+    /// Independent networks forming a snapshot set.
+    Snapshots,
+    /// Control points of a curve, in order start, bends, end.
+    Curve(Basis),
+}
+
+/// How each name fared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackReport {
+    /// Tensors of the files that vary in the bundle.
+    pub matched: Vec<String>,
+    /// Batch-norm statistics among them, placed on the bn grid (curves).
+    pub grid_tensors: Vec<String>,
+    /// Float initializers of the graph with no tensor in the files: they stay fixed.
+    pub fixed: Vec<String>,
+    /// Tensors of the files with no initializer or input of that name in the graph.
+    pub unmatched: Vec<String>,
+    /// Non-float tensors of the files (e.g. `num_batches_tracked`), left out.
+    pub skipped: Vec<String>,
+}
+
+/// Options of [`pack`].
+#[derive(Debug, Clone, Default)]
+pub struct PackOptions {
+    /// Softmax temperature to record (default 1).
+    pub temperature: Option<f64>,
+    /// Class names to record.
+    pub labels: Option<Vec<String>>,
+    /// Accept tensors in the files that the graph does not use (listed in the report).
+    pub allow_unmatched: bool,
+}
+
+const EXPORT_HINT: &str = "export the model with torch.onnx.export(model, args, path, dynamo=True, \
+     optimize=False): the legacy exporter and the optimizer fold batch norm into convolutions \
+     and rename tensors, so they no longer match the state_dict";
+
+struct Source {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+/// Reads a float tensor of a safetensors file as `f32`.
+fn read_f32(st: &SafeTensors<'_>, name: &str, path: &Path) -> Result<Vec<f32>> {
+    let view = st.tensor(name).map_err(|e| Error::Header {
+        detail: format!("{}: {e}", path.display()),
+    })?;
+    let data = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                f64::from_le_bytes(b) as f32
+            })
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
+            .collect(),
+        other => {
+            return Err(Error::DType {
+                tensor: name.into(),
+                expected: "a float type".into(),
+                found: format!("{other:?}"),
+            });
+        }
+    })
+}
+
+/// IEEE half to single precision.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: normalise it.
+            let mut e: i32 = -1;
+            let mut f = f;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            let f = f & 0x3ff;
+            sign | (((127 - 15 + 1 + e) as u32) << 23) | (f << 13)
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+fn is_float(d: Dtype) -> bool {
+    matches!(d, Dtype::F32 | Dtype::F64 | Dtype::F16 | Dtype::BF16)
+}
+
+/// Builds a bundle from an ONNX model and K weight files. Returns the writer (write it with
+/// [`BundleWriter::write`]) and a report of how every name was matched.
+pub fn pack(
+    onnx: &[u8],
+    files: &[PathBuf],
+    layout: PackLayout,
+    options: &PackOptions,
+) -> Result<(BundleWriter<'static>, PackReport)> {
+    let graph = OnnxModel::parse(onnx)?;
+    let min = if matches!(layout, PackLayout::Curve(_)) { 2 } else { 1 };
+    if files.len() < min {
+        return Err(Error::InvalidArgument(format!(
+            "need at least {min} weight files, got {}",
+            files.len()
+        )));
+    }
+    let sources = files
+        .iter()
+        .map(|p| {
+            std::fs::read(p)
+                .map(|bytes| Source {
+                    path: p.clone(),
+                    bytes,
+                })
+                .map_err(|e| Error::io(p, e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let parsed = sources
+        .iter()
+        .map(|s| {
+            SafeTensors::deserialize(&s.bytes).map_err(|e| Error::Header {
+                detail: format!("{}: {e}", s.path.display()),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    // Names and kinds come from the first file; every other file must hold the same.
+    let first = &parsed[0];
+    let mut names: Vec<String> = first.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    for (st, src) in parsed.iter().zip(&sources).skip(1) {
+        let mut other: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+        other.sort();
+        if other != names {
+            let a: BTreeSet<&String> = names.iter().collect();
+            let b: BTreeSet<&String> = other.iter().collect();
+            let diff: Vec<&&String> = a.symmetric_difference(&b).take(5).collect();
+            return Err(Error::InvalidArgument(format!(
+                "{} does not hold the same tensors as {} (e.g. {diff:?})",
+                src.path.display(),
+                sources[0].path.display()
+            )));
+        }
+    }
+
+    let mut report = PackReport::default();
+    for name in &names {
+        let dtype = first.tensor(name).map(|v| v.dtype()).map_err(|e| Error::Header {
+            detail: e.to_string(),
+        })?;
+        if !is_float(dtype) {
+            report.skipped.push(name.clone());
+        } else if graph.initializer(name).is_some() || graph.graph_input(name).is_some() {
+            report.matched.push(name.clone());
+        } else {
+            report.unmatched.push(name.clone());
+        }
+    }
+    report.fixed = graph
+        .initializers()
+        .iter()
+        .filter(|i| i.data_type == elem::FLOAT && !report.matched.contains(&i.name))
+        .map(|i| i.name.clone())
+        .collect();
+    if report.matched.is_empty() {
+        let sample: Vec<&str> = graph.initializers().iter().take(3).map(|i| i.name.as_str()).collect();
+        return Err(Error::InvalidArgument(format!(
+            "none of the tensors of {} match an initializer or input of the ONNX graph \
+             (the graph's initializers are named like {sample:?}); {EXPORT_HINT}",
+            sources[0].path.display()
+        )));
+    }
+    if !report.unmatched.is_empty() && !options.allow_unmatched {
+        return Err(Error::InvalidArgument(format!(
+            "{} float tensors of the weight files have no initializer or input in the graph: {}; \
+             {EXPORT_HINT} (or accept them with allow-unmatched)",
+            report.unmatched.len(),
+            report.unmatched.join(", ")
+        )));
+    }
+
+    let (input, output) = io_specs(&graph, &report.matched)?;
+    let k = files.len();
+    let (kind, basis, grid) = match layout {
+        PackLayout::Snapshots => (Kind::Snapshots, None, Vec::new()),
+        PackLayout::Curve(b) => {
+            let stats: BTreeSet<String> = graph.batch_norm_statistics().into_iter().collect();
+            let grid: Vec<String> = report.matched.iter().filter(|n| stats.contains(*n)).cloned().collect();
+            (Kind::Curve, Some(b), grid)
+        }
+    };
+    report.grid_tensors = grid.clone();
+    let meta = Metadata {
+        kind,
+        basis,
+        points: k,
+        // Each file's statistics belong to its own knot t_k = k / (K-1).
+        bn_grid: (!grid.is_empty()).then(|| (0..k).map(|i| i as f64 / (k - 1) as f64).collect()),
+        grid_tensors: grid,
+        input,
+        output,
+        temperature: options.temperature.unwrap_or(1.0),
+        preprocess: None,
+        labels: options.labels.clone(),
+        provenance: Some(serde_json::json!({
+            "packed_from": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        })),
+        extra: Default::default(),
+    };
+
+    let mut writer = BundleWriter::new(meta, onnx.to_vec());
+    for name in &report.matched {
+        let shape = first.tensor(name).map(|v| v.shape().to_vec()).map_err(|e| Error::Header {
+            detail: e.to_string(),
+        })?;
+        let mut data = Vec::with_capacity(k * shape.iter().product::<usize>());
+        for (st, src) in parsed.iter().zip(&sources) {
+            let view_shape = st.tensor(name).map(|v| v.shape().to_vec()).unwrap_or_default();
+            if view_shape != shape {
+                return Err(Error::ShapeMismatch {
+                    tensor: format!("{name} in {}", src.path.display()),
+                    expected: shape.iter().map(|&d| d as i64).collect(),
+                    found: view_shape.iter().map(|&d| d as i64).collect(),
+                });
+            }
+            data.extend(read_f32(st, name, &src.path)?);
+        }
+        let mut full = vec![k];
+        full.extend(shape);
+        writer = writer.tensor(name.clone(), full, data)?;
+    }
+    Ok((writer, report))
+}
+
+/// The input to feed (the one data input the weights do not cover) and the logits output.
+fn io_specs(graph: &OnnxModel, matched: &[String]) -> Result<(InputSpec, OutputSpec)> {
+    let inputs: Vec<_> = graph
+        .data_inputs()
+        .into_iter()
+        .filter(|i| !matched.contains(&i.name))
+        .collect();
+    let input = match inputs.as_slice() {
+        [one] => *one,
+        [] => return Err(Error::Onnx("the graph has no data input left to feed".into())),
+        many => {
+            return Err(Error::Onnx(format!(
+                "the graph has several data inputs ({}); a classifier bundle takes one",
+                many.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let dims = input.dims.as_ref().ok_or_else(|| {
+        Error::Onnx(format!("graph input `{}` declares no shape", input.name))
+    })?;
+    let mut shape = vec![-1i64];
+    for (i, d) in dims.iter().enumerate().skip(1) {
+        match d {
+            Dim::Fixed(v) if *v > 0 => shape.push(*v),
+            _ => {
+                return Err(Error::Onnx(format!(
+                    "graph input `{}` has a free dimension at axis {i}; only the batch axis may be free",
+                    input.name
+                )));
+            }
+        }
+    }
+    if dims.is_empty() {
+        return Err(Error::Onnx(format!("graph input `{}` is a scalar", input.name)));
+    }
+    let output = graph
+        .graph_outputs()
+        .first()
+        .ok_or_else(|| Error::Onnx("the graph has no output".into()))?;
+    let classes = match output.dims.as_deref() {
+        Some([_, Dim::Fixed(c)]) if *c > 0 => *c as usize,
+        _ => {
+            return Err(Error::Onnx(format!(
+                "graph output `{}` is not declared as [batch, classes] with a fixed class count",
+                output.name
+            )));
+        }
+    };
+    Ok((
+        InputSpec {
+            name: input.name.clone(),
+            shape,
+        },
+        OutputSpec {
+            name: output.name.clone(),
+            classes,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    #[test]
+    fn half_precision_converts_exactly() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x8000).to_bits(), 0x8000_0000);
+    }
+}
