@@ -9,8 +9,8 @@ use crate::util::*;
 
 /// `predict BUNDLE --input X` plus `extra`, expected to fail cleanly; returns the error line.
 fn predict_fails(bundle: &Path, x: &Path, extra: &[&str]) -> String {
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"predict", &bundle, &"--input", &x];
-    args.extend(extra.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+    let mut args: Vec<Arg<'_>> = vec![&"predict", &bundle, &"--input", &x];
+    args.extend(extra.iter().map(|s| s as Arg<'_>));
     modeconn(&args).fails_cleanly()
 }
 

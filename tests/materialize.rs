@@ -11,9 +11,8 @@ fn predict(dir: &Path, selection: &[&str]) -> ndarray::ArrayD<f32> {
     let out = tmp.path().join("p.npy");
     let bundle = dir.join("bundle.safetensors");
     let x = dir.join("x.npy");
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
-        vec![&"predict", &bundle, &"--input", &x, &"--out", &out];
-    args.extend(selection.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+    let mut args: Vec<Arg<'_>> = vec![&"predict", &bundle, &"--input", &x, &"--out", &out];
+    args.extend(selection.iter().map(|s| s as Arg<'_>));
     modeconn(&args).ok();
     read_f32(&out)
 }
@@ -27,9 +26,9 @@ fn materialize_and_run(
     let tmp = tempdir();
     let model = tmp.path().join("model.onnx");
     let bundle = dir.join("bundle.safetensors");
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"materialize", &bundle];
-    args.extend(selection.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
-    args.extend([&"--out" as &dyn AsRef<std::ffi::OsStr>, &model]);
+    let mut args: Vec<Arg<'_>> = vec![&"materialize", &bundle];
+    args.extend(selection.iter().map(|s| s as Arg<'_>));
+    args.extend([&"--out" as Arg<'_>, &model]);
     modeconn(&args).ok();
     assert!(model.is_file(), "materialize wrote no {}", model.display());
     run_onnx(&model, &dir.join("x.npy"), temperature)

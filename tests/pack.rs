@@ -13,10 +13,10 @@ fn snaps(dir: &Path) -> Vec<PathBuf> {
 
 fn pack(dir: &Path, onnx: &str, mode: &[&str], points: &[PathBuf], out: &Path) -> Run {
     let model = dir.join(onnx);
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"pack", &"--onnx", &model];
-    args.extend(mode.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
-    args.extend(points.iter().map(|p| p as &dyn AsRef<std::ffi::OsStr>));
-    args.extend([&"--out" as &dyn AsRef<std::ffi::OsStr>, &out]);
+    let mut args: Vec<Arg<'_>> = vec![&"pack", &"--onnx", &model];
+    args.extend(mode.iter().map(|s| s as Arg<'_>));
+    args.extend(points.iter().map(|p| p as Arg<'_>));
+    args.extend([&"--out" as Arg<'_>, &out]);
     modeconn(&args)
 }
 
@@ -27,7 +27,7 @@ fn predict(
     tmp: &Path,
 ) -> (ndarray::ArrayD<f32>, ndarray::ArrayD<f32>) {
     let (pm, out) = (tmp.join("pm.npy"), tmp.join("p.npy"));
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+    let mut args: Vec<Arg<'_>> = vec![
         &"predict",
         &bundle,
         &"--input",
@@ -37,7 +37,7 @@ fn predict(
         &"--out",
         &out,
     ];
-    args.extend(selection.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+    args.extend(selection.iter().map(|s| s as Arg<'_>));
     modeconn(&args).ok();
     (read_f32(&pm), read_f32(&out))
 }

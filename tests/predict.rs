@@ -14,7 +14,7 @@ fn curve_matches_reference(case: &CurveCase, static_budget: Option<&str>) {
     let at = ts_arg(case.at);
     let bundle = dir.join("bundle.safetensors");
     let x = dir.join("x.npy");
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+    let mut args: Vec<Arg<'_>> = vec![
         &"predict",
         &bundle,
         &"--input",
@@ -28,7 +28,7 @@ fn curve_matches_reference(case: &CurveCase, static_budget: Option<&str>) {
         &"--json",
     ];
     if let Some(b) = &static_budget {
-        args.extend([&"--static-budget" as &dyn AsRef<std::ffi::OsStr>, b]);
+        args.extend([&"--static-budget" as Arg<'_>, b]);
     }
     let run = modeconn(&args).ok();
     let json = run.json();
@@ -147,7 +147,7 @@ fn labels_report(dir: &std::path::Path, selection: &[&str], reference: ndarray::
     let out = tmp.path().join("p.npy");
     let bundle = dir.join("bundle.safetensors");
     let (x, y) = (dir.join("x.npy"), dir.join("y.npy"));
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+    let mut args: Vec<Arg<'_>> = vec![
         &"predict",
         &bundle,
         &"--input",
@@ -158,7 +158,7 @@ fn labels_report(dir: &std::path::Path, selection: &[&str], reference: ndarray::
         &out,
         &"--json",
     ];
-    args.extend(selection.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+    args.extend(selection.iter().map(|s| s as Arg<'_>));
     let json = modeconn(&args).ok().json();
 
     let mean = mean0(&reference);
@@ -263,11 +263,9 @@ fn uniform_draws_are_reproducible_with_a_seed() {
         "t outside [0, 1]: {ts1:?}"
     );
     assert_eq!(ts1, ts2, "the same seed drew different t");
-    assert_eq!(
-        pm1, pm2,
-        "the same seed gave different per-member probabilities"
-    );
-    assert_eq!(p1, p2, "the same seed gave different probabilities");
+    // Same t, same computation: equal up to ONNX Runtime's thread scheduling.
+    assert_close(&pm1, &pm2, 1e-6);
+    assert_close(&p1, &p2, 1e-6);
     assert_eq!(pm1.shape(), &[4, BATCH, CLASSES]);
     assert_close(&p1, &mean0(&pm1), TOL);
     let (ts3, _, _) = draw("8", "c");

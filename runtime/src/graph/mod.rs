@@ -8,7 +8,8 @@
 //! - [`OnnxModel`] decodes what the runtime needs (inputs, outputs, initializers, opset,
 //!   batch-norm statistics) and performs the rewrites:
 //!   [`rewrite_dynamic`](OnnxModel::rewrite_dynamic) (varying tensors computed in the graph from
-//!   stacks, see [`Mix`]) and [`with_tensors`](OnnxModel::with_tensors) (fixed weights baked in).
+//!   stacks, see [`Mix`]), [`with_tensors`](OnnxModel::with_tensors) (fixed weights baked in)
+//!   and [`lift_to_inputs`](OnnxModel::lift_to_inputs) (initializers turned into graph inputs).
 //! - [`build::ModelBuilder`] writes models in code.
 
 pub mod build;

@@ -67,7 +67,8 @@ pub struct InitializerInfo {
 /// version, operator set imports, and the main graph's nodes, initializers, inputs, outputs and
 /// value-info names. Everything else (functions, subgraphs, metadata, unknown fields) is never
 /// interpreted, and the rewrites ([`rewrite_dynamic`](Self::rewrite_dynamic),
-/// [`with_tensors`](Self::with_tensors)) copy it byte for byte.
+/// [`with_tensors`](Self::with_tensors), [`lift_to_inputs`](Self::lift_to_inputs)) copy it
+/// byte for byte.
 #[derive(Clone, PartialEq)]
 pub struct OnnxModel {
     pub(super) bytes: Vec<u8>,

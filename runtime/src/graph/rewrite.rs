@@ -1,5 +1,6 @@
-//! The two rewrites the runtime needs: varying tensors computed inside the graph
-//! ([`OnnxModel::rewrite_dynamic`]) and fixed weights baked in ([`OnnxModel::with_tensors`]).
+//! The rewrites the runtime needs: varying tensors computed inside the graph
+//! ([`OnnxModel::rewrite_dynamic`]), fixed weights baked in ([`OnnxModel::with_tensors`]), and
+//! initializers turned into graph inputs ([`OnnxModel::lift_to_inputs`]).
 //!
 //! Both work on the wire: the model's and the graph's fields are re-emitted verbatim, in order,
 //! except the ones a rewrite removes; new fields are inserted beside their kin (nodes first,
@@ -592,6 +593,72 @@ impl OnnxModel {
             },
             appended,
             Vec::new(),
+        )?;
+        Ok(assemble(&layout, &graph))
+    }
+}
+
+impl OnnxModel {
+    /// Turns `FLOAT` initializers of the main graph into graph inputs, so that their values
+    /// come from outside the model (a bundle stores them once, stacked, instead of twice).
+    ///
+    /// For each name that is a `FLOAT` initializer, every initializer field of that name is
+    /// removed and, unless the graph already declares an input of that name, an input is
+    /// declared with the initializer's element type and its dimensions as fixed sizes (a scalar
+    /// gets an empty shape). New inputs follow the last existing input, in the order of
+    /// `names`. A name that is a graph input and not an initializer is left alone, and a name
+    /// given twice counts once, so lifting a lifted model returns its bytes unchanged. Every
+    /// other byte of the model is kept; when nothing is lifted the bytes are returned as they
+    /// are.
+    ///
+    /// Errors: [`Error::MissingGraphInput`] when the graph has neither an initializer nor an
+    /// input of a name; [`Error::DType`] when the initializer is not `FLOAT`; [`Error::Onnx`]
+    /// when it has a negative dimension.
+    pub fn lift_to_inputs(&self, names: &[&str]) -> Result<Vec<u8>> {
+        let mut lifted: HashSet<&str> = HashSet::new();
+        let mut new_inputs = Vec::new();
+        for &name in names {
+            let Some(init) = self.initializer(name) else {
+                if self.graph_input(name).is_none() {
+                    return Err(Error::MissingGraphInput {
+                        tensor: name.to_string(),
+                    });
+                }
+                continue;
+            };
+            if init.data_type != elem::FLOAT {
+                return Err(Error::DType {
+                    tensor: name.to_string(),
+                    expected: elem::name(elem::FLOAT).to_string(),
+                    found: elem::name(init.data_type).to_string(),
+                });
+            }
+            if element_count(&init.dims).is_none() {
+                return Err(Error::Onnx(format!(
+                    "initializer `{name}` has an invalid shape {:?}",
+                    init.dims
+                )));
+            }
+            if !lifted.insert(name) || self.graph_input(name).is_some() {
+                continue;
+            }
+            let dims: Vec<DimSpec> = init.dims.iter().map(|&d| DimSpec::Fixed(d)).collect();
+            new_inputs.extend(graph_field(graph_f::INPUT, |m| {
+                encode::value_info(m, name, init.data_type, &dims)
+            }));
+        }
+        if lifted.is_empty() {
+            return Ok(self.bytes.clone());
+        }
+        let layout = layout(&self.bytes)?;
+        let graph = rebuild_graph(
+            &layout.graph,
+            |f, _| match f.number {
+                graph_f::INITIALIZER => Ok(!lifted.contains(tensor_name(f)?)),
+                _ => Ok(true),
+            },
+            Vec::new(),
+            vec![Chunk::Owned(new_inputs)],
         )?;
         Ok(assemble(&layout, &graph))
     }
