@@ -163,7 +163,11 @@ impl std::fmt::Debug for Ensemble {
 
 impl Ensemble {
     /// Opens a bundle file and prepares it to run.
-    pub fn open(runtime: &Runtime, path: impl AsRef<Path>, options: EnsembleOptions) -> Result<Self> {
+    pub fn open(
+        runtime: &Runtime,
+        path: impl AsRef<Path>,
+        options: EnsembleOptions,
+    ) -> Result<Self> {
         Self::new(runtime, Bundle::open(path)?, options)
     }
 
@@ -230,7 +234,11 @@ impl Ensemble {
     /// The arc length table of the curve (computed on first use from the control points).
     pub fn arc_length(&self) -> Result<&ArcLength> {
         let arc = self.arc.get_or_init(|| {
-            let basis = self.bundle.metadata().basis.ok_or("a snapshot set is not a curve")?;
+            let basis = self
+                .bundle
+                .metadata()
+                .basis
+                .ok_or("a snapshot set is not a curve")?;
             let gram = self.bundle.gram().map_err(|e| e.to_string())?;
             Ok(ArcLength::new(basis, &gram))
         });
@@ -262,7 +270,10 @@ impl Ensemble {
             }
             Sampling::Uniform { n, seed } => {
                 need_curve("uniform sampling of t")?;
-                curve::uniform(*n, *seed).into_iter().map(Member::T).collect()
+                curve::uniform(*n, *seed)
+                    .into_iter()
+                    .map(Member::T)
+                    .collect()
             }
             Sampling::ArcUniform { n, seed } => {
                 need_curve("sampling uniform in arc length")?;
@@ -316,7 +327,9 @@ impl Ensemble {
     fn choices(&self, grid: usize) -> Result<Vec<Member>> {
         Ok(match self.bundle.metadata().kind {
             Kind::Curve => curve::grid(grid)?.into_iter().map(Member::T).collect(),
-            Kind::Snapshots => (0..self.bundle.metadata().points).map(Member::Index).collect(),
+            Kind::Snapshots => (0..self.bundle.metadata().points)
+                .map(Member::Index)
+                .collect(),
         })
     }
 
@@ -326,7 +339,10 @@ impl Ensemble {
         let shape = input.shape();
         let ok = shape.len() == spec.len()
             && shape[0] >= 1
-            && shape[1..].iter().zip(&spec[1..]).all(|(&a, &b)| a as i64 == b);
+            && shape[1..]
+                .iter()
+                .zip(&spec[1..])
+                .all(|(&a, &b)| a as i64 == b);
         if !ok {
             let want: Vec<String> = std::iter::once("batch".to_string())
                 .chain(spec[1..].iter().map(|d| d.to_string()))
@@ -341,7 +357,12 @@ impl Ensemble {
 
     /// Predicts a batch: mean probabilities over the members `sampling` selects, and with
     /// `per_member` each member's own.
-    pub fn predict(&self, input: ArrayViewD<'_, f32>, sampling: &Sampling, per_member: bool) -> Result<Prediction> {
+    pub fn predict(
+        &self,
+        input: ArrayViewD<'_, f32>,
+        sampling: &Sampling,
+        per_member: bool,
+    ) -> Result<Prediction> {
         self.check_input(&input)?;
         let input = input.as_standard_layout();
         let members = self.members(sampling, &input.view())?;
@@ -404,10 +425,17 @@ impl Ensemble {
     }
 
     /// Softmax probabilities of one member on a batch.
-    fn run_member(&self, member: Member, input: &ArrayViewD<'_, f32>, fixed: bool) -> Result<Array2<f32>> {
+    fn run_member(
+        &self,
+        member: Member,
+        input: &ArrayViewD<'_, f32>,
+        fixed: bool,
+    ) -> Result<Array2<f32>> {
         let logits = match self.static_pool(member, fixed)? {
             Some(pool) => pool.with_session(|s| self.run_static(s, input))?,
-            None => self.dynamic.with_session(|s| self.run_dynamic(s, member, input))?,
+            None => self
+                .dynamic
+                .with_session(|s| self.run_dynamic(s, member, input))?,
         };
         Ok(softmax(logits, self.bundle.metadata().temperature as f32))
     }
@@ -429,7 +457,13 @@ impl Ensemble {
         // Built outside the lock: other threads keep running meanwhile. Two threads may build
         // the same member at once; the first to finish is kept.
         let model = self.bundle.materialize(member)?;
-        let pool = Arc::new(SessionPool::new(&self.runtime, model, Vec::new(), true, self.options.max_sessions)?);
+        let pool = Arc::new(SessionPool::new(
+            &self.runtime,
+            model,
+            Vec::new(),
+            true,
+            self.options.max_sessions,
+        )?);
         let mut cache = self.statics.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = cache.pools.get(&key) {
             return Ok(Some(Arc::clone(p)));
@@ -444,22 +478,38 @@ impl Ensemble {
 
     /// Number of members currently held in static sessions.
     pub fn static_members(&self) -> usize {
-        self.statics.lock().unwrap_or_else(|p| p.into_inner()).pools.len()
+        self.statics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pools
+            .len()
     }
 
-    fn run_static(&self, session: &mut Session, input: &ArrayViewD<'_, f32>) -> Result<Array2<f32>> {
+    fn run_static(
+        &self,
+        session: &mut Session,
+        input: &ArrayViewD<'_, f32>,
+    ) -> Result<Array2<f32>> {
         let meta = self.bundle.metadata();
-        let outputs = session.run(ort::inputs![meta.input.name.as_str() => TensorRef::from_array_view(input.view())?])?;
+        let outputs = session.run(
+            ort::inputs![meta.input.name.as_str() => TensorRef::from_array_view(input.view())?],
+        )?;
         logits_of(&outputs, &meta.output.name, meta.output.classes)
     }
 
-    fn run_dynamic(&self, session: &mut Session, member: Member, input: &ArrayViewD<'_, f32>) -> Result<Array2<f32>> {
+    fn run_dynamic(
+        &self,
+        session: &mut Session,
+        member: Member,
+        input: &ArrayViewD<'_, f32>,
+    ) -> Result<Array2<f32>> {
         let meta = self.bundle.metadata();
         let data = TensorRef::from_array_view(input.view())?;
         let outputs = match member {
             Member::Index(i) => {
                 let index = Tensor::from_array((Vec::<i64>::new(), vec![i as i64]))?;
-                session.run(ort::inputs![meta.input.name.as_str() => data, MEMBER_INPUT => index])?
+                session
+                    .run(ort::inputs![meta.input.name.as_str() => data, MEMBER_INPUT => index])?
             }
             Member::T(_) => {
                 let coef = self.bundle.point_coefficients(member)?;
@@ -475,7 +525,8 @@ impl Ensemble {
                             GRID_COEF_INPUT => g
                         ])?
                     }
-                    None => session.run(ort::inputs![meta.input.name.as_str() => data, COEF_INPUT => coef])?,
+                    None => session
+                        .run(ort::inputs![meta.input.name.as_str() => data, COEF_INPUT => coef])?,
                 }
             }
         };
@@ -483,7 +534,11 @@ impl Ensemble {
     }
 }
 
-fn logits_of(outputs: &ort::session::SessionOutputs<'_>, name: &str, classes: usize) -> Result<Array2<f32>> {
+fn logits_of(
+    outputs: &ort::session::SessionOutputs<'_>,
+    name: &str,
+    classes: usize,
+) -> Result<Array2<f32>> {
     let value = outputs
         .get(name)
         .ok_or_else(|| Error::Onnx(format!("the graph produced no output `{name}`")))?;
@@ -496,13 +551,16 @@ fn logits_of(outputs: &ort::session::SessionOutputs<'_>, name: &str, classes: us
             found: shape.iter().copied().collect(),
         });
     }
-    Array2::from_shape_vec((dims[0], dims[1]), data.to_vec()).map_err(|e| Error::Onnx(e.to_string()))
+    Array2::from_shape_vec((dims[0], dims[1]), data.to_vec())
+        .map_err(|e| Error::Onnx(e.to_string()))
 }
 
 /// Row-wise `softmax(logits / temperature)`, stable for large logits.
 fn softmax(mut logits: Array2<f32>, temperature: f32) -> Array2<f32> {
     for mut row in logits.rows_mut() {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v / temperature));
+        let max = row
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v / temperature));
         let mut sum = 0.0f32;
         for v in row.iter_mut() {
             *v = (*v / temperature - max).exp();
@@ -514,11 +572,12 @@ fn softmax(mut logits: Array2<f32>, temperature: f32) -> Array2<f32> {
 }
 
 fn entropy(p: &Array2<f32>) -> Array1<f32> {
-    Array1::from_iter(
-        p.rows()
-            .into_iter()
-            .map(|r| -r.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum::<f32>()),
-    )
+    Array1::from_iter(p.rows().into_iter().map(|r| {
+        -r.iter()
+            .filter(|&&v| v > 0.0)
+            .map(|&v| v * v.ln())
+            .sum::<f32>()
+    }))
 }
 
 fn argmax<'a>(values: impl Iterator<Item = &'a f32>) -> usize {

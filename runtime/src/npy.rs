@@ -198,8 +198,10 @@ pub fn encode<T: NpyElement>(array: &ArrayViewD<'_, T>) -> Vec<u8> {
                 .join(", ")
         ),
     };
-    let mut header =
-        format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", T::DESCR);
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
+        T::DESCR
+    );
     // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -264,8 +266,8 @@ mod tests {
 
     #[test]
     fn parses_numpy_spellings() {
-        let h = parse_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }")
-            .unwrap();
+        let h =
+            parse_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }").unwrap();
         assert_eq!(h.shape, vec![2, 3]);
         let h = parse_header("{'descr': '<i8', 'fortran_order': False, 'shape': (), }").unwrap();
         assert!(h.shape.is_empty());

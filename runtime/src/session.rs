@@ -126,7 +126,11 @@ static GLOBAL: OnceLock<std::result::Result<(Environment, PathBuf), String>> = O
 static GLOBAL_INIT: Mutex<()> = Mutex::new(());
 
 /// The file names ONNX Runtime's shared library goes by beside an executable.
-const LIBRARY_NAMES: &[&str] = &["libonnxruntime.so", "libonnxruntime.dylib", "onnxruntime.dll"];
+const LIBRARY_NAMES: &[&str] = &[
+    "libonnxruntime.so",
+    "libonnxruntime.dylib",
+    "onnxruntime.dll",
+];
 
 fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
     let mut tried = Vec::new();
@@ -148,7 +152,10 @@ fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
         });
     }
     tried.push("ORT_DYLIB_PATH (unset)".to_string());
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         for name in LIBRARY_NAMES {
             let p = dir.join(name);
             if p.is_file() {
@@ -183,7 +190,9 @@ fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
 fn global(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
     let _guard = GLOBAL_INIT.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(state) = GLOBAL.get() {
-        let (env, loaded) = state.clone().map_err(|detail| Error::OrtLibrary { detail })?;
+        let (env, loaded) = state
+            .clone()
+            .map_err(|detail| Error::OrtLibrary { detail })?;
         if let Some(p) = explicit {
             let same = std::fs::canonicalize(p).ok() == std::fs::canonicalize(&loaded).ok();
             if !same {
@@ -280,7 +289,11 @@ impl Runtime {
         Ok((session, provider))
     }
 
-    fn builder(&self, externals: &[(String, Arc<DynValue>)], optimize: bool) -> Result<SessionBuilder> {
+    fn builder(
+        &self,
+        externals: &[(String, Arc<DynValue>)],
+        optimize: bool,
+    ) -> Result<SessionBuilder> {
         let mut b = Session::builder(&self.inner.env)?.with_optimization_level(if optimize {
             GraphOptimizationLevel::All
         } else {
@@ -378,7 +391,10 @@ impl SessionPool {
             if state.total < self.max {
                 state.total += 1;
                 drop(state);
-                return match self.runtime.session(&self.model, &self.externals, self.optimize) {
+                return match self
+                    .runtime
+                    .session(&self.model, &self.externals, self.optimize)
+                {
                     Ok((s, _)) => Ok(s),
                     Err(e) => {
                         self.state.lock().unwrap_or_else(|p| p.into_inner()).total -= 1;

@@ -21,7 +21,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let bundle = super::open_bundle(&args.bundle)?;
     let meta = bundle.metadata();
     let varying: usize = bundle.tensors().iter().map(|t| t.slice_len()).sum();
-    let grid_count = bundle.tensors().iter().filter(|t| t.role == Role::Grid).count();
+    let grid_count = bundle
+        .tensors()
+        .iter()
+        .filter(|t| t.role == Role::Grid)
+        .count();
     let length = match meta.basis {
         Some(basis) if meta.kind == Kind::Curve => {
             let arc = ArcLength::new(basis, &bundle.gram()?);
@@ -55,9 +59,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{report}");
         return Ok(());
     }
-    println!("bundle      {} ({} bytes)", args.bundle.display(), bundle.file_size());
+    println!(
+        "bundle      {} ({} bytes)",
+        args.bundle.display(),
+        bundle.file_size()
+    );
     match meta.basis {
-        Some(b) => println!("kind        {} ({b}, {} control points)", meta.kind, meta.points),
+        Some(b) => println!(
+            "kind        {} ({b}, {} control points)",
+            meta.kind, meta.points
+        ),
         None => println!("kind        {} ({} members)", meta.kind, meta.points),
     }
     if let Some(g) = &meta.bn_grid {
@@ -66,7 +77,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("grid tensors {}", meta.grid_tensors.join(", "));
     }
     println!("input       {} {:?}", meta.input.name, meta.input.shape);
-    println!("output      {} ({} classes)", meta.output.name, meta.output.classes);
+    println!(
+        "output      {} ({} classes)",
+        meta.output.name, meta.output.classes
+    );
     if meta.temperature != 1.0 {
         println!("temperature {}", meta.temperature);
     }

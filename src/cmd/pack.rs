@@ -38,14 +38,18 @@ pub struct Args {
 
 /// Runs `pack`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let onnx = std::fs::read(&args.onnx).with_context(|| format!("cannot read {}", args.onnx.display()))?;
+    let onnx = std::fs::read(&args.onnx)
+        .with_context(|| format!("cannot read {}", args.onnx.display()))?;
     let (layout, files) = match &args.curve {
         Some(basis) => (PackLayout::Curve(basis.parse::<Basis>()?), &args.points),
         None => (PackLayout::Snapshots, &args.snapshots),
     };
     let options = PackOptions {
         temperature: args.temperature,
-        labels: args.labels.as_deref().map(|l| l.split(',').map(|s| s.trim().to_string()).collect()),
+        labels: args
+            .labels
+            .as_deref()
+            .map(|l| l.split(',').map(|s| s.trim().to_string()).collect()),
         allow_unmatched: args.allow_unmatched,
     };
     let (writer, report) = pack(&onnx, files, layout, &options)
@@ -59,17 +63,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if report.grid_tensors.is_empty() {
             String::new()
         } else {
-            format!(" ({} batch-norm statistics on the knots)", report.grid_tensors.len())
+            format!(
+                " ({} batch-norm statistics on the knots)",
+                report.grid_tensors.len()
+            )
         }
     );
     if !report.skipped.is_empty() {
         println!("skipped (not float): {}", report.skipped.join(", "));
     }
     if !report.unmatched.is_empty() {
-        println!("not in the graph (ignored): {}", report.unmatched.join(", "));
+        println!(
+            "not in the graph (ignored): {}",
+            report.unmatched.join(", ")
+        );
     }
     if !report.fixed.is_empty() {
-        println!("fixed (graph initializers not in the files): {}", report.fixed.join(", "));
+        println!(
+            "fixed (graph initializers not in the files): {}",
+            report.fixed.join(", ")
+        );
     }
     Ok(())
 }

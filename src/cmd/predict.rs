@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use modeconn_runtime::bundle::Kind;
-use modeconn_runtime::{Device, Ensemble, EnsembleOptions, Member, Runtime, RuntimeOptions, Sampling, npy};
+use modeconn_runtime::{
+    Device, Ensemble, EnsembleOptions, Member, Runtime, RuntimeOptions, Sampling, npy,
+};
 use ndarray::{Array2, Axis, Ix1, Ix2};
 use serde_json::json;
 
@@ -104,9 +106,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sampling = sampling(&args, bundle.metadata().kind)?;
     let input = npy::read::<f32>(&args.input)?;
     let labels = match &args.labels {
-        Some(p) => Some(npy::read::<i64>(p)?.into_dimensionality::<Ix1>().map_err(|_| {
-            anyhow::anyhow!("{}: labels must be a 1-D int64 array", p.display())
-        })?),
+        Some(p) => Some(
+            npy::read::<i64>(p)?
+                .into_dimensionality::<Ix1>()
+                .map_err(|_| {
+                    anyhow::anyhow!("{}: labels must be a 1-D int64 array", p.display())
+                })?,
+        ),
         None => None,
     };
     let device: Device = args.device.parse()?;
@@ -128,13 +134,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let prediction = ensemble.predict(input.view(), &sampling, args.per_member.is_some())?;
     let probs = &prediction.probabilities;
     if let Some(p) = &args.out {
-        npy::write(p, &probs.view().into_dyn()).with_context(|| format!("cannot write {}", p.display()))?;
+        npy::write(p, &probs.view().into_dyn())
+            .with_context(|| format!("cannot write {}", p.display()))?;
     }
     if let (Some(p), Some(all)) = (&args.per_member, &prediction.per_member) {
-        npy::write(p, &all.view().into_dyn()).with_context(|| format!("cannot write {}", p.display()))?;
+        npy::write(p, &all.view().into_dyn())
+            .with_context(|| format!("cannot write {}", p.display()))?;
     }
     if args.per_member.is_some() && prediction.per_sample {
-        anyhow::bail!("--per-member is not available with --randomized: each sample has its own member");
+        anyhow::bail!(
+            "--per-member is not available with --randomized: each sample has its own member"
+        );
     }
     let scores = labels.map(|y| score(probs, y.view())).transpose()?;
 
@@ -166,16 +176,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if prediction.per_sample {
-        println!("{} samples, one randomised member each, on {}", probs.nrows(), prediction.provider);
+        println!(
+            "{} samples, one randomised member each, on {}",
+            probs.nrows(),
+            prediction.provider
+        );
     } else {
-        let shown: Vec<String> = prediction.members.iter().map(|m| match m {
-            Member::T(t) => format!("{t:.4}"),
-            Member::Index(i) => i.to_string(),
-        }).collect();
-        let what = if ensemble.bundle().metadata().kind == Kind::Curve { "t" } else { "members" };
-        println!("{} members ({what} = {}) on {}", shown.len(), shown.join(", "), prediction.provider);
+        let shown: Vec<String> = prediction
+            .members
+            .iter()
+            .map(|m| match m {
+                Member::T(t) => format!("{t:.4}"),
+                Member::Index(i) => i.to_string(),
+            })
+            .collect();
+        let what = if ensemble.bundle().metadata().kind == Kind::Curve {
+            "t"
+        } else {
+            "members"
+        };
+        println!(
+            "{} members ({what} = {}) on {}",
+            shown.len(),
+            shown.join(", "),
+            prediction.provider
+        );
     }
-    println!("batch {}, {} classes, mean entropy {:.4}", probs.nrows(), probs.ncols(), prediction.entropy.mean().unwrap_or(0.0));
+    println!(
+        "batch {}, {} classes, mean entropy {:.4}",
+        probs.nrows(),
+        probs.ncols(),
+        prediction.entropy.mean().unwrap_or(0.0)
+    );
     if let Some((acc, nll)) = scores {
         println!("accuracy {:.4}, mean NLL {:.4}", acc, nll);
     }
@@ -184,11 +216,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .axis_iter(Axis(0))
             .take(10)
             .map(|r| {
-                let (c, p) = r.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+                let (c, p) = r
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
                 format!("{c} ({p:.3})")
             })
             .collect();
-        println!("top classes: {}{}", top.join(", "), if probs.nrows() > 10 { ", ..." } else { "" });
+        println!(
+            "top classes: {}{}",
+            top.join(", "),
+            if probs.nrows() > 10 { ", ..." } else { "" }
+        );
     }
     Ok(())
 }
@@ -206,8 +245,18 @@ fn score(probs: &Array2<f32>, labels: ndarray::ArrayView1<'_, i64>) -> anyhow::R
     let mut correct = 0usize;
     let mut nll = 0.0f64;
     for (row, &y) in probs.axis_iter(Axis(0)).zip(labels.iter()) {
-        anyhow::ensure!((0..classes).contains(&y), "label {y} is outside 0..{classes}");
-        let top = row.iter().enumerate().fold((0usize, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
+        anyhow::ensure!(
+            (0..classes).contains(&y),
+            "label {y} is outside 0..{classes}"
+        );
+        let top = row
+            .iter()
+            .enumerate()
+            .fold(
+                (0usize, f32::MIN),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            )
+            .0;
         correct += usize::from(top as i64 == y);
         nll -= f64::from(row[y as usize]).max(f64::MIN_POSITIVE).ln();
     }

@@ -163,12 +163,17 @@ impl Metadata {
         let kind: Kind = get(keys::KIND)?.parse()?;
         let basis = match (kind, map.get(keys::BASIS)) {
             (Kind::Curve, Some(b)) => Some(b.parse::<Basis>()?),
-            (Kind::Curve, None) => return Err(meta_err(keys::BASIS, "missing (required for curves)")),
+            (Kind::Curve, None) => {
+                return Err(meta_err(keys::BASIS, "missing (required for curves)"));
+            }
             (Kind::Snapshots, _) => None,
         };
         let points_text = get(keys::POINTS)?;
         let points: usize = points_text.trim().parse().map_err(|_| {
-            meta_err(keys::POINTS, format!("`{points_text}` is not a positive integer"))
+            meta_err(
+                keys::POINTS,
+                format!("`{points_text}` is not a positive integer"),
+            )
         })?;
         let min_points = if kind == Kind::Curve { 2 } else { 1 };
         if points < min_points {
@@ -193,24 +198,40 @@ impl Metadata {
                 ));
             }
             if bn_grid.is_none() {
-                return Err(meta_err(keys::BN_GRID, "missing, but grid tensors are listed"));
+                return Err(meta_err(
+                    keys::BN_GRID,
+                    "missing, but grid tensors are listed",
+                ));
             }
         }
-        let input: InputSpec = json(keys::INPUT, get(keys::INPUT)?, r#"{"name": ..., "shape": [...]}"#)?;
+        let input: InputSpec = json(
+            keys::INPUT,
+            get(keys::INPUT)?,
+            r#"{"name": ..., "shape": [...]}"#,
+        )?;
         if input.shape.first() != Some(&-1) {
             return Err(meta_err(
                 keys::INPUT,
-                format!("shape {:?} must start with -1 for the batch axis", input.shape),
+                format!(
+                    "shape {:?} must start with -1 for the batch axis",
+                    input.shape
+                ),
             ));
         }
         if let Some(d) = input.shape[1..].iter().find(|&&d| d <= 0) {
             return Err(meta_err(
                 keys::INPUT,
-                format!("shape {:?} has a non-positive dimension {d} after the batch axis", input.shape),
+                format!(
+                    "shape {:?} has a non-positive dimension {d} after the batch axis",
+                    input.shape
+                ),
             ));
         }
-        let output: OutputSpec =
-            json(keys::OUTPUT, get(keys::OUTPUT)?, r#"{"name": ..., "classes": N}"#)?;
+        let output: OutputSpec = json(
+            keys::OUTPUT,
+            get(keys::OUTPUT)?,
+            r#"{"name": ..., "classes": N}"#,
+        )?;
         if output.classes == 0 {
             return Err(meta_err(keys::OUTPUT, "classes must be at least 1"));
         }
@@ -218,14 +239,19 @@ impl Metadata {
             None => 1.0,
             Some(v) => match v.trim().parse::<f64>() {
                 Ok(t) if t.is_finite() && t > 0.0 => t,
-                _ => return Err(meta_err(keys::TEMPERATURE, format!("`{v}` is not a positive number"))),
+                _ => {
+                    return Err(meta_err(
+                        keys::TEMPERATURE,
+                        format!("`{v}` is not a positive number"),
+                    ));
+                }
             },
         };
         let preprocess: Option<Preprocess> = match map.get(keys::PREPROCESS) {
             None => None,
             Some(v) => {
                 let p: Preprocess = json(keys::PREPROCESS, v, r#"{"mean": [...], "std": [...]}"#)?;
-                if p.mean.len() != p.std.len() || p.std.iter().any(|&s| !(s > 0.0)) {
+                if p.mean.len() != p.std.len() || !p.std.iter().all(|&s| s > 0.0 && s.is_finite()) {
                     return Err(meta_err(
                         keys::PREPROCESS,
                         "mean and std must have one entry per channel and std must be positive",
@@ -238,13 +264,13 @@ impl Metadata {
             None => None,
             Some(v) => Some(json(keys::LABELS, v, "a JSON array of strings")?),
         };
-        if let Some(l) = &labels {
-            if l.len() != output.classes {
-                return Err(meta_err(
-                    keys::LABELS,
-                    format!("{} names for {} classes", l.len(), output.classes),
-                ));
-            }
+        if let Some(l) = &labels
+            && l.len() != output.classes
+        {
+            return Err(meta_err(
+                keys::LABELS,
+                format!("{} names for {} classes", l.len(), output.classes),
+            ));
         }
         let provenance = match map.get(keys::PROVENANCE) {
             None => None,
@@ -301,7 +327,10 @@ impl Metadata {
             put(keys::BN_GRID, serde_json::json!(g).to_string());
         }
         if !self.grid_tensors.is_empty() {
-            put(keys::GRID_TENSORS, serde_json::json!(self.grid_tensors).to_string());
+            put(
+                keys::GRID_TENSORS,
+                serde_json::json!(self.grid_tensors).to_string(),
+            );
         }
         put(keys::INPUT, serde_json::json!(self.input).to_string());
         put(keys::OUTPUT, serde_json::json!(self.output).to_string());

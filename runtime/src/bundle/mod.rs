@@ -11,8 +11,8 @@ mod pack;
 mod validate;
 mod write;
 
-pub use meta::{FORMAT_VERSION, InputSpec, Kind, Metadata, OutputSpec, Preprocess, keys};
 pub use member::{Member, MemberWeights};
+pub use meta::{FORMAT_VERSION, InputSpec, Kind, Metadata, OutputSpec, Preprocess, keys};
 pub use pack::{PackLayout, PackOptions, PackReport, pack};
 pub use write::BundleWriter;
 
@@ -129,10 +129,12 @@ impl Bundle {
         let map = st_meta.metadata().as_ref().unwrap_or(&empty);
         let meta = Metadata::from_map(map)?;
         let infos = st_meta.tensors();
-        let graph_info = infos.get(keys::GRAPH_TENSOR).ok_or_else(|| Error::MissingTensor {
-            tensor: keys::GRAPH_TENSOR.to_string(),
-            reason: "every bundle carries its ONNX graph".to_string(),
-        })?;
+        let graph_info = infos
+            .get(keys::GRAPH_TENSOR)
+            .ok_or_else(|| Error::MissingTensor {
+                tensor: keys::GRAPH_TENSOR.to_string(),
+                reason: "every bundle carries its ONNX graph".to_string(),
+            })?;
         if graph_info.dtype != Dtype::U8 || graph_info.shape.len() != 1 {
             return Err(Error::DType {
                 tensor: keys::GRAPH_TENSOR.to_string(),
@@ -150,10 +152,13 @@ impl Bundle {
                 dtype: format!("{:?}", info.dtype),
                 is_f32: info.dtype == Dtype::F32,
                 shape: info.shape.clone(),
-                range: (data_start + info.data_offsets.0, data_start + info.data_offsets.1),
+                range: (
+                    data_start + info.data_offsets.0,
+                    data_start + info.data_offsets.1,
+                ),
             })
             .collect();
-        raw.sort_by(|x, y| x.range.cmp(&y.range));
+        raw.sort_by_key(|t| t.range);
         let tensors = validate::check(&meta, &graph, raw)?;
         Ok(Bundle {
             path,

@@ -101,15 +101,14 @@ fn f16_to_f32(h: u16) -> f32 {
     let bits = match (exp, frac) {
         (0, 0) => sign,
         (0, f) => {
-            // Subnormal: normalise it.
-            let mut e: i32 = -1;
+            // Subnormal: f * 2^-24. Shift the leading one into the implicit-bit position.
             let mut f = f;
+            let mut shift = 0;
             while f & 0x400 == 0 {
                 f <<= 1;
-                e -= 1;
+                shift += 1;
             }
-            let f = f & 0x3ff;
-            sign | (((127 - 15 + 1 + e) as u32) << 23) | (f << 13)
+            sign | ((127 - 14 - shift) << 23) | ((f & 0x3ff) << 13)
         }
         (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
         (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
@@ -123,6 +122,12 @@ fn is_float(d: Dtype) -> bool {
 
 /// Builds a bundle from an ONNX model and K weight files. Returns the writer (write it with
 /// [`BundleWriter::write`]) and a report of how every name was matched.
+///
+/// Float tensors of the files are matched to initializers or graph inputs of the same name;
+/// each matched tensor is stored once, stacked over the files, and the graph written into the
+/// bundle has those initializers lifted to graph inputs ([`OnnxModel::lift_to_inputs`]), so
+/// no weight is stored twice. For curves, batch-norm statistics are placed on the knots
+/// `t_k = k / (K-1)` as the bundle's `bn_grid`.
 pub fn pack(
     onnx: &[u8],
     files: &[PathBuf],
@@ -130,7 +135,11 @@ pub fn pack(
     options: &PackOptions,
 ) -> Result<(BundleWriter<'static>, PackReport)> {
     let graph = OnnxModel::parse(onnx)?;
-    let min = if matches!(layout, PackLayout::Curve(_)) { 2 } else { 1 };
+    let min = if matches!(layout, PackLayout::Curve(_)) {
+        2
+    } else {
+        1
+    };
     if files.len() < min {
         return Err(Error::InvalidArgument(format!(
             "need at least {min} weight files, got {}",
@@ -178,9 +187,12 @@ pub fn pack(
 
     let mut report = PackReport::default();
     for name in &names {
-        let dtype = first.tensor(name).map(|v| v.dtype()).map_err(|e| Error::Header {
-            detail: e.to_string(),
-        })?;
+        let dtype = first
+            .tensor(name)
+            .map(|v| v.dtype())
+            .map_err(|e| Error::Header {
+                detail: e.to_string(),
+            })?;
         if !is_float(dtype) {
             report.skipped.push(name.clone());
         } else if graph.initializer(name).is_some() || graph.graph_input(name).is_some() {
@@ -196,7 +208,12 @@ pub fn pack(
         .map(|i| i.name.clone())
         .collect();
     if report.matched.is_empty() {
-        let sample: Vec<&str> = graph.initializers().iter().take(3).map(|i| i.name.as_str()).collect();
+        let sample: Vec<&str> = graph
+            .initializers()
+            .iter()
+            .take(3)
+            .map(|i| i.name.as_str())
+            .collect();
         return Err(Error::InvalidArgument(format!(
             "none of the tensors of {} match an initializer or input of the ONNX graph \
              (the graph's initializers are named like {sample:?}); {EXPORT_HINT}",
@@ -218,7 +235,12 @@ pub fn pack(
         PackLayout::Snapshots => (Kind::Snapshots, None, Vec::new()),
         PackLayout::Curve(b) => {
             let stats: BTreeSet<String> = graph.batch_norm_statistics().into_iter().collect();
-            let grid: Vec<String> = report.matched.iter().filter(|n| stats.contains(*n)).cloned().collect();
+            let grid: Vec<String> = report
+                .matched
+                .iter()
+                .filter(|n| stats.contains(*n))
+                .cloned()
+                .collect();
             (Kind::Curve, Some(b), grid)
         }
     };
@@ -241,14 +263,24 @@ pub fn pack(
         extra: Default::default(),
     };
 
-    let mut writer = BundleWriter::new(meta, onnx.to_vec());
+    // The bundle holds every matched tensor, stacked: the graph keeps only their declarations
+    // (as graph inputs), not the first network's copy of the weights.
+    let matched: Vec<&str> = report.matched.iter().map(String::as_str).collect();
+    let lifted = graph.lift_to_inputs(&matched)?;
+    let mut writer = BundleWriter::new(meta, lifted);
     for name in &report.matched {
-        let shape = first.tensor(name).map(|v| v.shape().to_vec()).map_err(|e| Error::Header {
-            detail: e.to_string(),
-        })?;
+        let shape = first
+            .tensor(name)
+            .map(|v| v.shape().to_vec())
+            .map_err(|e| Error::Header {
+                detail: e.to_string(),
+            })?;
         let mut data = Vec::with_capacity(k * shape.iter().product::<usize>());
         for (st, src) in parsed.iter().zip(&sources) {
-            let view_shape = st.tensor(name).map(|v| v.shape().to_vec()).unwrap_or_default();
+            let view_shape = st
+                .tensor(name)
+                .map(|v| v.shape().to_vec())
+                .unwrap_or_default();
             if view_shape != shape {
                 return Err(Error::ShapeMismatch {
                     tensor: format!("{name} in {}", src.path.display()),
@@ -274,17 +306,25 @@ fn io_specs(graph: &OnnxModel, matched: &[String]) -> Result<(InputSpec, OutputS
         .collect();
     let input = match inputs.as_slice() {
         [one] => *one,
-        [] => return Err(Error::Onnx("the graph has no data input left to feed".into())),
+        [] => {
+            return Err(Error::Onnx(
+                "the graph has no data input left to feed".into(),
+            ));
+        }
         many => {
             return Err(Error::Onnx(format!(
                 "the graph has several data inputs ({}); a classifier bundle takes one",
-                many.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     };
-    let dims = input.dims.as_ref().ok_or_else(|| {
-        Error::Onnx(format!("graph input `{}` declares no shape", input.name))
-    })?;
+    let dims = input
+        .dims
+        .as_ref()
+        .ok_or_else(|| Error::Onnx(format!("graph input `{}` declares no shape", input.name)))?;
     let mut shape = vec![-1i64];
     for (i, d) in dims.iter().enumerate().skip(1) {
         match d {
@@ -298,7 +338,10 @@ fn io_specs(graph: &OnnxModel, matched: &[String]) -> Result<(InputSpec, OutputS
         }
     }
     if dims.is_empty() {
-        return Err(Error::Onnx(format!("graph input `{}` is a scalar", input.name)));
+        return Err(Error::Onnx(format!(
+            "graph input `{}` is a scalar",
+            input.name
+        )));
     }
     let output = graph
         .graph_outputs()

@@ -21,10 +21,21 @@ fn graph() -> Vec<u8> {
         .initializer_f32("bn.bias", &[4], &[0.0; 4])
         .initializer_f32("bn.running_mean", &[4], &[0.0; 4])
         .initializer_f32("bn.running_var", &[4], &[1.0; 4])
-        .node("Gemm", &["x", "fc.weight", "fc.bias"], &["h"], &[Attr::int("transB", 1)])
+        .node(
+            "Gemm",
+            &["x", "fc.weight", "fc.bias"],
+            &["h"],
+            &[Attr::int("transB", 1)],
+        )
         .node(
             "BatchNormalization",
-            &["h", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"],
+            &[
+                "h",
+                "bn.weight",
+                "bn.bias",
+                "bn.running_mean",
+                "bn.running_var",
+            ],
             &["logits"],
             &[],
         )
@@ -74,7 +85,7 @@ fn curve_writer(graph: &[u8]) -> BundleWriter<'_> {
 }
 
 /// A safetensors file written without any of the bundle writer's checks.
-fn raw_file(meta: HashMap<String, String>, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+fn raw_file(meta: HashMap<String, String>, tensors: &[RawTensor]) -> Vec<u8> {
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
@@ -83,14 +94,25 @@ fn raw_file(meta: HashMap<String, String>, tensors: &[(&str, Dtype, Vec<usize>, 
 }
 
 fn f32_bytes(n: usize) -> Vec<u8> {
-    values(n, 0.0).iter().flat_map(|v| v.to_le_bytes()).collect()
+    values(n, 0.0)
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
 }
 
+/// A tensor as written by `raw_file`: name, dtype, shape, little-endian bytes.
+type RawTensor = (&'static str, Dtype, Vec<usize>, Vec<u8>);
+
 /// A valid curve bundle's pieces, to be broken one at a time.
-fn pieces(graph: &[u8]) -> (HashMap<String, String>, Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)>) {
+fn pieces(graph: &[u8]) -> (HashMap<String, String>, Vec<RawTensor>) {
     let meta = curve_meta().to_map();
     let tensors = vec![
-        ("modeconn.graph", Dtype::U8, vec![graph.len()], graph.to_vec()),
+        (
+            "modeconn.graph",
+            Dtype::U8,
+            vec![graph.len()],
+            graph.to_vec(),
+        ),
         ("fc.weight", Dtype::F32, vec![K, 4, 3], f32_bytes(K * 12)),
         ("bn.running_mean", Dtype::F32, vec![G, 4], f32_bytes(G * 4)),
         ("bn.running_var", Dtype::F32, vec![G, 4], f32_bytes(G * 4)),
@@ -111,14 +133,23 @@ fn round_trip_through_a_file() {
     let b = Bundle::open(&path).unwrap();
     assert_eq!(b.metadata(), &curve_meta());
     assert_eq!(b.path(), Some(path.as_path()));
-    assert_eq!(b.file_size() as u64, std::fs::metadata(&path).unwrap().len());
+    assert_eq!(
+        b.file_size() as u64,
+        std::fs::metadata(&path).unwrap().len()
+    );
     assert_eq!(b.tensors().len(), 5);
     let w = b.tensor("fc.weight").unwrap();
     assert_eq!(w.role, Role::Points);
     assert_eq!(w.slice_shape(), &[4, 3]);
     assert_eq!(b.data(w).as_ref(), values(K * 12, 1.0).as_slice());
-    assert_eq!(b.slice(w, 2).unwrap().as_ref(), &values(K * 12, 1.0)[24..36]);
-    assert!(matches!(b.data(w), Cow::Borrowed(_)), "aligned data is not copied");
+    assert_eq!(
+        b.slice(w, 2).unwrap().as_ref(),
+        &values(K * 12, 1.0)[24..36]
+    );
+    assert!(
+        matches!(b.data(w), Cow::Borrowed(_)),
+        "aligned data is not copied"
+    );
     assert!(b.slice(w, 3).is_err());
     assert_eq!(b.tensor("bn.running_var").unwrap().role, Role::Grid);
     // 12 + 4 + 4 varying + bn.bias (4) and the statistics as fixed initializers? No: the
@@ -166,7 +197,10 @@ fn the_writer_refuses_what_the_reader_would() {
         .unwrap()
         .to_bytes()
         .unwrap_err();
-    assert!(matches!(err, Error::LeadingAxis { ref tensor, expected: 3, found: 2, .. } if tensor == "fc.weight"), "{err}");
+    assert!(
+        matches!(err, Error::LeadingAxis { ref tensor, expected: 3, found: 2, .. } if tensor == "fc.weight"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("never.safetensors");
     assert!(
@@ -177,7 +211,11 @@ fn the_writer_refuses_what_the_reader_would() {
             .is_err()
     );
     assert!(!path.exists());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no temporary file left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temporary file left"
+    );
     assert!(
         BundleWriter::new(curve_meta(), g.as_slice())
             .tensor("a", vec![2], vec![1.0])
@@ -224,7 +262,10 @@ fn a_tensor_without_a_graph_input_is_named() {
     let (meta, mut t) = pieces(&g);
     t.push(("ghost.weight", Dtype::F32, vec![K, 2], f32_bytes(K * 2)));
     let err = open_err(raw_file(meta, &t));
-    assert!(matches!(err, Error::MissingGraphInput { ref tensor } if tensor == "ghost.weight"), "{err}");
+    assert!(
+        matches!(err, Error::MissingGraphInput { ref tensor } if tensor == "ghost.weight"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -233,12 +274,18 @@ fn a_shape_mismatch_names_the_tensor() {
     let (meta, mut t) = pieces(&g);
     t[1] = ("fc.weight", Dtype::F32, vec![K, 3, 4], f32_bytes(K * 12));
     let err = open_err(raw_file(meta.clone(), &t));
-    assert!(matches!(err, Error::ShapeMismatch { ref tensor, .. } if tensor == "fc.weight"), "{err}");
+    assert!(
+        matches!(err, Error::ShapeMismatch { ref tensor, .. } if tensor == "fc.weight"),
+        "{err}"
+    );
     // Against an initializer too.
     let (_, mut t) = pieces(&g);
     t.push(("fc.bias", Dtype::F32, vec![K, 5], f32_bytes(K * 5)));
     let err = open_err(raw_file(meta, &t));
-    assert!(matches!(err, Error::ShapeMismatch { ref tensor, .. } if tensor == "fc.bias"), "{err}");
+    assert!(
+        matches!(err, Error::ShapeMismatch { ref tensor, .. } if tensor == "fc.bias"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -252,23 +299,35 @@ fn unknown_kind_and_basis_are_reported() {
     assert!(matches!(open_err(raw_file(meta, &t)), Error::UnknownBasis(b) if b == "spline"));
     let (mut meta, t) = pieces(&g);
     meta.insert(keys::FORMAT.into(), "2".into());
-    assert!(matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::FORMAT));
+    assert!(
+        matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::FORMAT)
+    );
 }
 
 #[test]
 fn nan_in_the_bn_grid_is_reported() {
     let g = graph();
-    for text in ["[0, NaN, 0.7, 1]", "[0, 0.25, null, 1]", "[0, Infinity, 0.7, 1]"] {
+    for text in [
+        "[0, NaN, 0.7, 1]",
+        "[0, 0.25, null, 1]",
+        "[0, Infinity, 0.7, 1]",
+    ] {
         let (mut meta, t) = pieces(&g);
         meta.insert(keys::BN_GRID.into(), text.into());
         let err = open_err(raw_file(meta, &t));
-        assert!(matches!(err, Error::NotFinite { ref what, .. } if what == keys::BN_GRID), "{text}: {err}");
+        assert!(
+            matches!(err, Error::NotFinite { ref what, .. } if what == keys::BN_GRID),
+            "{text}: {err}"
+        );
     }
     for text in ["[0, 0.7, 0.25, 1]", "[0.1, 0.5, 0.7, 1]", "[0, 1]x", "[0]"] {
         let (mut meta, t) = pieces(&g);
         meta.insert(keys::BN_GRID.into(), text.into());
         let err = open_err(raw_file(meta, &t));
-        assert!(matches!(err, Error::Metadata { ref key, .. } if key == keys::BN_GRID), "{text}: {err}");
+        assert!(
+            matches!(err, Error::Metadata { ref key, .. } if key == keys::BN_GRID),
+            "{text}: {err}"
+        );
     }
 }
 
@@ -276,26 +335,46 @@ fn nan_in_the_bn_grid_is_reported() {
 fn metadata_that_disagrees_with_the_graph_is_reported() {
     let g = graph();
     let (mut meta, t) = pieces(&g);
-    meta.insert(keys::INPUT.into(), r#"{"name": "image", "shape": [-1, 3]}"#.into());
-    assert!(matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::INPUT));
+    meta.insert(
+        keys::INPUT.into(),
+        r#"{"name": "image", "shape": [-1, 3]}"#.into(),
+    );
+    assert!(
+        matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::INPUT)
+    );
     let (mut meta, t) = pieces(&g);
-    meta.insert(keys::INPUT.into(), r#"{"name": "x", "shape": [-1, 5]}"#.into());
+    meta.insert(
+        keys::INPUT.into(),
+        r#"{"name": "x", "shape": [-1, 5]}"#.into(),
+    );
     let err = open_err(raw_file(meta, &t));
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
     let (mut meta, t) = pieces(&g);
-    meta.insert(keys::OUTPUT.into(), r#"{"name": "logits", "classes": 10}"#.into());
+    meta.insert(
+        keys::OUTPUT.into(),
+        r#"{"name": "logits", "classes": 10}"#.into(),
+    );
     meta.remove(keys::LABELS);
     let err = open_err(raw_file(meta, &t));
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
     let (mut meta, t) = pieces(&g);
-    meta.insert(keys::OUTPUT.into(), r#"{"name": "probs", "classes": 4}"#.into());
-    assert!(matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::OUTPUT));
+    meta.insert(
+        keys::OUTPUT.into(),
+        r#"{"name": "probs", "classes": 4}"#.into(),
+    );
+    assert!(
+        matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::OUTPUT)
+    );
     let (mut meta, t) = pieces(&g);
     meta.insert(keys::POINTS.into(), "three".into());
-    assert!(matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::POINTS));
+    assert!(
+        matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::POINTS)
+    );
     let (mut meta, t) = pieces(&g);
     meta.insert(keys::TEMPERATURE.into(), "-1".into());
-    assert!(matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::TEMPERATURE));
+    assert!(
+        matches!(open_err(raw_file(meta, &t)), Error::Metadata { key, .. } if key == keys::TEMPERATURE)
+    );
 }
 
 #[test]
@@ -305,15 +384,22 @@ fn other_broken_tensors_are_reported() {
     let (meta, mut t) = pieces(&g);
     t.remove(3);
     let err = open_err(raw_file(meta, &t));
-    assert!(matches!(err, Error::MissingTensor { ref tensor, .. } if tensor == "bn.running_var"), "{err}");
+    assert!(
+        matches!(err, Error::MissingTensor { ref tensor, .. } if tensor == "bn.running_var"),
+        "{err}"
+    );
     // A tensor stored as F64.
     let (meta, mut t) = pieces(&g);
     t.push(("fc.bias", Dtype::F64, vec![K, 4], vec![0u8; K * 4 * 8]));
-    assert!(matches!(open_err(raw_file(meta, &t)), Error::DType { tensor, .. } if tensor == "fc.bias"));
+    assert!(
+        matches!(open_err(raw_file(meta, &t)), Error::DType { tensor, .. } if tensor == "fc.bias")
+    );
     // No graph at all, and a graph that is not ONNX.
     let (meta, mut t) = pieces(&g);
     t.remove(0);
-    assert!(matches!(open_err(raw_file(meta, &t)), Error::MissingTensor { tensor, .. } if tensor == keys::GRAPH_TENSOR));
+    assert!(
+        matches!(open_err(raw_file(meta, &t)), Error::MissingTensor { tensor, .. } if tensor == keys::GRAPH_TENSOR)
+    );
     let (meta, mut t) = pieces(&g);
     t[0] = ("modeconn.graph", Dtype::U8, vec![5], vec![0xff; 5]);
     assert!(matches!(open_err(raw_file(meta, &t)), Error::Onnx(_)));
@@ -330,6 +416,9 @@ fn the_gram_matrix_covers_point_tensors_only() {
     let gram = b.gram().unwrap();
     // ||P_2 - P_0||² over fc.weight (12), fc.bias (4), bn.weight (4): each element of slice 2
     // exceeds slice 0 by (2 * n) * 0.25 where n is the slice length.
-    let expected: f64 = [12.0f64, 4.0, 4.0].iter().map(|n| n * (0.5 * n).powi(2)).sum();
+    let expected: f64 = [12.0f64, 4.0, 4.0]
+        .iter()
+        .map(|n| n * (0.5 * n).powi(2))
+        .sum();
     assert!((gram.endpoint_distance().powi(2) - expected).abs() < 1e-6);
 }

@@ -2,9 +2,9 @@
 
 use std::collections::HashSet;
 
-use super::meta::{keys, Kind, Metadata};
+use super::meta::{Kind, Metadata, keys};
 use super::{Role, TensorEntry};
-use crate::graph::{elem, Dim, OnnxModel};
+use crate::graph::{Dim, OnnxModel, elem};
 use crate::{Error, Result};
 
 /// What the safetensors header says about one tensor, before checking.
@@ -18,7 +18,11 @@ pub(crate) struct RawTensor {
 
 /// Checks every rule of format version 1 that involves more than one key and returns the
 /// varying tensors with their roles.
-pub(crate) fn check(meta: &Metadata, graph: &OnnxModel, raw: Vec<RawTensor>) -> Result<Vec<TensorEntry>> {
+pub(crate) fn check(
+    meta: &Metadata,
+    graph: &OnnxModel,
+    raw: Vec<RawTensor>,
+) -> Result<Vec<TensorEntry>> {
     check_graph(meta, graph)?;
     let grid_names: HashSet<&str> = meta.grid_tensors.iter().map(String::as_str).collect();
     let grid_len = meta.bn_grid.as_ref().map_or(0, Vec::len);
@@ -71,7 +75,8 @@ pub(crate) fn check(meta: &Metadata, graph: &OnnxModel, raw: Vec<RawTensor>) -> 
         if input.name != meta.input.name && !entries.iter().any(|e| e.name == input.name) {
             return Err(Error::Onnx(format!(
                 "graph input `{}` would never be fed: it is neither `{}` nor a tensor of the bundle",
-                input.name, keys::INPUT
+                input.name,
+                keys::INPUT
             )));
         }
     }
@@ -81,8 +86,16 @@ pub(crate) fn check(meta: &Metadata, graph: &OnnxModel, raw: Vec<RawTensor>) -> 
 fn check_graph(meta: &Metadata, graph: &OnnxModel) -> Result<()> {
     match graph.opset() {
         Some(v) if v >= 13 => {}
-        Some(v) => return Err(Error::Onnx(format!("opset {v} is too old: bundles need opset 13 or newer"))),
-        None => return Err(Error::Onnx("the model imports no default-domain opset".into())),
+        Some(v) => {
+            return Err(Error::Onnx(format!(
+                "opset {v} is too old: bundles need opset 13 or newer"
+            )));
+        }
+        None => {
+            return Err(Error::Onnx(
+                "the model imports no default-domain opset".into(),
+            ));
+        }
     }
     let input = graph
         .data_inputs()
@@ -165,9 +178,11 @@ fn check_against_graph(graph: &OnnxModel, name: &str, slice: &[usize]) -> Result
         }
         return Ok(());
     }
-    let input = graph.graph_input(name).ok_or_else(|| Error::MissingGraphInput {
-        tensor: name.into(),
-    })?;
+    let input = graph
+        .graph_input(name)
+        .ok_or_else(|| Error::MissingGraphInput {
+            tensor: name.into(),
+        })?;
     if input.elem_type != elem::FLOAT {
         return Err(Error::DType {
             tensor: name.into(),

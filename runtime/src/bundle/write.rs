@@ -6,7 +6,7 @@ use std::path::Path;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use super::meta::{keys, Metadata};
+use super::meta::{Metadata, keys};
 use super::validate::{self, RawTensor};
 use crate::graph::OnnxModel;
 use crate::{Error, Result};
@@ -103,10 +103,17 @@ impl<'a> BundleWriter<'a> {
             entry(name, "F32", shape, bytes.len());
             blocks.push(bytes);
         }
-        entry(keys::GRAPH_TENSOR, "U8", &[self.graph.len()], self.graph.len());
+        entry(
+            keys::GRAPH_TENSOR,
+            "U8",
+            &[self.graph.len()],
+            self.graph.len(),
+        );
         blocks.push(&self.graph);
-        let mut json = serde_json::to_vec(&serde_json::Value::Object(header))
-            .map_err(|e| Error::Header { detail: e.to_string() })?;
+        let mut json =
+            serde_json::to_vec(&serde_json::Value::Object(header)).map_err(|e| Error::Header {
+                detail: e.to_string(),
+            })?;
         json.resize(json.len().next_multiple_of(8), b' ');
         let mut head = Vec::with_capacity(8 + json.len());
         head.extend_from_slice(&(json.len() as u64).to_le_bytes());

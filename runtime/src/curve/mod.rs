@@ -9,7 +9,7 @@ mod length;
 mod sampler;
 
 pub use length::{ArcLength, Gram};
-pub use sampler::{check_t, grid, keyed_index, os_index, uniform, SeededRng};
+pub use sampler::{SeededRng, check_t, grid, keyed_index, os_index, uniform};
 
 use std::fmt;
 use std::str::FromStr;

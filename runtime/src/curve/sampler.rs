@@ -79,7 +79,9 @@ pub fn keyed_index(key: &[u8; 32], bytes: &[u8], n: usize) -> usize {
 /// Rejection sampling: uniform in `0..n` given uniform 64-bit words.
 fn unbiased_index(n: usize, next: &mut impl FnMut() -> Result<u64>) -> Result<usize> {
     if n == 0 {
-        return Err(Error::InvalidArgument("cannot draw from an empty set".into()));
+        return Err(Error::InvalidArgument(
+            "cannot draw from an empty set".into(),
+        ));
     }
     let n = n as u64;
     // The largest multiple of n that fits; words at or above it are redrawn.

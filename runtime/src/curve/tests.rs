@@ -141,7 +141,10 @@ fn bad_arguments_are_rejected() {
     ));
     assert!(Basis::Bezier.coefficients(3, f64::NAN).is_err());
     assert!(Basis::Bezier.coefficients(1, 0.5).is_err());
-    assert!(matches!("spline".parse::<Basis>(), Err(Error::UnknownBasis(_))));
+    assert!(matches!(
+        "spline".parse::<Basis>(),
+        Err(Error::UnknownBasis(_))
+    ));
     assert_eq!("bezier".parse::<Basis>().unwrap(), Basis::Bezier);
     assert!(grid(1).is_err());
     assert_eq!(grid(3).unwrap(), vec![0.0, 0.5, 1.0]);
@@ -173,12 +176,7 @@ fn gram_of(points: &[Vec<f32>]) -> Gram {
 fn eval(basis: Basis, points: &[Vec<f32>], t: f64) -> Vec<f64> {
     let c = basis.coefficients(points.len(), t).unwrap();
     (0..points[0].len())
-        .map(|i| {
-            c.iter()
-                .zip(points)
-                .map(|(a, p)| a * f64::from(p[i]))
-                .sum()
-        })
+        .map(|i| c.iter().zip(points).map(|(a, p)| a * f64::from(p[i])).sum())
         .collect()
 }
 
@@ -256,7 +254,10 @@ fn seeded_draws_are_reproducible_and_uniform() {
         counts[rng.index(4)] += 1;
     }
     // Each count is Binomial(40000, 1/4): sd ≈ 87; 5 sd is far beyond chance.
-    assert!(counts.iter().all(|&c| (c as i64 - 10_000).abs() < 435), "{counts:?}");
+    assert!(
+        counts.iter().all(|&c| (c as i64 - 10_000).abs() < 435),
+        "{counts:?}"
+    );
     let idx = os_index(7).unwrap();
     assert!(idx < 7);
 }

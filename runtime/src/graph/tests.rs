@@ -1,5 +1,5 @@
 //! Tests of the wire layer, decoding, the rewrites and the builder; one test checks the
-//! rewrites with the real ONNX checker and ONNX Runtime through Python.
+//! rewrites (lifting included) with the real ONNX checker and ONNX Runtime through Python.
 
 use std::collections::HashSet;
 
@@ -1367,6 +1367,268 @@ fn with_tensors_rejects_bad_tensors() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lifting initializers to graph inputs
+
+/// What `lift_to_inputs` is asked for in the tests: an initializer that is also an input, two
+/// initializers only (one a scalar), an input only, and an initializer only.
+const LIFTED: [&str; 5] = [
+    "conv.weight",
+    "fc.weight",
+    "scale",
+    "bn.running_var",
+    "bn.running_mean",
+];
+
+/// The graph fields of a layout as `(number, name, raw bytes)`.
+fn named_fields(l: &super::model::Layout<'_>) -> Vec<(u32, String, Vec<u8>)> {
+    l.graph
+        .iter()
+        .map(|f| (f.number, graph_item_name(f), f.raw.to_vec()))
+        .collect()
+}
+
+#[test]
+fn lift_to_inputs_declares_inputs_and_keeps_everything_else() {
+    let original = decorated_model();
+    let model = parse(&original);
+    let out = model.lift_to_inputs(&LIFTED).expect("lift");
+    let lifted = parse(&out);
+
+    // Inputs: the existing ones unchanged, then one per lifted initializer that was not an
+    // input yet, in the order asked, with FLOAT and the initializer's fixed dims.
+    let inputs: Vec<_> = lifted
+        .graph_inputs()
+        .iter()
+        .map(|i| (i.name.as_str(), i.elem_type, i.dims.clone()))
+        .collect();
+    let fixed_dims = |d: &[i64]| Some(d.iter().map(|&v| Dim::Fixed(v)).collect::<Vec<_>>());
+    assert_eq!(
+        inputs,
+        [
+            (
+                "input",
+                elem::FLOAT,
+                Some(vec![
+                    Dim::Symbolic("N".into()),
+                    Dim::Fixed(3),
+                    Dim::Fixed(5),
+                    Dim::Fixed(5)
+                ])
+            ),
+            ("conv.weight", elem::FLOAT, fixed_dims(&CONV_W)),
+            ("bn.running_var", elem::FLOAT, fixed_dims(&[2])),
+            ("fc.weight", elem::FLOAT, fixed_dims(&[3, 2])),
+            ("scale", elem::FLOAT, Some(vec![])),
+            ("bn.running_mean", elem::FLOAT, fixed_dims(&[2])),
+        ]
+    );
+    let inits: Vec<_> = lifted
+        .initializers()
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(inits, ["conv.bias", "bn.weight", "bn.bias", "fc.bias"]);
+    let mut data: Vec<_> = lifted
+        .data_inputs()
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
+    data.sort();
+    let mut want: Vec<_> = std::iter::once("input")
+        .chain(LIFTED)
+        .map(String::from)
+        .collect();
+    want.sort();
+    assert_eq!(data, want, "every lifted tensor must now be fed");
+    assert_eq!(lifted.outputs, model.outputs);
+    assert_eq!(lifted.opset(), model.opset());
+    assert_eq!(lifted.ir_version(), model.ir_version());
+    assert_eq!(
+        lifted.batch_norm_statistics(),
+        model.batch_norm_statistics()
+    );
+
+    // The new input fields are exactly what the encoder writes for a value info.
+    let after = layout(&out).expect("layout");
+    let before = layout(&original).expect("layout");
+    let encoded = |name: &str, dims: &[i64]| {
+        let mut field = Vec::new();
+        put_message_field(&mut field, 11, |m| {
+            encode::value_info(m, name, elem::FLOAT, &fixed(dims))
+        });
+        field
+    };
+    let new_fields = [
+        encoded("fc.weight", &[3, 2]),
+        encoded("scale", &[]),
+        encoded("bn.running_mean", &[2]),
+    ];
+
+    // They follow the last original input directly; every other graph field is the original,
+    // byte for byte and in order, less the removed initializers.
+    let last_input = before
+        .graph
+        .iter()
+        .rposition(|f| f.number == 11)
+        .expect("inputs");
+    let removed = |number: u32, name: &str| {
+        number == 5 && ["conv.weight", "fc.weight", "scale", "bn.running_mean"].contains(&name)
+    };
+    let mut expected = Vec::new();
+    for (i, (number, name, raw)) in named_fields(&before).into_iter().enumerate() {
+        if !removed(number, &name) {
+            expected.push(raw);
+        }
+        if i == last_input {
+            expected.extend(new_fields.iter().cloned());
+        }
+    }
+    let got: Vec<_> = after.graph.iter().map(|f| f.raw.to_vec()).collect();
+    assert_eq!(got, expected);
+
+    // The model's own fields other than the graph are untouched.
+    let others = |l: &super::model::Layout<'_>| {
+        l.model
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != l.graph_index)
+            .map(|(_, f)| f.raw.to_vec())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(others(&before), others(&after));
+    assert_eq!(before.graph_index, after.graph_index);
+    let removed_bytes: usize = before
+        .graph
+        .iter()
+        .filter(|f| removed(f.number, &graph_item_name(f)))
+        .map(|f| f.raw.len())
+        .sum();
+    assert!(removed_bytes > 4 * (54 + 6 + 1 + 2));
+    let added: usize = new_fields.iter().map(Vec::len).sum();
+    let graph_len =
+        |l: &super::model::Layout<'_>| l.graph.iter().map(|f| f.raw.len()).sum::<usize>();
+    assert_eq!(
+        graph_len(&after),
+        graph_len(&before) - removed_bytes + added
+    );
+
+    // The lifted model goes through the runtime's rewrites like the original.
+    let dynamic = lifted.rewrite_dynamic(&mixes(3, 2)).expect("dynamic");
+    let names: Vec<_> = parse(&dynamic)
+        .data_inputs()
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
+    assert_eq!(names, ["input", "fc.weight", "coef", "member"]);
+    let fc = values(6, 6);
+    let baked = lifted
+        .with_tensors(&[NamedTensor {
+            name: "fc.weight",
+            dims: &[3, 2],
+            data: &fc,
+        }])
+        .expect("with_tensors");
+    let baked = parse(&baked);
+    assert_eq!(baked.initializer_f32("fc.weight").expect("fc"), fc);
+    assert!(baked.graph_input("fc.weight").is_none());
+}
+
+#[test]
+fn lift_to_inputs_is_idempotent() {
+    let original = decorated_model();
+    let model = parse(&original);
+    let once = model.lift_to_inputs(&LIFTED).expect("lift");
+    let twice = parse(&once).lift_to_inputs(&LIFTED).expect("lift again");
+    assert_eq!(once, twice, "lifting a lifted model changes nothing");
+
+    // A name given twice counts once, and lifting in steps gives what lifting at once gives.
+    let doubled: Vec<&str> = LIFTED.iter().chain(LIFTED.iter()).copied().collect();
+    assert_eq!(model.lift_to_inputs(&doubled).expect("doubled"), once);
+    let first = model.lift_to_inputs(&LIFTED[..2]).expect("first step");
+    let second = parse(&first)
+        .lift_to_inputs(&LIFTED[2..])
+        .expect("second step");
+    assert_eq!(second, once);
+
+    // Nothing to lift: the bytes come back as they are.
+    assert_eq!(model.lift_to_inputs(&[]).expect("empty"), original);
+    assert_eq!(
+        model
+            .lift_to_inputs(&["bn.running_var"])
+            .expect("input only"),
+        original
+    );
+}
+
+#[test]
+fn lift_to_inputs_removes_duplicates_and_appends_inputs_when_there_are_none() {
+    // No graph inputs at all, and the initializer `w` twice.
+    let mut b = ModelBuilder::new("no_inputs", 13);
+    b.initializer_f32("w", &[2, 2], &[1.0, 2.0, 3.0, 4.0])
+        .initializer_f32("w", &[2, 2], &[5.0, 6.0, 7.0, 8.0])
+        .initializer_f32("b", &[2], &[0.5, 0.5])
+        .node("Add", &["w", "b"], &["y"], &[])
+        .output("y", elem::FLOAT, &fixed(&[2, 2]));
+    let original = b.build();
+    let out = parse(&original).lift_to_inputs(&["w"]).expect("lift");
+    let m = parse(&out);
+    let inits: Vec<_> = m.initializers().iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(inits, ["b"]);
+    let inputs: Vec<_> = m
+        .graph_inputs()
+        .iter()
+        .map(|i| (i.name.as_str(), i.fixed_dims()))
+        .collect();
+    assert_eq!(inputs, [("w", Some(vec![2, 2]))]);
+    let graph = graph_fields(&out);
+    assert_eq!(
+        graph.last().map(|f| f.number),
+        Some(11),
+        "appended at the end"
+    );
+}
+
+#[test]
+fn lift_to_inputs_rejects_bad_names() {
+    let mut b = small_builder();
+    b.initializer_i64("shape", &[2], &[1, -1]);
+    let model = parse(&b.build());
+    let err = model
+        .lift_to_inputs(&["fc.weight", "ghost"])
+        .expect_err("missing");
+    assert!(
+        matches!(&err, Error::MissingGraphInput { tensor } if tensor == "ghost"),
+        "{err}"
+    );
+    let err = model.lift_to_inputs(&[""]).expect_err("empty name");
+    assert!(
+        matches!(&err, Error::MissingGraphInput { tensor } if tensor.is_empty()),
+        "{err}"
+    );
+    let err = model.lift_to_inputs(&["shape"]).expect_err("int64");
+    assert!(
+        matches!(&err, Error::DType { tensor, found, .. } if tensor == "shape" && found == "INT64"),
+        "{err}"
+    );
+
+    // An initializer with a negative dimension is refused, not declared.
+    let mut tensor = Vec::new();
+    put_message_field(&mut tensor, 5, |t| {
+        put_int64_field(t, 1, -3);
+        put_int64_field(t, 2, i64::from(elem::FLOAT));
+        put_bytes_field(t, 8, b"broken");
+    });
+    let broken = inject(&small_model(), &[], &[], &tensor);
+    let err = parse(&broken)
+        .lift_to_inputs(&["broken"])
+        .expect_err("negative");
+    assert!(
+        matches!(&err, Error::Onnx(m) if m.contains("broken") && m.contains("-3")),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // The real ONNX checker and ONNX Runtime
 
 const CHECK_SCRIPT: &str = r#"
@@ -1378,7 +1640,10 @@ import onnxruntime as ort
 d = sys.argv[1]
 os.chdir(d)
 man = json.load(open("manifest.json"))
-models = {f: open(f, "rb").read() for f in ["original.onnx", "dynamic.onnx", "static.onnx"]}
+models = {
+    f: open(f, "rb").read()
+    for f in ["original.onnx", "dynamic.onnx", "static.onnx", "lifted.onnx"]
+}
 
 # The checker insists that an external data file exists (it does not read it): give it an empty
 # one, only while checking.
@@ -1413,7 +1678,17 @@ assert out_static.shape == out_dynamic.shape == (x.shape[0], 3), (out_static.sha
 assert float(np.abs(out_static).max()) > 1e-3, "degenerate outputs"
 err = float(np.abs(out_static - out_dynamic).max())
 assert err <= 1e-5, f"outputs differ by {err}"
-print("MODECONN-OK", err)
+
+# The static model with its weights lifted to inputs computes the same when they are fed.
+lifted = ort.InferenceSession(models["lifted.onnx"], providers=cpu)
+feeds = {"input": x}
+for name, spec in man["lifted"].items():
+    feeds[name] = np.array(spec["data"], dtype=np.float32).reshape(spec["dims"])
+assert sorted(i.name for i in lifted.get_inputs()) == sorted(feeds), lifted.get_inputs()
+out_lifted = lifted.run(None, feeds)[0]
+lift_err = float(np.abs(out_static - out_lifted).max())
+assert lift_err <= 1e-5, f"lifted outputs differ by {lift_err}"
+print("MODECONN-OK", err, lift_err)
 "#;
 
 #[test]
@@ -1475,12 +1750,25 @@ fn onnx_checker_and_onnxruntime_accept_the_rewrites() {
         ])
         .expect("static");
 
+    let static_parsed = parse(&static_model);
+    let lifted = static_parsed.lift_to_inputs(&LIFTED).expect("lifted");
+    let mut lifted_feeds = serde_json::Map::new();
+    for name in LIFTED {
+        let dims = &static_parsed.initializer(name).expect("initializer").dims;
+        let data = static_parsed.initializer_f32(name).expect("floats");
+        lifted_feeds.insert(
+            name.to_string(),
+            serde_json::json!({ "dims": dims, "data": data }),
+        );
+    }
+
     let dir = tempfile::tempdir().expect("tempdir");
     let write =
         |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).expect("write");
     write("original.onnx", &original);
     write("dynamic.onnx", &dynamic);
     write("static.onnx", &static_model);
+    write("lifted.onnx", &lifted);
     let stack_data: [Vec<f32>; 4] = [
         conv_points.concat(),
         scale_points.clone(),
@@ -1504,6 +1792,7 @@ fn onnx_checker_and_onnxruntime_accept_the_rewrites() {
         "coef": coef,
         "member": member,
         "stacks": stacks,
+        "lifted": lifted_feeds,
     });
     write("manifest.json", manifest.to_string().as_bytes());
     write("check.py", CHECK_SCRIPT.as_bytes());
