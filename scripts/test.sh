@@ -10,4 +10,5 @@ envfile=$(bash scripts/setup.sh | tail -n 1)
 source "$envfile"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked --quiet
 cargo test --workspace --locked

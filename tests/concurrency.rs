@@ -17,16 +17,25 @@ fn runtime() -> Runtime {
 
 /// Runs every sampling once on one thread, then `THREADS` threads run them all `ROUNDS` times
 /// in different orders on the same ensemble; every answer must equal the single-thread one.
-fn same_answers_from_many_threads(ensemble: Ensemble, samplings: Vec<Sampling>, x: &ndarray::ArrayD<f32>) {
+fn same_answers_from_many_threads(
+    ensemble: Ensemble,
+    samplings: Vec<Sampling>,
+    x: &ndarray::ArrayD<f32>,
+) {
     let ensemble = Arc::new(ensemble);
     let expected: Vec<Prediction> = samplings
         .iter()
-        .map(|s| ensemble.predict(x.view(), s, !s.is_per_sample()).expect("single-thread predict"))
+        .map(|s| {
+            ensemble
+                .predict(x.view(), s, !s.is_per_sample())
+                .expect("single-thread predict")
+        })
         .collect();
     let samplings = Arc::new(samplings);
     let handles: Vec<_> = (0..THREADS)
         .map(|thread| {
-            let (ensemble, samplings, x) = (Arc::clone(&ensemble), Arc::clone(&samplings), x.clone());
+            let (ensemble, samplings, x) =
+                (Arc::clone(&ensemble), Arc::clone(&samplings), x.clone());
             std::thread::spawn(move || {
                 let mut got = Vec::new();
                 for round in 0..ROUNDS {
@@ -34,7 +43,9 @@ fn same_answers_from_many_threads(ensemble: Ensemble, samplings: Vec<Sampling>, 
                         // Each thread walks the samplings in its own rotation.
                         let i = (k + thread + round) % samplings.len();
                         let s = &samplings[i];
-                        let p = ensemble.predict(x.view(), s, !s.is_per_sample()).expect("threaded predict");
+                        let p = ensemble
+                            .predict(x.view(), s, !s.is_per_sample())
+                            .expect("threaded predict");
                         got.push((i, p));
                     }
                 }
@@ -47,7 +58,11 @@ fn same_answers_from_many_threads(ensemble: Ensemble, samplings: Vec<Sampling>, 
         for (i, p) in h.join().expect("a predicting thread panicked") {
             let e = &expected[i];
             assert_eq!(p.members, e.members, "sampling {:?}", samplings[i]);
-            assert_close(&p.probabilities.clone().into_dyn(), &e.probabilities.clone().into_dyn(), 1e-6);
+            assert_close(
+                &p.probabilities.clone().into_dyn(),
+                &e.probabilities.clone().into_dyn(),
+                1e-6,
+            );
             if let (Some(a), Some(b)) = (&p.per_member, &e.per_member) {
                 assert_close(&a.clone().into_dyn(), &b.clone().into_dyn(), 1e-6);
             }
@@ -61,12 +76,20 @@ fn same_answers_from_many_threads(ensemble: Ensemble, samplings: Vec<Sampling>, 
 fn threads_share_a_curve_ensemble() {
     let dir = curve_fixture(&BEZIER3);
     let x = read_f32(&dir.join("x.npy"));
-    let ensemble = Ensemble::open(&runtime(), dir.join("bundle.safetensors"), EnsembleOptions::default()).unwrap();
+    let ensemble = Ensemble::open(
+        &runtime(),
+        dir.join("bundle.safetensors"),
+        EnsembleOptions::default(),
+    )
+    .unwrap();
     let samplings = vec![
-        Sampling::At(vec![0.1, 0.37]),          // dynamic graph
-        Sampling::Grid(3),                      // static sessions
-        Sampling::Uniform { n: 2, seed: 9 },    // dynamic graph
-        Sampling::Randomized { grid: 5, seed: Some(3) }, // per sample, grouped by member
+        Sampling::At(vec![0.1, 0.37]),       // dynamic graph
+        Sampling::Grid(3),                   // static sessions
+        Sampling::Uniform { n: 2, seed: 9 }, // dynamic graph
+        Sampling::Randomized {
+            grid: 5,
+            seed: Some(3),
+        }, // per sample, grouped by member
     ];
     same_answers_from_many_threads(ensemble, samplings, &x);
 }
@@ -80,13 +103,19 @@ fn threads_share_a_snapshot_set() {
         let ensemble = Ensemble::open(
             &rt,
             dir.join("bundle.safetensors"),
-            EnsembleOptions { static_budget: budget, max_sessions: 2 },
+            EnsembleOptions {
+                static_budget: budget,
+                max_sessions: 2,
+            },
         )
         .unwrap();
         let samplings = vec![
             Sampling::AllMembers,
             Sampling::Members(vec![2, 0]),
-            Sampling::Keyed { key: [7; 32], grid: 0 },
+            Sampling::Keyed {
+                key: [7; 32],
+                grid: 0,
+            },
         ];
         same_answers_from_many_threads(ensemble, samplings, &x);
     }

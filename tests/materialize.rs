@@ -1,17 +1,28 @@
 //! `modeconn materialize`: the standalone ONNX model, run by the Python onnxruntime
-//! (`tests/python/run_onnx.py`), equals `modeconn predict` at the same point and the reference.
+//! (`tests/python/run_onnx.py`), equals `modeconn predict` at the same point through the dynamic
+//! rewritten graph, and the independent reference.
 
 use std::path::Path;
 
 use crate::util::*;
 
-/// `predict` with `selection` (`--at T` or `--members I`), probabilities [batch, classes].
+/// `predict` with `selection` (`--at T` or `--members I`) through the dynamic rewritten graph
+/// (`--static-budget 0`), probabilities [batch, classes].
 fn predict(dir: &Path, selection: &[&str]) -> ndarray::ArrayD<f32> {
     let tmp = tempdir();
     let out = tmp.path().join("p.npy");
     let bundle = dir.join("bundle.safetensors");
     let x = dir.join("x.npy");
-    let mut args: Vec<Arg<'_>> = vec![&"predict", &bundle, &"--input", &x, &"--out", &out];
+    let mut args: Vec<Arg<'_>> = vec![
+        &"predict",
+        &bundle,
+        &"--input",
+        &x,
+        &"--out",
+        &out,
+        &"--static-budget",
+        &"0",
+    ];
     args.extend(selection.iter().map(|s| s as Arg<'_>));
     modeconn(&args).ok();
     read_f32(&out)

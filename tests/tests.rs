@@ -9,6 +9,7 @@
 mod util;
 
 mod cli;
+mod concurrency;
 mod materialize;
 mod pack;
 mod predict;

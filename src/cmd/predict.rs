@@ -57,13 +57,13 @@ pub struct Args {
     /// dynamic graph.
     #[arg(long, value_name = "MB", default_value_t = 1024)]
     static_budget: usize,
-    /// Write mean probabilities, float32 [batch, classes].
+    /// Write mean probabilities, float32 `[batch, classes]`.
     #[arg(long, value_name = "P.npy")]
     out: Option<PathBuf>,
-    /// Write each member's probabilities, float32 [members, batch, classes].
+    /// Write each member's probabilities, float32 `[members, batch, classes]`.
     #[arg(long, value_name = "PM.npy")]
     per_member: Option<PathBuf>,
-    /// int64 labels [batch]: report accuracy and mean NLL.
+    /// int64 labels `[batch]`: report accuracy and mean NLL.
     #[arg(long, value_name = "Y.npy")]
     labels: Option<PathBuf>,
     /// Print one JSON object.
