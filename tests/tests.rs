@@ -13,3 +13,4 @@ mod concurrency;
 mod materialize;
 mod pack;
 mod predict;
+mod runtime_api;

@@ -8,10 +8,10 @@ use ndarray::{Array1, Array2, Array3, ArrayViewD, Axis};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor, TensorRef};
 
-use crate::bundle::{Bundle, Kind, Member, Role};
+use crate::bundle::{Bundle, Kind, Member, Role, TensorEntry};
 use crate::curve::{self, ArcLength, SeededRng};
-use crate::graph::{Mix, MixVia};
-use crate::session::{Provider, Runtime, SessionPool};
+use crate::graph::{Mix, MixVia, StackSource};
+use crate::session::{Provider, Runtime, SessionPool, Sources};
 use crate::{Error, Result};
 
 /// Graph input carrying the curve coefficients `c_k(t)`, shape `[1, K]`.
@@ -178,7 +178,7 @@ impl Ensemble {
         let meta = bundle.metadata();
         let grid_len = meta.bn_grid.as_ref().map_or(0, Vec::len);
         let mut mixes = Vec::with_capacity(bundle.tensors().len());
-        let mut externals = Vec::with_capacity(bundle.tensors().len());
+        let mut sources = Sources::default();
         for entry in bundle.tensors() {
             let stack = format!("modeconn.stack/{}", entry.name);
             let via = match (meta.kind, entry.role) {
@@ -195,22 +195,38 @@ impl Ensemble {
                     points: grid_len,
                 },
             };
-            let stack_shape: Vec<usize> = match via {
-                MixVia::Gather { .. } => entry.shape.clone(),
-                MixVia::MatMul { .. } => vec![entry.slices(), entry.slice_len()],
+            // The stack is the tensor's data as it lies in the bundle ([K, ...] is [K, n] in
+            // row-major order). From a file, ONNX Runtime maps it itself: no copy on the CPU.
+            // From memory, it is handed over as a value, which ONNX Runtime copies once.
+            let source = match file_source(&bundle, entry) {
+                Some((folder, source)) => {
+                    sources.folder = Some(folder);
+                    source
+                }
+                None => {
+                    let shape: Vec<usize> = match via {
+                        MixVia::Gather { .. } => entry.shape.clone(),
+                        MixVia::MatMul { .. } => vec![entry.slices(), entry.slice_len()],
+                    };
+                    let data: Box<[f32]> = bundle.data(entry).into_owned().into_boxed_slice();
+                    let value: DynValue = Tensor::from_array((shape, data))?.into_dyn();
+                    sources.values.push((stack.clone(), Arc::new(value)));
+                    StackSource::Supplied
+                }
             };
-            let data: Box<[f32]> = bundle.data(entry).into_owned().into_boxed_slice();
-            let value: DynValue = Tensor::from_array((stack_shape, data))?.into_dyn();
-            externals.push((stack.clone(), Arc::new(value)));
             mixes.push(Mix {
                 name: entry.name.clone(),
                 shape: entry.slice_shape().to_vec(),
                 stack,
                 via,
+                source,
             });
         }
+        if sources.folder.is_some() {
+            sources.guard = bundle.guard();
+        }
         let model = bundle.graph().rewrite_dynamic(&mixes)?;
-        let dynamic = SessionPool::new(runtime, model, externals, false, options.max_sessions)?;
+        let dynamic = SessionPool::new(runtime, model, sources, options.max_sessions)?;
         Ok(Ensemble {
             runtime: runtime.clone(),
             bundle,
@@ -457,11 +473,14 @@ impl Ensemble {
         // Built outside the lock: other threads keep running meanwhile. Two threads may build
         // the same member at once; the first to finish is kept.
         let model = self.bundle.materialize(member)?;
+        let sources = Sources {
+            optimize: true,
+            ..Sources::default()
+        };
         let pool = Arc::new(SessionPool::new(
             &self.runtime,
             model,
-            Vec::new(),
-            true,
+            sources,
             self.options.max_sessions,
         )?);
         let mut cache = self.statics.lock().unwrap_or_else(|p| p.into_inner());
@@ -532,6 +551,16 @@ impl Ensemble {
         };
         logits_of(&outputs, &meta.output.name, meta.output.classes)
     }
+}
+
+/// The folder and file reference through which ONNX Runtime can map a tensor's data straight
+/// from the bundle file.
+fn file_source(bundle: &Bundle, entry: &TensorEntry) -> Option<(std::path::PathBuf, StackSource)> {
+    let (path, offset) = bundle.file_data(entry)?;
+    let path = std::fs::canonicalize(path).ok()?;
+    let folder = path.parent()?.to_path_buf();
+    let location = path.file_name()?.to_str()?.to_string();
+    Some((folder, StackSource::File { location, offset }))
 }
 
 fn logits_of(

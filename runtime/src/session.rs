@@ -14,6 +14,7 @@ use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::DynValue;
 
+use crate::bundle::FileGuard;
 use crate::{Error, Result};
 
 /// Where to run.
@@ -257,13 +258,8 @@ impl Runtime {
 
     /// Creates one session for a serialized model whose external initializers are given as
     /// shared values (they are not copied, and several sessions may share them).
-    pub(crate) fn session(
-        &self,
-        model: &[u8],
-        externals: &[(String, Arc<DynValue>)],
-        optimize: bool,
-    ) -> Result<(Session, Provider)> {
-        let mut builder = self.builder(externals, optimize)?;
+    pub(crate) fn session(&self, model: &[u8], sources: &Sources) -> Result<(Session, Provider)> {
+        let mut builder = self.builder(sources)?;
         let provider = match self.inner.device {
             Device::Cpu => Provider::Cpu,
             Device::Cuda => {
@@ -279,7 +275,7 @@ impl Runtime {
                     Provider::Cuda
                 }
                 Err(_) => {
-                    builder = self.builder(externals, optimize)?;
+                    builder = self.builder(sources)?;
                     Provider::Cpu
                 }
             },
@@ -289,29 +285,45 @@ impl Runtime {
         Ok((session, provider))
     }
 
-    fn builder(
-        &self,
-        externals: &[(String, Arc<DynValue>)],
-        optimize: bool,
-    ) -> Result<SessionBuilder> {
-        let mut b = Session::builder(&self.inner.env)?.with_optimization_level(if optimize {
+    fn builder(&self, sources: &Sources) -> Result<SessionBuilder> {
+        let level = if sources.optimize {
             GraphOptimizationLevel::All
         } else {
             GraphOptimizationLevel::Level1
-        })?;
+        };
+        let mut b = Session::builder(&self.inner.env)?.with_optimization_level(level)?;
         if self.inner.intra_threads > 0 {
             b = b.with_intra_threads(self.inner.intra_threads)?;
         }
-        if !optimize {
+        if !sources.optimize {
             // The stacks of control points are only ever read one row combination at a time;
             // pre-packing them for matrix products would copy every weight again.
             b = b.with_config_entry("session.disable_prepacking", "1")?;
         }
-        for (name, value) in externals {
+        if let Some(folder) = &sources.folder {
+            b = b.with_config_entry(
+                "session.model_external_initializers_file_folder_path",
+                folder.to_string_lossy(),
+            )?;
+        }
+        for (name, value) in &sources.values {
             b = b.with_external_initializer(name, Arc::clone(value))?;
         }
         Ok(b)
     }
+}
+
+/// Where a model's external initializers come from, and how to optimise it.
+#[derive(Default)]
+pub(crate) struct Sources {
+    /// Values handed to ONNX Runtime (it copies them once).
+    pub values: Vec<(String, Arc<DynValue>)>,
+    /// The folder against which external-data file names in the model are resolved.
+    pub folder: Option<PathBuf>,
+    /// A file the model's external data lives in, which must not change under us.
+    pub guard: Option<FileGuard>,
+    /// Full graph optimisation (static models) or the light one (the dynamic graph).
+    pub optimize: bool,
 }
 
 fn cuda_compiled_in() -> bool {
@@ -329,8 +341,7 @@ fn with_cuda(builder: SessionBuilder) -> std::result::Result<SessionBuilder, Str
 pub(crate) struct SessionPool {
     runtime: Runtime,
     model: Vec<u8>,
-    externals: Vec<(String, Arc<DynValue>)>,
-    optimize: bool,
+    sources: Sources,
     provider: Provider,
     max: usize,
     state: Mutex<PoolState>,
@@ -347,16 +358,14 @@ impl SessionPool {
     pub(crate) fn new(
         runtime: &Runtime,
         model: Vec<u8>,
-        externals: Vec<(String, Arc<DynValue>)>,
-        optimize: bool,
+        sources: Sources,
         max: usize,
     ) -> Result<Self> {
-        let (first, provider) = runtime.session(&model, &externals, optimize)?;
+        let (first, provider) = runtime.session(&model, &sources)?;
         Ok(SessionPool {
             runtime: runtime.clone(),
             model,
-            externals,
-            optimize,
+            sources,
             provider,
             max: max.max(1),
             state: Mutex::new(PoolState {
@@ -391,10 +400,12 @@ impl SessionPool {
             if state.total < self.max {
                 state.total += 1;
                 drop(state);
-                return match self
-                    .runtime
-                    .session(&self.model, &self.externals, self.optimize)
-                {
+                let made = match &self.sources.guard {
+                    Some(g) => g.check(),
+                    None => Ok(()),
+                }
+                .and_then(|()| self.runtime.session(&self.model, &self.sources));
+                return match made {
                     Ok((s, _)) => Ok(s),
                     Err(e) => {
                         self.state.lock().unwrap_or_else(|p| p.into_inner()).total -= 1;

@@ -85,6 +85,7 @@ impl Deref for Storage {
 /// A loaded, checked bundle.
 pub struct Bundle {
     path: Option<PathBuf>,
+    guard: Option<FileGuard>,
     storage: Storage,
     meta: Metadata,
     graph: OnnxModel,
@@ -114,7 +115,13 @@ impl Bundle {
         // only follow from another process truncating or rewriting the file in place while it is
         // mapped, which the format's writers never do (they write a new file and rename it).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Self::load(Storage::Mapped(map), Some(path.to_path_buf()))
+        let identity = FileIdentity::of(&file).map_err(|e| Error::io(path, e))?;
+        let mut bundle = Self::load(Storage::Mapped(map), Some(path.to_path_buf()))?;
+        bundle.guard = Some(FileGuard {
+            path: path.to_path_buf(),
+            identity,
+        });
+        Ok(bundle)
     }
 
     /// Reads a bundle from bytes in memory.
@@ -162,6 +169,7 @@ impl Bundle {
         let tensors = validate::check(&meta, &graph, raw)?;
         Ok(Bundle {
             path,
+            guard: None,
             storage,
             meta,
             graph,
@@ -172,6 +180,18 @@ impl Bundle {
     /// Where the bundle was read from, when it came from a file.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Where the data of a tensor starts in the file, when the bundle was opened from a file
+    /// and the data is aligned for `f32`: ONNX Runtime can then map it itself.
+    pub(crate) fn file_data(&self, entry: &TensorEntry) -> Option<(&Path, u64)> {
+        let path = self.path.as_deref()?;
+        (entry.range.0 % 4 == 0).then_some((path, entry.range.0 as u64))
+    }
+
+    /// A guard that tells whether the file at the bundle's path is still the one opened.
+    pub(crate) fn guard(&self) -> Option<FileGuard> {
+        self.guard.clone()
     }
 
     /// The size of the file in bytes.
@@ -245,6 +265,56 @@ impl Bundle {
             gram.accumulate(&refs)?;
         }
         Ok(gram)
+    }
+}
+
+/// What identifies a file's contents: device, inode, size and modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileIdentity {
+    #[cfg(unix)]
+    dev_ino: (u64, u64),
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+/// Checks that the file at a path is still the one that was opened (writers replace bundles
+/// by renaming a new file into place). Sessions that map the file themselves must not read a
+/// different one.
+#[derive(Debug, Clone)]
+pub(crate) struct FileGuard {
+    path: PathBuf,
+    identity: FileIdentity,
+}
+
+impl FileGuard {
+    pub(crate) fn check(&self) -> Result<()> {
+        let now = File::open(&self.path)
+            .and_then(|f| FileIdentity::of(&f))
+            .map_err(|e| Error::io(&self.path, e))?;
+        if now != self.identity {
+            return Err(Error::io(
+                &self.path,
+                std::io::Error::other(
+                    "the bundle file was replaced or changed while open; open it again",
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FileIdentity {
+    fn of(file: &File) -> std::io::Result<Self> {
+        let m = file.metadata()?;
+        Ok(FileIdentity {
+            #[cfg(unix)]
+            dev_ino: {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            },
+            len: m.len(),
+            modified: m.modified().ok(),
+        })
     }
 }
 

@@ -422,3 +422,26 @@ fn the_gram_matrix_covers_point_tensors_only() {
         .sum();
     assert!((gram.endpoint_distance().powi(2) - expected).abs() < 1e-6);
 }
+
+#[test]
+fn the_guard_notices_a_replaced_file() {
+    let g = graph();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("curve.safetensors");
+    curve_writer(&g).write(&path).unwrap();
+    let b = Bundle::open(&path).unwrap();
+    let guard = b.guard().expect("a bundle from a file has a guard");
+    guard.check().unwrap();
+    // Writers replace bundles by renaming a new file over the old one.
+    curve_writer(&g).write(&path).unwrap();
+    let err = guard.check().unwrap_err();
+    assert!(err.to_string().contains("replaced"), "{err}");
+    // The open bundle still reads its own (mapped) data.
+    assert_eq!(b.data(b.tensor("fc.bias").unwrap()).len(), K * 4);
+    assert!(
+        Bundle::from_bytes(std::fs::read(&path).unwrap())
+            .unwrap()
+            .guard()
+            .is_none()
+    );
+}

@@ -24,4 +24,4 @@ mod wire;
 mod tests;
 
 pub use model::{Dim, InitializerInfo, OnnxModel, ValueInfo};
-pub use rewrite::{Mix, MixVia, NamedTensor, STACK_LOCATION};
+pub use rewrite::{Mix, MixVia, NamedTensor, STACK_LOCATION, StackSource};

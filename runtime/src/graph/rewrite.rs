@@ -31,6 +31,27 @@ pub struct Mix {
     pub stack: String,
     /// How a value is taken from the stack.
     pub via: MixVia,
+    /// Where ONNX Runtime finds the stack's data.
+    pub source: StackSource,
+}
+
+/// Where the data of a stack initializer comes from. Either way the rewritten graph holds no
+/// weights itself: the stack is an initializer marked as external data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StackSource {
+    /// The caller supplies the data as a value to ONNX Runtime (`AddExternalInitializers`);
+    /// the location written is [`STACK_LOCATION`], which names no file. ONNX Runtime 1.31
+    /// copies such values once.
+    Supplied,
+    /// The data lies in a file, little-endian and row-major, at `offset` bytes: ONNX Runtime
+    /// maps it itself (no copy on the CPU). `location` is relative to the folder the session is
+    /// told to resolve external data against.
+    File {
+        /// The file name, relative to that folder.
+        location: String,
+        /// Byte offset of the data in the file.
+        offset: u64,
+    },
 }
 
 /// How a [`Mix`] computes its tensor from the stack.
@@ -370,9 +391,13 @@ impl<'m> DynamicPlan<'m> {
             .and_then(|n| n.checked_mul(4))
             .ok_or_else(|| Error::InvalidArgument(format!("tensor `{name}`: stack too large")))?;
         let length = bytes.to_string();
+        let (location, offset) = match &mix.source {
+            StackSource::Supplied => (STACK_LOCATION, "0".to_string()),
+            StackSource::File { location, offset } => (location.as_str(), offset.to_string()),
+        };
         let external = [
-            ("location", STACK_LOCATION),
-            ("offset", "0"),
+            ("location", location),
+            ("offset", offset.as_str()),
             ("length", length.as_str()),
         ];
         self.initializers

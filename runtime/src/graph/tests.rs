@@ -10,7 +10,7 @@ use super::wire::{
     put_int64_field, put_message_field, put_tag, put_varint, put_varint_field, read_varint,
     varint_len,
 };
-use super::{Dim, Mix, MixVia, NamedTensor, OnnxModel, STACK_LOCATION, elem, encode};
+use super::{Dim, Mix, MixVia, NamedTensor, OnnxModel, STACK_LOCATION, StackSource, elem, encode};
 use crate::Error;
 
 // ---------------------------------------------------------------------------------------------
@@ -249,6 +249,7 @@ fn mixes(points: usize, members: usize) -> Vec<Mix> {
             coef: "coef".to_string(),
             points,
         },
+        source: StackSource::Supplied,
     };
     let gather = |name: &str| Mix {
         name: name.to_string(),
@@ -258,6 +259,7 @@ fn mixes(points: usize, members: usize) -> Vec<Mix> {
             index: "member".to_string(),
             members,
         },
+        source: StackSource::Supplied,
     };
     vec![
         matmul("conv.weight", &[2, 3, 3, 3]),
@@ -1157,6 +1159,7 @@ fn rewrite_dynamic_rejects_bad_mixes() {
             index: "i".into(),
             members: 2,
         },
+        source: StackSource::Supplied,
     }];
     let err = model.rewrite_dynamic(&m).expect_err("dtype");
     assert!(
@@ -1187,6 +1190,7 @@ fn rewrite_dynamic_without_initializers_appends_and_names_nodes_uniquely() {
             coef: "c".into(),
             points: 2,
         },
+        source: StackSource::Supplied,
     };
     assert_eq!(mix.stack_dims().expect("dims"), [2, 8]);
     let out = model.rewrite_dynamic(&[mix]).expect("rewrite");
@@ -1809,4 +1813,40 @@ fn onnx_checker_and_onnxruntime_accept_the_rewrites() {
         "python check failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
+}
+
+#[test]
+fn a_file_source_names_the_file_and_offset() {
+    let mut b = ModelBuilder::new("g", 17);
+    b.input("x", elem::FLOAT, &fixed(&[1, 4]))
+        .initializer_f32("w", &[4, 2], &[0.5; 8])
+        .node("MatMul", &["x", "w"], &["y"], &[])
+        .output("y", elem::FLOAT, &fixed(&[1, 2]));
+    let model = parse(&b.build());
+    let mix = Mix {
+        name: "w".into(),
+        shape: vec![4, 2],
+        stack: "w.stack".into(),
+        via: MixVia::MatMul {
+            coef: "c".into(),
+            points: 3,
+        },
+        source: StackSource::File {
+            location: "curve.safetensors".into(),
+            offset: 1004,
+        },
+    };
+    let out = model.rewrite_dynamic(&[mix]).expect("rewrite");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("curve.safetensors"),
+        "the location is written"
+    );
+    assert!(
+        text.contains("1004") && text.contains("96"),
+        "offset and length are written"
+    );
+    assert!(!text.contains(STACK_LOCATION), "no placeholder location");
+    let m = parse(&out);
+    assert_eq!(m.initializer("w.stack").expect("stack").dims, [3, 8]);
 }

@@ -1,0 +1,99 @@
+//! The runtime through its Rust API: bundles from memory (weights handed to ONNX Runtime as
+//! values) and from files (ONNX Runtime maps the bundle file itself) answer alike, and the
+//! sampling modes that need a curve or a set say so.
+
+use modeconn_runtime::{
+    Bundle, Device, Ensemble, EnsembleOptions, Error, Runtime, RuntimeOptions, Sampling,
+};
+
+use crate::util::*;
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeOptions::default().with_device(Device::Cpu))
+        .expect("ONNX Runtime must load (source the env file printed by scripts/setup.sh)")
+}
+
+#[test]
+fn file_and_memory_bundles_predict_alike() {
+    let dir = curve_fixture(&POLYCHAIN4);
+    let path = dir.join("bundle.safetensors");
+    let x = read_f32(&dir.join("x.npy"));
+    let rt = runtime();
+    let dynamic = EnsembleOptions {
+        static_budget: 0,
+        ..EnsembleOptions::default()
+    };
+    let from_file = Ensemble::open(&rt, &path, dynamic.clone()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let from_memory = Ensemble::new(&rt, Bundle::from_bytes(bytes).unwrap(), dynamic).unwrap();
+    let s = Sampling::At(POLYCHAIN4.at.to_vec());
+    let a = from_file.predict(x.view(), &s, true).unwrap();
+    let b = from_memory.predict(x.view(), &s, true).unwrap();
+    let (pa, pb) = (a.per_member.unwrap(), b.per_member.unwrap());
+    assert_close(&pa.clone().into_dyn(), &pb.into_dyn(), 1e-7);
+    // And both equal the independent reference.
+    assert_close(&pa.into_dyn(), &read_f32(&dir.join("ref.npy")), TOL);
+}
+
+#[test]
+fn arc_length_sampling_draws_points_on_the_curve() {
+    let dir = curve_fixture(&BEZIER3);
+    let x = read_f32(&dir.join("x.npy"));
+    let e = Ensemble::open(
+        &runtime(),
+        dir.join("bundle.safetensors"),
+        EnsembleOptions::default(),
+    )
+    .unwrap();
+    let arc = e.arc_length().unwrap();
+    assert!(arc.ratio().unwrap() >= 1.0);
+    let p = e
+        .predict(x.view(), &Sampling::ArcUniform { n: 5, seed: 1 }, false)
+        .unwrap();
+    assert_eq!(p.members.len(), 5);
+    let again = e
+        .predict(x.view(), &Sampling::ArcUniform { n: 5, seed: 1 }, false)
+        .unwrap();
+    assert_eq!(p.members, again.members, "seeded draws repeat");
+    // Rows are probability vectors.
+    for row in p.probabilities.rows() {
+        assert!((row.sum() - 1.0).abs() < 1e-5);
+    }
+    assert!(p.entropy.iter().all(|&h| h >= 0.0));
+}
+
+#[test]
+fn modes_that_do_not_fit_the_bundle_are_refused() {
+    let rt = runtime();
+    let curve = Ensemble::open(
+        &rt,
+        curve_fixture(&BEZIER3).join("bundle.safetensors"),
+        EnsembleOptions::default(),
+    )
+    .unwrap();
+    let set = Ensemble::open(
+        &rt,
+        snapshots_fixture().join("bundle.safetensors"),
+        EnsembleOptions::default(),
+    )
+    .unwrap();
+    let x = read_f32(&snapshots_fixture().join("x.npy"));
+    for (e, s) in [
+        (&curve, Sampling::AllMembers),
+        (&set, Sampling::At(vec![0.5])),
+        (&set, Sampling::ArcUniform { n: 2, seed: 0 }),
+        (&curve, Sampling::Grid(1)),
+        (&curve, Sampling::At(vec![])),
+    ] {
+        let err = e.predict(x.view(), &s, false).unwrap_err();
+        assert!(
+            matches!(err, Error::Sampling(_) | Error::InvalidArgument(_)),
+            "{s:?}: {err}"
+        );
+    }
+    let wrong = ndarray::ArrayD::<f32>::zeros(vec![2, 3, 4, 4]);
+    assert!(matches!(
+        set.predict(wrong.view(), &Sampling::AllMembers, false),
+        Err(Error::Input(_))
+    ));
+}
