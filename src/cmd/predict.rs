@@ -104,6 +104,11 @@ fn sampling(args: &Args, kind: Kind) -> anyhow::Result<Sampling> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let bundle = super::open_bundle(&args.bundle)?;
     let sampling = sampling(&args, bundle.metadata().kind)?;
+    if args.per_member.is_some() && sampling.is_per_sample() {
+        anyhow::bail!(
+            "--per-member is not available with --randomized: each sample has its own member"
+        );
+    }
     let input = npy::read::<f32>(&args.input)?;
     let labels = match &args.labels {
         Some(p) => Some(
@@ -141,11 +146,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         npy::write(p, &all.view().into_dyn())
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
-    if args.per_member.is_some() && prediction.per_sample {
-        anyhow::bail!(
-            "--per-member is not available with --randomized: each sample has its own member"
-        );
-    }
     let scores = labels.map(|y| score(probs, y.view())).transpose()?;
 
     let members: Vec<serde_json::Value> = prediction
@@ -164,6 +164,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "mean_entropy": prediction.entropy.mean().unwrap_or(0.0),
         "static_members": ensemble.static_members(),
     });
+    if let Some(d) = &prediction.disagreement {
+        report["mean_disagreement"] = json!(d.mean().unwrap_or(0.0));
+    }
     if !prediction.per_sample {
         report["members"] = json!(members);
     }
