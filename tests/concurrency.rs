@@ -3,17 +3,12 @@
 
 use std::sync::Arc;
 
-use modeconn_runtime::{Ensemble, EnsembleOptions, Prediction, Runtime, RuntimeOptions, Sampling};
+use modeconn_runtime::{Ensemble, EnsembleOptions, Prediction, Sampling};
 
 use crate::util::*;
 
 const THREADS: usize = 4;
 const ROUNDS: usize = 6;
-
-fn runtime() -> Runtime {
-    Runtime::new(RuntimeOptions::default().with_device(modeconn_runtime::Device::Cpu))
-        .expect("ONNX Runtime must load (source the env file printed by scripts/setup.sh)")
-}
 
 /// Runs every sampling once on one thread, then `THREADS` threads run them all `ROUNDS` times
 /// in different orders on the same ensemble; every answer must equal the single-thread one.
@@ -77,7 +72,7 @@ fn threads_share_a_curve_ensemble() {
     let dir = curve_fixture(&BEZIER3);
     let x = read_f32(&dir.join("x.npy"));
     let ensemble = Ensemble::open(
-        &runtime(),
+        &cpu_runtime(),
         dir.join("bundle.safetensors"),
         EnsembleOptions::default(),
     )
@@ -98,7 +93,7 @@ fn threads_share_a_curve_ensemble() {
 fn threads_share_a_snapshot_set() {
     let dir = snapshots_fixture();
     let x = read_f32(&dir.join("x.npy"));
-    let rt = runtime();
+    let rt = cpu_runtime();
     for budget in [0, 1 << 30] {
         let ensemble = Ensemble::open(
             &rt,

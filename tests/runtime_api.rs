@@ -2,23 +2,16 @@
 //! values) and from files (ONNX Runtime maps the bundle file itself) answer alike, and the
 //! sampling modes that need a curve or a set say so.
 
-use modeconn_runtime::{
-    Bundle, Device, Ensemble, EnsembleOptions, Error, Runtime, RuntimeOptions, Sampling,
-};
+use modeconn_runtime::{Bundle, Ensemble, EnsembleOptions, Error, Sampling};
 
 use crate::util::*;
-
-fn runtime() -> Runtime {
-    Runtime::new(RuntimeOptions::default().with_device(Device::Cpu))
-        .expect("ONNX Runtime must load (source the env file printed by scripts/setup.sh)")
-}
 
 #[test]
 fn file_and_memory_bundles_predict_alike() {
     let dir = curve_fixture(&POLYCHAIN4);
     let path = dir.join("bundle.safetensors");
     let x = read_f32(&dir.join("x.npy"));
-    let rt = runtime();
+    let rt = cpu_runtime();
     let dynamic = EnsembleOptions {
         static_budget: 0,
         ..EnsembleOptions::default()
@@ -40,7 +33,7 @@ fn arc_length_sampling_draws_points_on_the_curve() {
     let dir = curve_fixture(&BEZIER3);
     let x = read_f32(&dir.join("x.npy"));
     let e = Ensemble::open(
-        &runtime(),
+        &cpu_runtime(),
         dir.join("bundle.safetensors"),
         EnsembleOptions::default(),
     )
@@ -64,7 +57,7 @@ fn arc_length_sampling_draws_points_on_the_curve() {
 
 #[test]
 fn modes_that_do_not_fit_the_bundle_are_refused() {
-    let rt = runtime();
+    let rt = cpu_runtime();
     let curve = Ensemble::open(
         &rt,
         curve_fixture(&BEZIER3).join("bundle.safetensors"),

@@ -601,3 +601,11 @@ pub fn without_paths(message: &str, paths: &[&Path]) -> String {
     }
     m
 }
+
+/// ONNX Runtime on the CPU, for tests that use the runtime's Rust API directly.
+pub fn cpu_runtime() -> modeconn_runtime::Runtime {
+    modeconn_runtime::Runtime::new(
+        modeconn_runtime::RuntimeOptions::default().with_device(modeconn_runtime::Device::Cpu),
+    )
+    .expect("ONNX Runtime must load (source the env file printed by scripts/setup.sh)")
+}

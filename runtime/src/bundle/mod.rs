@@ -186,7 +186,11 @@ impl Bundle {
     /// and the data is aligned for `f32`: ONNX Runtime can then map it itself.
     pub(crate) fn file_data(&self, entry: &TensorEntry) -> Option<(&Path, u64)> {
         let path = self.path.as_deref()?;
-        (entry.range.0 % 4 == 0).then_some((path, entry.range.0 as u64))
+        entry
+            .range
+            .0
+            .is_multiple_of(4)
+            .then_some((path, entry.range.0 as u64))
     }
 
     /// A guard that tells whether the file at the bundle's path is still the one opened.
