@@ -184,3 +184,27 @@ fn inspect_missing_bundle_is_named() {
         "the error does not name the path: {line}"
     );
 }
+
+#[test]
+fn cuda_without_the_cuda_provider_is_refused_and_auto_falls_back() {
+    let dir = curve_fixture(&BEZIER3);
+    let (bundle, x) = (dir.join("bundle.safetensors"), dir.join("x.npy"));
+    // The ONNX Runtime of the set-up (PyPI onnxruntime) has no CUDA execution provider.
+    let line = predict_fails(&bundle, &x, &["--at", "0.5", "--device", "cuda"]);
+    assert!(line.contains("cuda") && line.contains("CUDA"), "{line}");
+    let run = modeconn(&[
+        &"predict",
+        &bundle,
+        &"--input",
+        &x,
+        &"--at",
+        &"0.5",
+        &"--device",
+        &"auto",
+        &"--json",
+    ])
+    .ok();
+    assert_eq!(field(&run.json(), "provider"), "cpu");
+    let line = predict_fails(&bundle, &x, &["--at", "0.5", "--device", "tpu"]);
+    assert!(line.contains("tpu"), "{line}");
+}
