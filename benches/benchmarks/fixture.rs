@@ -118,11 +118,18 @@ fn params() -> Vec<Param> {
     for block in 1..=3 {
         let (cin, cout) = (CHANNELS[block - 1], CHANNELS[block]);
         let p = |suffix: &str, dims: Vec<usize>, kind| Param {
-            name: format!("{}{block}.{suffix}", if suffix == "weight" { "conv" } else { "bn" }),
+            name: format!(
+                "{}{block}.{suffix}",
+                if suffix == "weight" { "conv" } else { "bn" }
+            ),
             dims,
             kind,
         };
-        out.push(p("weight", vec![cout, cin, 3, 3], ParamKind::Weight(cin * 9)));
+        out.push(p(
+            "weight",
+            vec![cout, cin, 3, 3],
+            ParamKind::Weight(cin * 9),
+        ));
         out.push(p("scale", vec![cout], ParamKind::Scale));
         out.push(p("bias", vec![cout], ParamKind::Shift));
         out.push(p("running_mean", vec![cout], ParamKind::Mean));
@@ -183,7 +190,7 @@ fn graph(params: &[Param], values: &[Vec<f32>]) -> Vec<u8> {
             let pool = format!("pool{block}.out");
             b.node(
                 "MaxPool",
-                &[&x, ""],
+                &[&x],
                 &[&pool],
                 &[
                     Attr::ints("kernel_shape", &[2, 2]),
@@ -194,14 +201,23 @@ fn graph(params: &[Param], values: &[Vec<f32>]) -> Vec<u8> {
         }
     }
     b.node("GlobalAveragePool", &[&x], &["gap.out"], &[]);
-    b.node("Flatten", &["gap.out"], &["flat.out"], &[Attr::int("axis", 1)]);
+    b.node(
+        "Flatten",
+        &["gap.out"],
+        &["flat.out"],
+        &[Attr::int("axis", 1)],
+    );
     b.node(
         "Gemm",
         &["flat.out", "fc.weight", "fc.bias"],
         &[OUTPUT],
         &[Attr::int("transB", 1)],
     );
-    b.output(OUTPUT, elem::FLOAT, &["batch".into(), (CLASSES as i64).into()]);
+    b.output(
+        OUTPUT,
+        elem::FLOAT,
+        &["batch".into(), (CLASSES as i64).into()],
+    );
     b.build()
 }
 
@@ -248,8 +264,12 @@ fn write_bundle(
 ) {
     let mut w = BundleWriter::new(meta, graph(params, graph_values));
     for (p, (slices, data)) in params.iter().zip(stacks) {
-        let shape = std::iter::once(slices).chain(p.dims.iter().copied()).collect();
-        w = w.tensor(p.name.clone(), shape, data).expect("bundle tensor");
+        let shape = std::iter::once(slices)
+            .chain(p.dims.iter().copied())
+            .collect();
+        w = w
+            .tensor(p.name.clone(), shape, data)
+            .expect("bundle tensor");
     }
     w.write(path).expect("writing the bundle");
 }

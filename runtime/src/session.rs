@@ -75,7 +75,8 @@ pub struct RuntimeOptions {
     pub library: Option<PathBuf>,
     /// The device to run on.
     pub device: Device,
-    /// Threads per session for operators (`0`: ONNX Runtime's default, one per core).
+    /// Threads for operators (`0`: ONNX Runtime's default, one per core). Every session of the
+    /// process shares one pool of them, so the first runtime created fixes the number.
     pub intra_threads: usize,
 }
 
@@ -92,7 +93,7 @@ impl RuntimeOptions {
         self
     }
 
-    /// Sets the number of threads per session.
+    /// Sets the number of operator threads (see [`RuntimeOptions::intra_threads`]).
     pub fn with_intra_threads(mut self, threads: usize) -> Self {
         self.intra_threads = threads;
         self
@@ -109,7 +110,6 @@ struct RuntimeInner {
     env: Environment,
     library: PathBuf,
     device: Device,
-    intra_threads: usize,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -117,7 +117,6 @@ impl std::fmt::Debug for Runtime {
         f.debug_struct("Runtime")
             .field("library", &self.inner.library)
             .field("device", &self.inner.device)
-            .field("intra_threads", &self.inner.intra_threads)
             .finish()
     }
 }
@@ -188,7 +187,7 @@ fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-fn global(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
+fn global(explicit: Option<&Path>, intra_threads: usize) -> Result<(Environment, PathBuf)> {
     let _guard = GLOBAL_INIT.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(state) = GLOBAL.get() {
         let (env, loaded) = state
@@ -210,10 +209,23 @@ fn global(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
     }
     // A library that cannot be found is not remembered: a later call may name a good one.
     let path = find_library(explicit)?;
+    // One pool of operator threads for every session: with a pool per session, the idle
+    // threads of the member that just ran keep spinning while the next member runs, which made
+    // ensembles of static members up to twice as slow as the sum of their runs.
+    let pool = || -> ort::Result<ort::environment::GlobalThreadPoolOptions> {
+        let options = ort::environment::GlobalThreadPoolOptions::default();
+        if intra_threads > 0 {
+            options.with_intra_threads(intra_threads)
+        } else {
+            Ok(options)
+        }
+    };
     let state = ort::init_from(&path)
         .map_err(|e| format!("{}: {e}", path.display()))
         .and_then(|b| {
+            let pool = pool().map_err(|e| format!("thread pool options: {e}"))?;
             b.with_name("modeconn")
+                .with_global_thread_pool(pool)
                 .build()
                 .map_err(|e| format!("creating the environment: {e}"))
         })
@@ -225,7 +237,7 @@ fn global(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
 impl Runtime {
     /// Loads ONNX Runtime (once per process) and prepares to run on `options.device`.
     pub fn new(options: RuntimeOptions) -> Result<Self> {
-        let (env, library) = global(options.library.as_deref())?;
+        let (env, library) = global(options.library.as_deref(), options.intra_threads)?;
         if options.device == Device::Cuda && !cuda_compiled_in() {
             return Err(Error::Device {
                 device: "cuda".into(),
@@ -241,7 +253,6 @@ impl Runtime {
                 env,
                 library,
                 device: options.device,
-                intra_threads: options.intra_threads,
             }),
         })
     }
@@ -292,9 +303,6 @@ impl Runtime {
             GraphOptimizationLevel::Level1
         };
         let mut b = Session::builder(&self.inner.env)?.with_optimization_level(level)?;
-        if self.inner.intra_threads > 0 {
-            b = b.with_intra_threads(self.inner.intra_threads)?;
-        }
         if !sources.optimize {
             // The stacks of control points are only ever read one row combination at a time;
             // pre-packing them for matrix products would copy every weight again.

@@ -50,7 +50,7 @@ pub struct Args {
     /// Path of libonnxruntime (default: ORT_DYLIB_PATH, then beside this executable).
     #[arg(long, value_name = "PATH")]
     ort_lib: Option<PathBuf>,
-    /// Operator threads per session (0: one per core).
+    /// Operator threads, shared by every session (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// MiB of weights that may be kept in materialised (static) sessions; 0 always uses the
