@@ -11,4 +11,14 @@ source "$envfile"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked --quiet
-cargo test --workspace --locked
+# Every test binary prints its own `test result:` line; the last line sums them up, so the
+# run closes on the whole count rather than on the last (often empty) doc-test binary.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
