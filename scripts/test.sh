@@ -13,6 +13,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked --quiet
 # Every test binary prints its own `test result:` line; the last line sums them up, so the
 # run closes on the whole count rather than on the last (often empty) doc-test binary.
+# The CLI's tests load the trainer plugin (a cdylib) from the build folder.
+cargo build --workspace --locked --quiet
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

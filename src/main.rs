@@ -1,6 +1,8 @@
-//! `modeconn`: inspect, run, materialise and pack mode-connected ensembles.
+//! `modeconn`: inspect, run, materialise and pack mode-connected ensembles; train endpoints,
+//! curves and FGE ensembles and evaluate them through the trainer plugin.
 
 mod cmd;
+mod plugin;
 
 use std::process::ExitCode;
 
@@ -24,6 +26,17 @@ enum Command {
     Materialize(cmd::materialize::Args),
     /// Make a bundle from an ONNX classifier and weight files saved with safetensors.
     Pack(cmd::pack::Args),
+    /// Train one network from scratch: writes a one-member snapshot bundle (needs the trainer
+    /// plugin).
+    Train(cmd::train::Args),
+    /// Fit a curve between two trained endpoints: writes a curve bundle (needs the trainer
+    /// plugin).
+    Curve(cmd::curve::Args),
+    /// Fast Geometric Ensembling from a trained network: writes a snapshot-set bundle (needs
+    /// the trainer plugin).
+    Fge(cmd::fge::Args),
+    /// Evaluate a bundle along its curve or over its members (needs the trainer plugin).
+    Eval(cmd::eval::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +53,10 @@ fn main() -> ExitCode {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Materialize(a) => cmd::materialize::run(a),
         Command::Pack(a) => cmd::pack::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Curve(a) => cmd::curve::run(a),
+        Command::Fge(a) => cmd::fge::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

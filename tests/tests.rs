@@ -14,3 +14,4 @@ mod materialize;
 mod pack;
 mod predict;
 mod runtime_api;
+mod trainer_cli;

@@ -1,9 +1,13 @@
 //! The subcommands.
 
+pub mod curve;
+pub mod eval;
+pub mod fge;
 pub mod inspect;
 pub mod materialize;
 pub mod pack;
 pub mod predict;
+pub mod train;
 
 use std::path::Path;
 

@@ -1,1 +1,23 @@
-//! placeholder
+//! modeconn-trainer: trains endpoints, fits curves between them, runs Fast Geometric
+//! Ensembling, recomputes batch-norm statistics along curves, evaluates along curves and writes
+//! bundles the runtime loads. Built on libtorch through `tch`.
+#![warn(clippy::unwrap_used)]
+
+pub mod arch;
+pub mod bn;
+pub mod checkpoint;
+pub mod curve;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod fge;
+pub mod fit;
+pub mod job;
+pub mod model_io;
+pub mod optim;
+pub mod plugin;
+pub mod run;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -29,6 +29,20 @@ impl Gram {
         }
     }
 
+    /// A Gram matrix given directly: `entries` is the row-major `(K-1) × (K-1)` matrix of inner
+    /// products `<P_i - P_0, P_j - P_0>`, `i, j = 1 … K-1`.
+    pub fn from_matrix(points: usize, entries: Vec<f64>) -> Result<Self> {
+        let m = points.saturating_sub(1);
+        if points < 2 || entries.len() != m * m {
+            return Err(Error::InvalidArgument(format!(
+                "a Gram matrix for {points} points has {} entries, got {}",
+                m * m,
+                entries.len()
+            )));
+        }
+        Ok(Gram { points, entries })
+    }
+
     /// Adds the contribution of one tensor, given as its `K` control-point slices (all of the
     /// same length).
     pub fn accumulate(&mut self, slices: &[&[f32]]) -> Result<()> {

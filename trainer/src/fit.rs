@@ -1,0 +1,242 @@
+//! Pieces every training command shares: checking options, loading data, running an epoch of
+//! SGD with progress events, evaluating, and keeping checkpoints.
+
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::arch::{self, Mode, Net, Params};
+use crate::data::{self, Data, DataOptions, Split};
+use crate::job::{Event, TrainingOptions};
+use crate::{Error, Result};
+
+/// Checks the numbers of a job before anything runs.
+pub fn check_options(t: &TrainingOptions) -> Result<()> {
+    let bad = |field: &str, why: &str| Err(Error::Config(format!("`{field}` {why}")));
+    if t.epochs == 0 {
+        return bad("epochs", "must be at least 1");
+    }
+    if !(t.lr.is_finite() && t.lr > 0.0) {
+        return bad("lr", "must be a positive number");
+    }
+    if !(t.wd.is_finite() && t.wd >= 0.0) {
+        return bad("wd", "must be zero or positive");
+    }
+    if !(0.0..1.0).contains(&t.momentum) {
+        return bad("momentum", "must be in [0, 1)");
+    }
+    if t.batch_size == 0 {
+        return bad("batch_size", "must be at least 1");
+    }
+    Ok(())
+}
+
+/// Loads the data of a job.
+pub fn load_data(t: &TrainingOptions) -> Result<Data> {
+    data::load(
+        &t.data,
+        &DataOptions {
+            held_out: t.held_out,
+            seed: t.seed,
+            augment: t.augment,
+            limit: t.limit,
+        },
+    )
+}
+
+/// Mean loss and accuracy of a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Scores {
+    /// Mean negative log-likelihood.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+}
+
+/// Accumulates loss and accuracy over batches.
+#[derive(Debug, Default)]
+pub struct Meter {
+    loss: f64,
+    correct: f64,
+    count: f64,
+}
+
+impl Meter {
+    /// Adds a batch: its mean loss and its logits against labels.
+    pub fn add(&mut self, loss: f64, logits: &Tensor, y: &Tensor) -> Result<()> {
+        let n = y.size().first().copied().unwrap_or(0) as f64;
+        let correct = logits
+            .f_argmax(-1, false)?
+            .f_eq_tensor(y)?
+            .f_to_kind(Kind::Double)?
+            .f_sum(Kind::Double)?
+            .f_double_value(&[])?;
+        self.loss += loss * n;
+        self.correct += correct;
+        self.count += n;
+        Ok(())
+    }
+
+    /// The scores so far.
+    pub fn scores(&self) -> Scores {
+        if self.count == 0.0 {
+            return Scores::default();
+        }
+        Scores {
+            loss: self.loss / self.count,
+            accuracy: self.correct / self.count,
+        }
+    }
+}
+
+/// Loss and accuracy of `params` on a split, in evaluation mode, without gradients.
+pub fn evaluate(
+    net: &Net,
+    params: &Params,
+    data: &Data,
+    split: &Split,
+    batch_size: usize,
+    device: Device,
+) -> Result<Scores> {
+    let _guard = tch::no_grad_guard();
+    let mut meter = Meter::default();
+    for batch in data.eval_batches(split, batch_size, device)? {
+        let (x, y) = batch?;
+        let logits = arch::forward(net, params, &x, Mode::Eval)?;
+        let loss = cross_entropy(&logits, &y)?.f_double_value(&[])?;
+        meter.add(loss, &logits, &y)?;
+    }
+    Ok(meter.scores())
+}
+
+/// Softmax probabilities of `params` on a split, in order (evaluation mode).
+pub fn probabilities(
+    net: &Net,
+    params: &Params,
+    data: &Data,
+    split: &Split,
+    batch_size: usize,
+    device: Device,
+) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    let mut parts = Vec::new();
+    for batch in data.eval_batches(split, batch_size, device)? {
+        let (x, _) = batch?;
+        let logits = arch::forward(net, params, &x, Mode::Eval)?;
+        parts.push(
+            logits
+                .f_softmax(-1, Kind::Float)?
+                .f_to_device(Device::Cpu)?,
+        );
+    }
+    Ok(Tensor::f_cat(&parts, 0)?)
+}
+
+/// NLL and accuracy of probabilities `[N, C]` against labels.
+pub fn score_probabilities(p: &Tensor, y: &Tensor) -> Result<Scores> {
+    let y = y.f_to_device(p.device())?;
+    let picked = p.f_gather(1, &y.f_unsqueeze(1)?, false)?;
+    let nll = picked
+        .f_clamp_min(1e-12)?
+        .f_log()?
+        .f_mean(Kind::Double)?
+        .f_double_value(&[])?;
+    let accuracy = p
+        .f_argmax(-1, false)?
+        .f_eq_tensor(&y)?
+        .f_to_kind(Kind::Double)?
+        .f_mean(Kind::Double)?
+        .f_double_value(&[])?;
+    Ok(Scores {
+        loss: -nll,
+        accuracy,
+    })
+}
+
+/// What one epoch of training runs over.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochPlan<'a> {
+    /// The phase named in progress events.
+    pub phase: &'a str,
+    /// The data.
+    pub data: &'a Data,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Seed of the epoch's shuffle and augmentation.
+    pub seed: u64,
+    /// Where batches go.
+    pub device: Device,
+    /// Learning rate reported in events.
+    pub lr: f64,
+    /// The epoch, 1-based, for messages.
+    pub epoch: usize,
+}
+
+/// Runs one epoch of training. `step` gets a batch and returns the batch's loss (already
+/// back-propagated and applied) and logits.
+pub fn epoch(
+    plan: EpochPlan<'_>,
+    on_event: &mut dyn FnMut(&Event),
+    mut step: impl FnMut(&Tensor, &Tensor) -> Result<(Tensor, Tensor)>,
+) -> Result<Scores> {
+    let EpochPlan {
+        phase,
+        data,
+        batch_size,
+        seed,
+        device,
+        lr,
+        epoch,
+    } = plan;
+    let total = data.train_steps(batch_size);
+    let mut meter = Meter::default();
+    for (i, batch) in data.train_batches(batch_size, seed, device)?.enumerate() {
+        let done = i + 1;
+        let (x, y) = batch?;
+        let (loss, logits) = step(&x, &y)?;
+        let value = loss.f_double_value(&[])?;
+        if !value.is_finite() {
+            return Err(Error::NonFiniteLoss {
+                value,
+                epoch,
+                step: done,
+            });
+        }
+        meter.add(value, &logits.f_detach()?, &y)?;
+        let s = meter.scores();
+        on_event(&Event::Step {
+            phase: phase.to_string(),
+            done,
+            total,
+            loss: Some(s.loss),
+            accuracy: Some(s.accuracy),
+            lr: Some(lr),
+        });
+    }
+    Ok(meter.scores())
+}
+
+/// Mean cross-entropy of logits `[N, C]` against labels `[N]`.
+pub fn cross_entropy(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
+    Ok(logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss(
+        y,
+        None::<Tensor>,
+        tch::Reduction::Mean,
+        -100,
+    )?)
+}
+
+/// A copy of a tensor's values in new storage, detached from any graph.
+pub fn deep_copy(t: &Tensor) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    let mut out = t.f_empty_like()?;
+    out.f_copy_(t)?;
+    Ok(out.f_detach()?)
+}
+
+/// Times a closure.
+pub fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let start = Instant::now();
+    let out = f()?;
+    Ok((out, start.elapsed().as_secs_f64()))
+}
