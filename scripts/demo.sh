@@ -1,32 +1,48 @@
 #!/usr/bin/env bash
-# The main job: sets up everything, builds modeconn, trains three small networks on the
-# scikit-learn digits with PyTorch, packs them into a snapshot-set bundle and a polygonal-chain
-# curve bundle with `modeconn pack`, and serves predictions on the held-out digits through the
-# runtime (ONNX Runtime), printing each member's and the ensembles' test error.
+# The main job, on the scikit-learn digits and 2 CPU cores in a few minutes: sets up everything,
+# builds modeconn and its trainer plugin, trains two endpoints, fits a Bezier curve between them,
+# runs Fast Geometric Ensembling from one of them, evaluates the curve (and the straight segment)
+# and the FGE set, then serves predictions on the held-out digits from the bundles through the
+# runtime (ONNX Runtime) and prints a table of test errors.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 envfile=$(bash scripts/setup.sh | tail -n 1)
 # shellcheck disable=SC1090
 source "$envfile"
-cargo build --release --locked --quiet
+cargo build --release --locked --quiet -p modeconn -p modeconn-trainer
 bin="$repo/target/release/modeconn"
+export MODECONN_TRAINER="$repo/target/release/libmodeconn_trainer.so"
 out=${MODECONN_DEMO_DIR:-"$repo/target/demo"}
 mkdir -p "$out"
+arch=${MODECONN_DEMO_ARCH:-preresnet8}
+epochs=${MODECONN_DEMO_EPOCHS:-20}
+common=(--data digits --device auto --quiet)
 
-"$MODECONN_PYTHON" scripts/demo_models.py "$MODECONN_DIGITS" "$out"
-"$bin" pack --onnx "$out/model.onnx" --snapshots "$out"/net{0,1,2}.safetensors \
-  --labels 0,1,2,3,4,5,6,7,8,9 --out "$out/snapshots.safetensors"
-"$bin" pack --onnx "$out/model.onnx" --curve polychain --points "$out"/net{0,1,2}.safetensors \
-  --labels 0,1,2,3,4,5,6,7,8,9 --out "$out/chain.safetensors"
-echo
-"$bin" inspect "$out/snapshots.safetensors"
-echo
-error() { "$bin" predict "$@" --input "$out/x_test.npy" --labels "$out/y_test.npy" --json |
-  "$MODECONN_PYTHON" -c 'import json,sys; r=json.load(sys.stdin); a=r["accuracy"]; n=r["nll"]; p=r["provider"]; print(f"{100*(1-a):6.2f}%   NLL {n:.4f}   ({p})")'; }
-printf '%-40s %s\n' "what (held-out digits, 360 images)" "test error"
-for i in 0 1 2; do printf '%-40s ' "network $i alone"; error "$out/snapshots.safetensors" --members "$i"; done
-printf '%-40s ' "ensemble of the 3 networks"; error "$out/snapshots.safetensors" --members all
-printf "%-40s " "straight segment midway, nets 0-1"; error "$out/chain.safetensors" --at 0.25
-printf '%-40s ' "chain ensemble, 9 points"; error "$out/chain.safetensors" --grid 9
-printf '%-40s ' "randomised member per query"; error "$out/snapshots.safetensors" --randomized
+echo "training two ${arch} endpoints on the digits (${epochs} epochs each)"
+"$bin" train --arch "$arch" "${common[@]}" --epochs "$epochs" --lr 0.05 --seed 1 --out "$out/a.safetensors" >/dev/null
+"$bin" train --arch "$arch" "${common[@]}" --epochs "$epochs" --lr 0.05 --seed 2 --out "$out/b.safetensors" >/dev/null
+echo "fitting a Bezier curve with one bend between them"
+"$bin" curve --start "$out/a.safetensors" --end "$out/b.safetensors" --basis bezier --bends 1 \
+  "${common[@]}" --epochs "$epochs" --lr 0.05 --out "$out/curve.safetensors" >/dev/null
+echo "running FGE from the first endpoint"
+"$bin" fge --init "$out/a.safetensors" "${common[@]}" --epochs 8 --cycle 2 --lr1 0.02 --lr2 0.0002 \
+  --out "$out/fge.safetensors" >/dev/null
+echo "evaluating along the curve and the segment, and over the FGE set"
+"$bin" eval "$out/curve.safetensors" --data digits --points 21 --segment --quiet --json "$out/curve-eval.json" >/dev/null
+"$bin" eval "$out/fge.safetensors" --data digits --quiet --json "$out/fge-eval.json" >/dev/null
+
+echo "serving predictions from the bundles through ONNX Runtime"
+"$MODECONN_PYTHON" - "$MODECONN_DIGITS" "$out" <<'PY'
+import sys, numpy as np
+d = np.load(sys.argv[1])
+np.save(f"{sys.argv[2]}/x_test.npy", d["x_test"].astype(np.float32))
+np.save(f"{sys.argv[2]}/y_test.npy", d["y_test"].astype(np.int64))
+PY
+serve() { "$bin" predict "$@" --input "$out/x_test.npy" --labels "$out/y_test.npy" --json; }
+serve "$out/a.safetensors" --members 0 >"$out/serve-a.json"
+serve "$out/b.safetensors" --members 0 >"$out/serve-b.json"
+serve "$out/curve.safetensors" --grid 5 >"$out/serve-curve.json"
+serve "$out/fge.safetensors" --members all >"$out/serve-fge.json"
+serve "$out/curve.safetensors" --randomized >"$out/serve-random.json"
+"$MODECONN_PYTHON" scripts/demo_table.py "$out"
