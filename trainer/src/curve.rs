@@ -165,6 +165,9 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
             sgd.set_buffers(buffers);
             history = serde_json::from_value(c.state["history"].clone()).unwrap_or_default();
             start_epoch = c.epoch;
+            on_event(&Event::Message {
+                text: format!("resuming after epoch {start_epoch} from {}", ckpt_path.display()),
+            });
         }
     }
     for (j, point) in points.iter_mut().enumerate() {

@@ -81,6 +81,9 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json:
             crate::train::restore(&mut params, &mut sgd, rest)?;
             history = serde_json::from_value(ck.state["history"].clone()).unwrap_or_default();
             start = ck.epoch;
+            on_event(&Event::Message {
+                text: format!("resuming after epoch {start} from {}", ckpt_path.display()),
+            });
         }
     }
     for name in &trainable {

@@ -160,35 +160,182 @@ pub enum Job {
 }
 
 impl Job {
-    /// Parses a job from JSON, with a message that names the field at fault.
+    /// Parses a job from JSON, with a message that names the field at fault: its path (e.g.
+    /// `epochs: invalid type: string "three", expected usize`, `hidden[1]: ...`), or the field
+    /// itself for unknown and missing fields. Malformed JSON is answered with its line and
+    /// column.
     pub fn from_json(text: &str) -> crate::Result<Job> {
-        serde_json::from_str(text).map_err(|e| crate::Error::Config(e.to_string()))
+        let error = match serde_json::from_str::<Job>(text) {
+            Ok(job) => return Ok(job),
+            Err(e) => e,
+        };
+        if error.classify() != serde_json::error::Category::Data {
+            return Err(crate::Error::Config(error.to_string()));
+        }
+        // The tag (`command`) and `#[serde(flatten)]` make serde buffer the job before the
+        // variant's struct sees it, which loses the path to the faulty field. Parse the
+        // variant's struct again on its own to find that path.
+        let located = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(locate_error);
+        Err(crate::Error::Config(
+            located.unwrap_or_else(|| error.to_string()),
+        ))
+    }
+}
+
+/// The error of a job that does not parse, prefixed with the path to the field at fault, or
+/// `None` when the job parses or its command is not known here.
+fn locate_error(value: serde_json::Value) -> Option<String> {
+    let mut fields = match value {
+        serde_json::Value::Object(fields) => fields,
+        other => {
+            let kind = match other {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            };
+            return Some(format!(
+                "a job is a JSON object tagged by `command`, not {kind}"
+            ));
+        }
+    };
+    let command = match fields.remove("command")? {
+        serde_json::Value::String(c) => c,
+        _ => return None,
+    };
+    match command.as_str() {
+        "train" => located::<TrainJob>(fields, true),
+        "curve" => located::<CurveJob>(fields, true),
+        "fge" => located::<FgeJob>(fields, true),
+        "eval" => located::<EvalJob>(fields, false),
+        _ => None,
+    }
+}
+
+/// Parses `fields` as a `T` and returns its error with the path to the field at fault.
+/// `flattened`: `T` holds [`TrainingOptions`] through `#[serde(flatten)]`, whose errors are
+/// located by parsing the training options among `fields` on their own.
+fn located<T: serde::de::DeserializeOwned>(
+    fields: serde_json::Map<String, serde_json::Value>,
+    flattened: bool,
+) -> Option<String> {
+    let training: serde_json::Map<String, serde_json::Value> = if flattened {
+        let names = struct_fields::<TrainingOptions>();
+        fields
+            .iter()
+            .filter(|(k, _)| names.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    } else {
+        serde_json::Map::new()
+    };
+    let error =
+        serde_path_to_error::deserialize::<_, T>(serde_json::Value::Object(fields)).err()?;
+    let with_path = |e: &serde_path_to_error::Error<serde_json::Error>| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        // The root has no name, and an unknown field names itself.
+        if path == "." || message.starts_with("unknown field") {
+            None
+        } else {
+            Some(format!("{path}: {message}"))
+        }
+    };
+    if let Some(message) = with_path(&error) {
+        return Some(message);
+    }
+    if flattened
+        && let Err(e) = serde_path_to_error::deserialize::<_, TrainingOptions>(
+            serde_json::Value::Object(training),
+        )
+        && let Some(message) = with_path(&e)
+    {
+        return Some(message);
+    }
+    Some(error.into_inner().to_string())
+}
+
+/// The field names the derived `Deserialize` of a struct asks for (empty for anything else).
+fn struct_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    let mut capture = FieldCapture::default();
+    let _ = T::deserialize(&mut capture);
+    capture.fields
+}
+
+/// A deserializer that fails at once, noting the field names of the struct asked for.
+#[derive(Default)]
+struct FieldCapture {
+    fields: &'static [&'static str],
+}
+
+impl<'de> serde::Deserializer<'de> for &mut FieldCapture {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.fields = fields;
+        Err(serde::de::Error::custom("fields noted"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
     }
 }
 
 /// A progress event.
+///
+/// What the counts count depends on the phase:
+///
+/// - Training phases (`train`, `curve`, `fge`): [`Event::Begin`]'s `total` is the number of
+///   epochs of the run, while [`Event::Step`]'s `done` and `total` count the mini-batches
+///   within the current epoch (`done` restarts at 1 every epoch; [`Event::Epoch`] says which
+///   epoch ended). A resumed run still announces every epoch of the run in `total`; its first
+///   [`Event::Epoch`] is the first epoch after the checkpoint.
+/// - `bn`: one step per point of the batch-norm grid; `eval` and `segment`: one step per point
+///   of the t grid (curves) or per member (snapshot sets). `Begin.total` and `Step.total`
+///   agree.
+///
+/// Accuracies (`accuracy`, `train_accuracy`, `test_accuracy`) are fractions in `[0, 1]`, not
+/// percentages; losses are mean negative log-likelihoods in nats.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// A phase begins (`train`, `curve`, `fge`, `bn`, `eval`): `total` steps to come.
+    /// A phase begins (`train`, `curve`, `fge`, `bn`, `eval`, `segment`).
     Begin {
         /// The phase.
         phase: String,
-        /// How many steps it has.
+        /// For training phases (`train`, `curve`, `fge`) the number of epochs of the run;
+        /// for the others the number of steps to come.
         total: usize,
     },
-    /// One step of the phase is done.
+    /// One step of the phase is done: in training phases a mini-batch of the current epoch.
     Step {
         /// The phase.
         phase: String,
-        /// Steps done so far (1-based).
+        /// Steps done so far (1-based); in training phases, mini-batches of the current epoch.
         done: usize,
-        /// Steps in the phase.
+        /// Steps in the phase; in training phases, mini-batches per epoch (not the epochs of
+        /// `Begin.total`).
         total: usize,
-        /// Mean training loss of the step (or of the epoch so far).
+        /// Training phases: mean training loss of the epoch so far; `eval` and `segment`: the
+        /// test NLL at the point.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         loss: Option<f64>,
-        /// Training accuracy so far.
+        /// Training phases: training accuracy of the epoch so far; `eval` and `segment`: the
+        /// test accuracy at the point. A fraction in `[0, 1]`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         accuracy: Option<f64>,
         /// Current learning rate.
@@ -203,12 +350,12 @@ pub enum Event {
         epochs: usize,
         /// Mean training loss.
         train_loss: f64,
-        /// Training accuracy.
+        /// Training accuracy, a fraction in `[0, 1]`.
         train_accuracy: f64,
         /// Test NLL, when evaluated.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         test_loss: Option<f64>,
-        /// Test accuracy, when evaluated.
+        /// Test accuracy, when evaluated: a fraction in `[0, 1]`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         test_accuracy: Option<f64>,
         /// Wall time of the epoch in seconds.
@@ -262,5 +409,110 @@ mod defaults {
     }
     pub fn points() -> usize {
         61
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message of a job that must not parse.
+    fn error(text: &str) -> String {
+        match Job::from_json(text) {
+            Ok(job) => panic!("parsed: {job:?}"),
+            Err(crate::Error::Config(message)) => message,
+            Err(e) => panic!("not a config error: {e}"),
+        }
+    }
+
+    const TRAIN: &str = r#""command":"train","arch":"mlp","data":"digits","out":"x""#;
+
+    #[test]
+    fn type_errors_in_flattened_options_name_the_field() {
+        let m = error(&format!(r#"{{{TRAIN},"epochs":"three"}}"#));
+        assert_eq!(m, r#"epochs: invalid type: string "three", expected usize"#);
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"lr":"fast"}}"#));
+        assert!(m.starts_with("lr: invalid type"), "{m}");
+        let m = error(&format!(r#"{{{TRAIN},"epochs":-3}}"#));
+        assert!(m.starts_with("epochs: invalid value"), "{m}");
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"limit":1.5}}"#));
+        assert!(m.starts_with("limit: invalid type"), "{m}");
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"resume":"yes"}}"#));
+        assert!(m.starts_with("resume: invalid type"), "{m}");
+    }
+
+    #[test]
+    fn type_errors_in_the_jobs_own_fields_name_the_field() {
+        let m = error(r#"{"command":"train","arch":3,"data":"digits","epochs":3,"out":"x"}"#);
+        assert!(m.starts_with("arch: invalid type: integer `3`"), "{m}");
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"hidden":[8,"a"]}}"#));
+        assert!(m.starts_with("hidden[1]: invalid type"), "{m}");
+        let m = error(
+            r#"{"command":"curve","start":"a","end":"b","bends":"one","data":"digits","epochs":1,"out":"c"}"#,
+        );
+        assert!(m.starts_with("bends: invalid type"), "{m}");
+        let m = error(
+            r#"{"command":"curve","start":"a","end":"b","data":"digits","epochs":1.5,"out":"c"}"#,
+        );
+        assert!(m.starts_with("epochs: invalid type"), "{m}");
+        let m = error(
+            r#"{"command":"fge","init":"a","cycle":2,"lr1":"big","lr2":0.001,"data":"digits","epochs":2,"out":"f"}"#,
+        );
+        assert!(m.starts_with("lr1: invalid type"), "{m}");
+        let m = error(
+            r#"{"command":"fge","init":"a","cycle":2,"lr1":0.05,"lr2":0.001,"data":"digits","epochs":2,"seed":"s","out":"f"}"#,
+        );
+        assert!(m.starts_with("seed: invalid type"), "{m}");
+        let m = error(r#"{"command":"eval","bundle":"b","data":"digits","points":"many"}"#);
+        assert!(m.starts_with("points: invalid type"), "{m}");
+    }
+
+    #[test]
+    fn unknown_missing_and_malformed_are_named() {
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"epoch":4}}"#));
+        assert!(m.contains("unknown field `epoch`"), "{m}");
+        let m = error(r#"{"command":"eval","bundle":"b","data":"digits","pionts":3}"#);
+        assert!(
+            m.starts_with("unknown field `pionts`, expected one of"),
+            "{m}"
+        );
+        let m = error(&format!(r#"{{{TRAIN}}}"#));
+        assert!(m.contains("missing field `epochs`"), "{m}");
+        let m = error(r#"{"command":"train","data":"digits","epochs":3,"out":"x"}"#);
+        assert!(m.contains("missing field `arch`"), "{m}");
+        let m = error(r#"{"command":"trian","arch":"mlp"}"#);
+        assert!(m.contains("unknown variant `trian`"), "{m}");
+        let m = error(r#"{"arch":"mlp"}"#);
+        assert!(m.contains("missing field `command`"), "{m}");
+        let m = error(r#"{"command":"train","arch":"mlp","#);
+        assert!(m.contains("line 1"), "{m}");
+        let m = error("[1, 2]");
+        assert_eq!(
+            m,
+            "a job is a JSON object tagged by `command`, not an array"
+        );
+    }
+
+    #[test]
+    fn valid_jobs_still_parse() {
+        let job = Job::from_json(&format!(r#"{{{TRAIN},"epochs":3,"hidden":[8],"lr":1}}"#))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Job::Train(t) = job else {
+            panic!("not a train job");
+        };
+        assert_eq!(t.training.epochs, 3);
+        assert_eq!(t.training.lr, 1.0);
+        assert_eq!(t.hidden, Some(vec![8]));
+        let text = serde_json::to_string(&Job::Train(t.clone())).unwrap_or_default();
+        assert_eq!(Job::from_json(&text).ok(), Some(Job::Train(t)));
+    }
+
+    #[test]
+    fn the_training_options_fields_are_known() {
+        let names = struct_fields::<TrainingOptions>();
+        for name in ["data", "epochs", "lr", "seed", "resume", "checkpoint"] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        assert!(struct_fields::<String>().is_empty());
     }
 }

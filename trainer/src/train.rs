@@ -171,12 +171,14 @@ pub(crate) fn check_same_job(
     }
 }
 
-/// Two jobs are the same run when they differ at most in `resume`.
+/// Two jobs are the same run when they differ at most in `resume` and `checkpoint`.
 pub(crate) fn same_job(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    // Where the checkpoint lives does not change the run; a moved checkpoint may be resumed.
     let strip = |v: &serde_json::Value| {
         let mut v = v.clone();
         if let Some(o) = v.as_object_mut() {
             o.remove("resume");
+            o.remove("checkpoint");
         }
         v
     };
