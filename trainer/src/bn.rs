@@ -1,5 +1,6 @@
 //! Batch-norm statistics recomputed for given weights: one pass over the training data in
-//! order, without gradients or dropout, averaging the batch statistics cumulatively.
+//! order, without gradients or dropout, averaging the batch statistics cumulatively (weighted
+//! by batch size).
 
 use tch::{Device, Kind, Tensor};
 
@@ -27,13 +28,14 @@ pub fn recompute(
         };
         params.insert(p.name.clone(), fresh);
     }
-    for (i, batch) in data
-        .eval_batches(&data.train, batch_size, device)?
-        .enumerate()
-    {
+    let mut seen = 0.0f64;
+    for batch in data.eval_batches(&data.train, batch_size, device)? {
         let (x, _) = batch?;
-        // Momentum 1/(i+1) makes the running value the plain mean of the batch statistics.
-        let momentum = 1.0 / (i as f64 + 1.0);
+        // Momentum b / (seen + b) makes the running value the mean of the batch statistics
+        // weighted by batch size, so a partial last batch counts for what it holds.
+        let b = x.size().first().copied().unwrap_or(0) as f64;
+        seen += b;
+        let momentum = b / seen;
         let _ = arch::forward(net, params, &x, Mode::Statistics { momentum })?;
     }
     Ok(())

@@ -166,7 +166,10 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
             history = serde_json::from_value(c.state["history"].clone()).unwrap_or_default();
             start_epoch = c.epoch;
             on_event(&Event::Message {
-                text: format!("resuming after epoch {start_epoch} from {}", ckpt_path.display()),
+                text: format!(
+                    "resuming after epoch {start_epoch} from {}",
+                    ckpt_path.display()
+                ),
             });
         }
     }
