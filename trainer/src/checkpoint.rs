@@ -170,3 +170,111 @@ fn first_line(message: &str) -> String {
         .unwrap_or("unknown error")
         .to_string()
 }
+
+/// A run's bookkeeping around its checkpoint: the job (a resumed run must be the same job),
+/// where the checkpoint lives, the per-epoch history it carries, and the epoch to start from.
+#[derive(Debug)]
+pub struct Run {
+    /// The job as JSON.
+    pub job: serde_json::Value,
+    /// The checkpoint file.
+    pub path: PathBuf,
+    /// One JSON object per completed epoch.
+    pub history: Vec<serde_json::Value>,
+    /// Epochs completed before this process started (0 unless resumed).
+    pub start: usize,
+}
+
+impl Run {
+    /// Bookkeeping for a job writing `out`, with its checkpoint at the job's `checkpoint` path
+    /// or `OUT.ckpt`.
+    pub fn new(job: &impl serde::Serialize, checkpoint: Option<&Path>, out: &Path) -> Result<Self> {
+        Ok(Run {
+            job: serde_json::to_value(job).map_err(|e| Error::Config(e.to_string()))?,
+            path: checkpoint.map_or_else(|| default_path(out), Path::to_path_buf),
+            history: Vec::new(),
+            start: 0,
+        })
+    }
+
+    /// When `resume` is set and a checkpoint exists: checks that it belongs to this job, takes
+    /// over its history and epoch, announces it through `on_event`, and returns it so the
+    /// caller can restore its tensors.
+    pub fn resume(
+        &mut self,
+        resume: bool,
+        device: Device,
+        on_event: &mut dyn FnMut(&crate::job::Event),
+    ) -> Result<Option<Checkpoint>> {
+        if !resume {
+            return Ok(None);
+        }
+        let Some(c) = load(&self.path, device)? else {
+            return Ok(None);
+        };
+        if !same_job(&c.state["job"], &self.job) {
+            return Err(Error::Config(format!(
+                "{} belongs to another job; remove it or drop --resume",
+                self.path.display()
+            )));
+        }
+        self.history = serde_json::from_value(c.state["history"].clone()).unwrap_or_default();
+        self.start = c.epoch;
+        on_event(&crate::job::Event::Message {
+            text: format!(
+                "resuming after epoch {} from {}",
+                self.start,
+                self.path.display()
+            ),
+        });
+        Ok(Some(c))
+    }
+
+    /// Saves a checkpoint after `epoch` epochs: the job, the history, `extra` state fields and
+    /// the tensors.
+    pub fn save(
+        &self,
+        epoch: usize,
+        extra: serde_json::Value,
+        tensors: &[(String, &Tensor)],
+    ) -> Result<()> {
+        let mut state = serde_json::json!({ "job": self.job, "history": self.history });
+        if let (Some(s), serde_json::Value::Object(more)) = (state.as_object_mut(), extra) {
+            s.extend(more);
+        }
+        save(&self.path, epoch, &state, tensors)
+    }
+
+    /// Removes the checkpoint once the run's output is written.
+    pub fn finish(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// Mean wall time of the recorded epochs, in seconds.
+    pub fn mean_seconds(&self) -> f64 {
+        let s: Vec<f64> = self
+            .history
+            .iter()
+            .filter_map(|h| h["seconds"].as_f64())
+            .collect();
+        if s.is_empty() {
+            0.0
+        } else {
+            s.iter().sum::<f64>() / s.len() as f64
+        }
+    }
+}
+
+/// Two jobs are the same run when they differ at most in `resume` and `checkpoint` (where the
+/// checkpoint lives does not change the run; a moved checkpoint may be resumed).
+pub fn same_job(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("resume");
+            o.remove("checkpoint");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}

@@ -10,13 +10,13 @@ use tch::Tensor;
 
 use crate::arch::{self, Mode, Net, ParamKind, Params};
 use crate::bn;
-use crate::checkpoint;
+use crate::checkpoint::Run;
 use crate::device;
 use crate::fit::{self, Scores};
 use crate::job::{CurveJob, Event};
 use crate::model_io::{self, Loaded};
 use crate::optim::{Sgd, reference_lr};
-use crate::train::{check_same_job, epoch_seed, mean_seconds};
+use crate::train::epoch_seed;
 use crate::{Error, Result};
 
 /// The control points of a curve: `points[k][name]`.
@@ -50,14 +50,6 @@ pub fn point_at(points: &Points, coefficients: &[f64]) -> Result<Params> {
         out.insert(name.clone(), value);
     }
     Ok(out)
-}
-
-fn trained_names(net: &Net) -> Vec<String> {
-    net.params
-        .iter()
-        .filter(|p| !p.kind.is_statistic())
-        .map(|p| p.name.clone())
-        .collect()
 }
 
 fn statistics_of(net: &Net, params: &Params) -> Params {
@@ -109,7 +101,7 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
         )));
     }
     let net = start.net.clone();
-    let names = trained_names(&net);
+    let names = fit::trained_names(&net);
     let p0 = model_io::member(&start, 0, device)?;
     let pk = model_io::member(&end, 0, device)?;
     let mut points: Points = Vec::with_capacity(k);
@@ -133,17 +125,8 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
     // these are recomputed on the grid afterwards).
     let stats = statistics_of(&net, &p0);
     let mut sgd = Sgd::new(t.momentum, 0.0);
-    let job_state = serde_json::to_value(job).map_err(|e| Error::Config(e.to_string()))?;
-    let ckpt_path = t
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| checkpoint::default_path(&job.out));
-    let mut start_epoch = 0;
-    let mut history: Vec<serde_json::Value> = Vec::new();
-    if t.resume
-        && let Some(c) = checkpoint::load(&ckpt_path, device)?
-    {
-        check_same_job(&c.state["job"], &job_state, &ckpt_path)?;
+    let mut run = Run::new(job, t.checkpoint.as_deref(), &job.out)?;
+    if let Some(c) = run.resume(t.resume, device, on_event)? {
         {
             let mut buffers = BTreeMap::new();
             for (name, value) in c.tensors {
@@ -163,14 +146,6 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
                 }
             }
             sgd.set_buffers(buffers);
-            history = serde_json::from_value(c.state["history"].clone()).unwrap_or_default();
-            start_epoch = c.epoch;
-            on_event(&Event::Message {
-                text: format!(
-                    "resuming after epoch {start_epoch} from {}",
-                    ckpt_path.display()
-                ),
-            });
         }
     }
     for (j, point) in points.iter_mut().enumerate() {
@@ -192,7 +167,7 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
         total: t.epochs,
     });
     let mut last = Scores::default();
-    for epoch in start_epoch..t.epochs {
+    for epoch in run.start..t.epochs {
         let lr = reference_lr(t.lr, epoch, t.epochs);
         tch::manual_seed(
             (t.seed as i64)
@@ -254,7 +229,7 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
             test_accuracy: None,
             seconds,
         });
-        history.push(serde_json::json!({
+        run.history.push(serde_json::json!({
             "epoch": epoch + 1, "lr": lr, "train_loss": scores.loss,
             "train_accuracy": scores.accuracy, "seconds": seconds,
         }));
@@ -270,12 +245,7 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
                 .iter()
                 .map(|(n, b)| (format!("momentum/{n}"), b)),
         );
-        checkpoint::save(
-            &ckpt_path,
-            epoch + 1,
-            &serde_json::json!({"job": job_state, "history": history}),
-            &tensors,
-        )?;
+        run.save(epoch + 1, serde_json::json!({}), &tensors)?;
     }
     on_event(&Event::End {
         phase: "curve".into(),
@@ -326,15 +296,15 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
             grid: &grid,
             stats: &grid_stats,
         },
-        serde_json::json!({ "command": "curve", "job": job_state, "endpoints": hashes, "history": history }),
+        serde_json::json!({ "command": "curve", "job": run.job, "endpoints": hashes, "history": run.history }),
     )?;
-    let _ = std::fs::remove_file(&ckpt_path);
+    run.finish();
     Ok(serde_json::json!({
         "ok": true, "command": "curve", "out": job.out, "basis": basis.as_str(), "points": k,
         "bn_grid": if net.has_batch_norm() { job.bn_grid } else { 0 },
         "device": device::name(device), "epochs": t.epochs,
         "train_loss": last.loss, "train_accuracy": last.accuracy,
-        "seconds_per_epoch": mean_seconds(&history),
+        "seconds_per_epoch": run.mean_seconds(),
     }))
 }
 

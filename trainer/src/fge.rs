@@ -8,13 +8,13 @@ use tch::Tensor;
 
 use crate::arch::{self, Mode, Params};
 use crate::bn;
-use crate::checkpoint;
+use crate::checkpoint::Run;
 use crate::device;
 use crate::fit;
 use crate::job::{Event, FgeJob};
 use crate::model_io;
 use crate::optim::{Sgd, cyclic_lr, is_snapshot_step};
-use crate::train::{check_same_job, epoch_seed, mean_seconds};
+use crate::train::epoch_seed;
 use crate::{Error, Result};
 
 /// Runs FGE as `job` says and writes the snapshot set.
@@ -41,27 +41,13 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json:
     }
     let net = init.net.clone();
     let mut params = model_io::member(&init, 0, device)?;
-    let trainable: Vec<String> = net
-        .params
-        .iter()
-        .filter(|p| !p.kind.is_statistic())
-        .map(|p| p.name.clone())
-        .collect();
+    let trainable = fit::trained_names(&net);
     let steps = data.train_steps(t.batch_size);
     let c = (job.cycle * steps).div_ceil(2) * 2;
     let mut sgd = Sgd::new(t.momentum, t.wd);
     let mut members: Vec<Params> = Vec::new();
-    let job_state = serde_json::to_value(job).map_err(|e| Error::Config(e.to_string()))?;
-    let ckpt_path = t
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| checkpoint::default_path(&job.out));
-    let mut start = 0;
-    let mut history: Vec<serde_json::Value> = Vec::new();
-    if t.resume
-        && let Some(ck) = checkpoint::load(&ckpt_path, device)?
-    {
-        check_same_job(&ck.state["job"], &job_state, &ckpt_path)?;
+    let mut run = Run::new(job, t.checkpoint.as_deref(), &job.out)?;
+    if let Some(ck) = run.resume(t.resume, device, on_event)? {
         {
             let count = ck.state["members"].as_u64().unwrap_or(0) as usize;
             members = (0..count).map(|_| BTreeMap::new()).collect();
@@ -79,18 +65,10 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json:
                 rest.insert(name, value);
             }
             crate::train::restore(&mut params, &mut sgd, rest)?;
-            history = serde_json::from_value(ck.state["history"].clone()).unwrap_or_default();
-            start = ck.epoch;
-            on_event(&Event::Message {
-                text: format!("resuming after epoch {start} from {}", ckpt_path.display()),
-            });
         }
     }
-    for name in &trainable {
-        if let Some(p) = params.get_mut(name) {
-            let _ = p.f_requires_grad_(true)?;
-        }
-    }
+    let start = run.start;
+    fit::track_gradients(&mut params, &trainable)?;
     on_event(&Event::Begin {
         phase: "fge".into(),
         total: t.epochs,
@@ -146,7 +124,7 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json:
             test_accuracy: None,
             seconds,
         });
-        history.push(serde_json::json!({
+        run.history.push(serde_json::json!({
             "epoch": epoch + 1, "train_loss": scores.loss, "train_accuracy": scores.accuracy,
             "seconds": seconds, "members": members.len(),
         }));
@@ -162,10 +140,9 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json:
         for (m, member) in members.iter().enumerate() {
             tensors.extend(member.iter().map(|(n, p)| (format!("member{m}/{n}"), p)));
         }
-        checkpoint::save(
-            &ckpt_path,
+        run.save(
             epoch + 1,
-            &serde_json::json!({"job": job_state, "history": history, "members": members.len()}),
+            serde_json::json!({ "members": members.len() }),
             &tensors,
         )?;
     }
@@ -198,16 +175,16 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json:
         &net,
         &init.spec,
         &members,
-        serde_json::json!({ "command": "fge", "job": job_state, "history": history,
+        serde_json::json!({ "command": "fge", "job": run.job, "history": run.history,
             "init": crate::curve::file_sha256(&job.init)? }),
     )?;
-    let _ = std::fs::remove_file(&ckpt_path);
+    run.finish();
     Ok(serde_json::json!({
         "ok": true, "command": "fge", "out": job.out, "members": members.len(),
         "cycle_iterations": c, "device": device::name(device),
         "member_test_accuracy": per_member.iter().map(|s| s.accuracy).collect::<Vec<_>>(),
         "member_test_nll": per_member.iter().map(|s| s.loss).collect::<Vec<_>>(),
         "ensemble_test_accuracy": ensemble.accuracy, "ensemble_test_nll": ensemble.loss,
-        "seconds_per_epoch": mean_seconds(&history),
+        "seconds_per_epoch": run.mean_seconds(),
     }))
 }

@@ -31,6 +31,25 @@ pub fn check_options(t: &TrainingOptions) -> Result<()> {
     Ok(())
 }
 
+/// The names of the trained parameters (everything but batch-norm running statistics).
+pub fn trained_names(net: &Net) -> Vec<String> {
+    net.params
+        .iter()
+        .filter(|p| !p.kind.is_statistic())
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Makes libtorch track gradients of the named tensors.
+pub fn track_gradients(params: &mut Params, names: &[String]) -> Result<()> {
+    for name in names {
+        if let Some(p) = params.get_mut(name) {
+            let _ = p.f_requires_grad_(true)?;
+        }
+    }
+    Ok(())
+}
+
 /// Loads the data of a job.
 pub fn load_data(t: &TrainingOptions) -> Result<Data> {
     data::load(

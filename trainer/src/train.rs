@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use tch::Tensor;
 
 use crate::arch::{self, Mode, Params};
-use crate::checkpoint;
+use crate::checkpoint::Run;
 use crate::device;
 use crate::fit::{self, Scores};
 use crate::job::{Event, TrainJob};
@@ -31,38 +31,16 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_j
     let net = spec.net()?;
     tch::manual_seed(t.seed as i64);
     let mut params: Params = arch::init(&net, t.seed as i64, device)?;
-    let trainable: Vec<String> = net
-        .params
-        .iter()
-        .filter(|p| !p.kind.is_statistic())
-        .map(|p| p.name.clone())
-        .collect();
+    let trainable = fit::trained_names(&net);
     let mut sgd = Sgd::new(t.momentum, t.wd);
 
     // Resume: the same job continues from the last completed epoch.
-    let job_state = serde_json::to_value(job).map_err(|e| Error::Config(e.to_string()))?;
-    let ckpt_path = t
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| checkpoint::default_path(&job.out));
-    let mut start = 0;
-    let mut history: Vec<serde_json::Value> = Vec::new();
-    if t.resume
-        && let Some(c) = checkpoint::load(&ckpt_path, device)?
-    {
-        check_same_job(&c.state["job"], &job_state, &ckpt_path)?;
+    let mut run = Run::new(job, t.checkpoint.as_deref(), &job.out)?;
+    if let Some(c) = run.resume(t.resume, device, on_event)? {
         restore(&mut params, &mut sgd, c.tensors)?;
-        history = serde_json::from_value(c.state["history"].clone()).unwrap_or_default();
-        start = c.epoch;
-        on_event(&Event::Message {
-            text: format!("resuming after epoch {start} from {}", ckpt_path.display()),
-        });
     }
-    for name in &trainable {
-        if let Some(p) = params.get_mut(name) {
-            let _ = p.f_requires_grad_(true)?;
-        }
-    }
+    let start = run.start;
+    fit::track_gradients(&mut params, &trainable)?;
 
     on_event(&Event::Begin {
         phase: "train".into(),
@@ -109,13 +87,13 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_j
             test_accuracy: Some(test.accuracy),
             seconds,
         });
-        history.push(serde_json::json!({
+        run.history.push(serde_json::json!({
             "epoch": epoch + 1, "lr": lr, "train_loss": train_scores.loss,
             "train_accuracy": train_scores.accuracy, "test_nll": test.loss,
             "test_accuracy": test.accuracy, "seconds": seconds,
         }));
         last = (train_scores, test);
-        save_checkpoint(&ckpt_path, epoch + 1, &job_state, &history, &params, &sgd)?;
+        save_checkpoint(&run, epoch + 1, &params, &sgd)?;
     }
     on_event(&Event::End {
         phase: "train".into(),
@@ -137,15 +115,15 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_j
         &net,
         &spec,
         std::slice::from_ref(&params),
-        serde_json::json!({ "command": "train", "job": job_state, "metrics": metrics, "history": history }),
+        serde_json::json!({ "command": "train", "job": run.job, "metrics": metrics, "history": run.history }),
     )?;
-    let _ = std::fs::remove_file(&ckpt_path);
+    run.finish();
     Ok(serde_json::json!({
         "ok": true, "command": "train", "out": job.out, "arch": job.arch,
         "device": device::name(device), "epochs": t.epochs,
         "train_loss": train_scores.loss, "train_accuracy": train_scores.accuracy,
         "test_nll": test.loss, "test_accuracy": test.accuracy,
-        "seconds_per_epoch": mean_seconds(&history),
+        "seconds_per_epoch": run.mean_seconds(),
     }))
 }
 
@@ -155,57 +133,8 @@ pub(crate) fn epoch_seed(seed: u64, epoch: usize) -> u64 {
         .wrapping_add(epoch as u64)
 }
 
-/// A checkpoint may only be resumed by the job that wrote it.
-pub(crate) fn check_same_job(
-    saved: &serde_json::Value,
-    job: &serde_json::Value,
-    path: &std::path::Path,
-) -> Result<()> {
-    if same_job(saved, job) {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "{} belongs to another job; remove it or drop --resume",
-            path.display()
-        )))
-    }
-}
-
-/// Two jobs are the same run when they differ at most in `resume` and `checkpoint`.
-pub(crate) fn same_job(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    // Where the checkpoint lives does not change the run; a moved checkpoint may be resumed.
-    let strip = |v: &serde_json::Value| {
-        let mut v = v.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("resume");
-            o.remove("checkpoint");
-        }
-        v
-    };
-    strip(a) == strip(b)
-}
-
-pub(crate) fn mean_seconds(history: &[serde_json::Value]) -> f64 {
-    let s: Vec<f64> = history
-        .iter()
-        .filter_map(|h| h["seconds"].as_f64())
-        .collect();
-    if s.is_empty() {
-        0.0
-    } else {
-        s.iter().sum::<f64>() / s.len() as f64
-    }
-}
-
 /// Saves parameters (as `param/NAME`) and momentum buffers (as `momentum/NAME`).
-pub(crate) fn save_checkpoint(
-    path: &std::path::Path,
-    epoch: usize,
-    job: &serde_json::Value,
-    history: &[serde_json::Value],
-    params: &Params,
-    sgd: &Sgd,
-) -> Result<()> {
+pub(crate) fn save_checkpoint(run: &Run, epoch: usize, params: &Params, sgd: &Sgd) -> Result<()> {
     let mut tensors: Vec<(String, &Tensor)> = params
         .iter()
         .map(|(n, t)| (format!("param/{n}"), t))
@@ -215,12 +144,7 @@ pub(crate) fn save_checkpoint(
             .iter()
             .map(|(n, t)| (format!("momentum/{n}"), t)),
     );
-    checkpoint::save(
-        path,
-        epoch,
-        &serde_json::json!({ "job": job, "history": history }),
-        &tensors,
-    )
+    run.save(epoch, serde_json::json!({}), &tensors)
 }
 
 /// Restores what [`save_checkpoint`] saved.
