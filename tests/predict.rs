@@ -1,8 +1,10 @@
 //! `modeconn predict` against references computed independently by the Python onnxruntime
 //! (`tests/python/cnn_case.py`): curves on and off knots and bn_grid points, snapshot sets,
-//! labels, temperature and the sampling modes. Every comparison runs both through static
-//! (materialised) sessions (default `--static-budget`) and the dynamic rewritten graph
-//! (`--static-budget 0`).
+//! labels, temperature and the sampling modes. Every comparison runs with the default
+//! `--static-budget` and with `--static-budget 0`. Explicit t values (`--at`) always run in the
+//! dynamic rewritten graph; grids and snapshot members run in static (materialised) sessions
+//! under the default budget and in the dynamic graph (a Gather of one member for snapshot sets)
+//! under budget 0, so both paths are compared with the references.
 
 use crate::util::*;
 
