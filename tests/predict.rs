@@ -220,6 +220,9 @@ fn grid_of_three_uses_zero_half_one() {
         .ok()
         .json();
         assert_ts(&numbers(field(&json, "members")), &[0.0, 0.5, 1.0]);
+        // The path taken: three materialised members under the budget, none without it.
+        let statics = if budget == "0" { 0.0 } else { 3.0 };
+        assert_eq!(number(field(&json, "static_members")), statics, "{json}");
         assert_close(&read_f32(&pm), &expected, TOL);
         assert_close(&read_f32(&out), &mean0(&expected), TOL);
     }
