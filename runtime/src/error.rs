@@ -143,6 +143,17 @@ pub enum Error {
     /// An argument is invalid on its own (zero counts, empty lists and the like).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The trainer plugin could not be found or loaded, is not a trainer plugin, or speaks
+    /// another ABI version ([`crate::plugin`]).
+    #[error("{detail}")]
+    TrainerUnavailable {
+        /// What is wrong and how to get the plugin.
+        detail: String,
+    },
+    /// The trainer plugin ran the job and it failed or was refused: the trainer's message, or
+    /// why its report could not be read.
+    #[error("{0}")]
+    TrainerFailed(String),
 }
 
 impl Error {
@@ -172,6 +183,8 @@ impl Error {
             Error::OrtLibrary { .. } => 40,
             Error::Device { .. } => 41,
             Error::Ort(_) => 42,
+            Error::TrainerUnavailable { .. } => 50,
+            Error::TrainerFailed(_) => 51,
         }
     }
 

@@ -65,6 +65,7 @@ pub mod ensemble;
 pub mod error;
 pub mod graph;
 pub mod npy;
+pub mod plugin;
 pub mod session;
 
 mod fsutil;
