@@ -251,8 +251,9 @@ typedef uint32_t modeconn_member_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A loaded bundle ready to predict (opaque). Create it with `modeconn_ensemble_open`, release
-// it with `modeconn_ensemble_free`. Safe to use from several threads at once.
+// A loaded bundle ready to predict (opaque). Create it with `modeconn_ensemble_open` or
+// `modeconn_ensemble_open_with`, release it with `modeconn_ensemble_free`. Safe to use from
+// several threads at once.
 typedef struct modeconn_ensemble modeconn_ensemble;
 
 // A handle on ONNX Runtime with a chosen device (opaque). Create it with
@@ -350,6 +351,23 @@ const char *modeconn_status_name(uint32_t status);
 // `path` must be NULL or NUL-terminated; `out` NULL or valid for writing one pointer.
 modeconn_status modeconn_ensemble_open(const struct modeconn_runtime *runtime, const char *path, struct modeconn_ensemble **out);
 
+// Opens a bundle file like `modeconn_ensemble_open`, with the ensemble's options.
+//
+// - `runtime`, `path`, `out`: as for `modeconn_ensemble_open`.
+// - `static_budget_bytes`: bytes of weights that may be kept in static (materialised)
+//   sessions, which run a frequently used member faster; 0 disables them (every member then
+//   runs in the shared dynamic session). `modeconn_ensemble_open` uses 1 GiB. The predictions
+//   are the same whatever the budget.
+// - `max_sessions`: ONNX Runtime sessions per model, i.e. how many threads can run one member
+//   at the same time; 0 chooses the default (the number of CPUs available).
+//
+// Statuses: those of `modeconn_ensemble_open`. Thread-safe.
+//
+// # Safety
+//
+// `path` must be NULL or NUL-terminated; `out` NULL or valid for writing one pointer.
+modeconn_status modeconn_ensemble_open_with(const struct modeconn_runtime *runtime, const char *path, size_t static_budget_bytes, size_t max_sessions, struct modeconn_ensemble **out);
+
 // Releases an ensemble handle. NULL does nothing (`OK`).
 //
 // Statuses: `OK`; `INVALID_HANDLE` when `ensemble` is not a live handle (e.g. freed twice;
@@ -358,8 +376,8 @@ modeconn_status modeconn_ensemble_open(const struct modeconn_runtime *runtime, c
 //
 // # Safety
 //
-// `ensemble` must be NULL or a handle returned by `modeconn_ensemble_open`; it must not be
-// used after this call.
+// `ensemble` must be NULL or a handle returned by `modeconn_ensemble_open` or
+// `modeconn_ensemble_open_with`; it must not be used after this call.
 modeconn_status modeconn_ensemble_free(struct modeconn_ensemble *ensemble);
 
 // Writes the bundle's kind (a `modeconn_kind` value) to `out`.
@@ -429,7 +447,8 @@ modeconn_status modeconn_ensemble_input_shape(const struct modeconn_ensemble *en
 // floats of `probabilities` (`batch * classes`), of `per_member` (`members * batch * classes`,
 // 0 in the per-sample modes `RANDOMIZED` and `KEYED`, which have no per-member
 // probabilities), and the number of `modeconn_member` of `members` (the members a shared
-// sampling selects, or `batch` in per-sample modes).
+// sampling selects, or `batch` in per-sample modes). The `entropy` output of
+// `modeconn_ensemble_predict_entropy` always holds `batch` floats.
 //
 // Each out-pointer may be NULL (that size is not written). The sampling is not otherwise
 // checked here: `modeconn_ensemble_predict` does that.
@@ -473,6 +492,27 @@ modeconn_status modeconn_ensemble_predict_sizes(const struct modeconn_ensemble *
 // Every non-NULL pointer must be valid for its length (reads for `input`, writes for the
 // outputs), and the buffers must not overlap.
 modeconn_status modeconn_ensemble_predict(const struct modeconn_ensemble *ensemble, const float *input, size_t input_len, size_t batch, const struct modeconn_sampling *sampling, float *probabilities, size_t probabilities_len, float *per_member, size_t per_member_len, struct modeconn_member *members, size_t members_len);
+
+// Predicts a batch like `modeconn_ensemble_predict` and writes the predictive entropy of each
+// sample: the entropy, in nats, of the sample's mean probabilities (`-sum_c p_c ln p_c`; 0 for
+// a one-hot row, at most `ln(classes)`).
+//
+// - `input`, `input_len`, `batch`, `sampling`, `probabilities`, `probabilities_len`: as for
+//   `modeconn_ensemble_predict`.
+// - `entropy`: receives `batch` floats, one per sample in order; `entropy_len` is its
+//   capacity in floats (at least `batch`). Required (not NULL).
+//
+// Buffers are checked before any work: one that is too small returns `BUFFER_TOO_SMALL` and
+// nothing is written. Outputs are written only on success; on failure the buffers are left
+// untouched.
+//
+// Statuses: those of `modeconn_ensemble_predict`. Thread-safe.
+//
+// # Safety
+//
+// Every non-NULL pointer must be valid for its length (reads for `input`, writes for the
+// outputs), and the buffers must not overlap.
+modeconn_status modeconn_ensemble_predict_entropy(const struct modeconn_ensemble *ensemble, const float *input, size_t input_len, size_t batch, const struct modeconn_sampling *sampling, float *probabilities, size_t probabilities_len, float *entropy, size_t entropy_len);
 
 // Writes a standalone ONNX model of one member (the bundle's graph with every varying tensor
 // fixed to its value there, runnable by any ONNX Runtime) to the file `path`, replacing it

@@ -9,10 +9,11 @@ use ndarray::{ArrayViewD, IxDyn};
 
 use crate::handle::Registry;
 use crate::runtime::{RUNTIMES, modeconn_runtime};
-use crate::{Failure, c_str, modeconn_status, slice_in, write_out};
+use crate::{Failure, FfiResult, c_str, modeconn_status, slice_in, write_out};
 
-/// A loaded bundle ready to predict (opaque). Create it with `modeconn_ensemble_open`, release
-/// it with `modeconn_ensemble_free`. Safe to use from several threads at once.
+/// A loaded bundle ready to predict (opaque). Create it with `modeconn_ensemble_open` or
+/// `modeconn_ensemble_open_with`, release it with `modeconn_ensemble_free`. Safe to use from
+/// several threads at once.
 pub struct modeconn_ensemble {
     _token: u8,
 }
@@ -243,12 +244,61 @@ pub unsafe extern "C" fn modeconn_ensemble_open(
         let runtime = RUNTIMES.get(runtime)?;
         // SAFETY: NULL or NUL-terminated (this function's contract).
         let path = unsafe { c_str(path, "path") }?;
-        let ensemble = Ensemble::open(&runtime, path, EnsembleOptions::default())?;
-        let token = Box::into_raw(Box::new(modeconn_ensemble { _token: 0 }));
-        ENSEMBLES.insert(token, ensemble);
-        // SAFETY: checked non-NULL; valid for writes (this function's contract).
-        unsafe { write_out(out, token) };
-        Ok(())
+        open(&runtime, path, EnsembleOptions::default(), out)
+    }
+}
+
+/// Opens a bundle, registers the ensemble and writes its handle to `out` (checked non-NULL).
+fn open(
+    runtime: &::modeconn_runtime::Runtime,
+    path: &str,
+    options: EnsembleOptions,
+    out: *mut *mut modeconn_ensemble,
+) -> Result<(), Failure> {
+    let ensemble = Ensemble::open(runtime, path, options)?;
+    let token = Box::into_raw(Box::new(modeconn_ensemble { _token: 0 }));
+    ENSEMBLES.insert(token, ensemble);
+    // SAFETY: checked non-NULL by the caller; valid for writes (its contract).
+    unsafe { write_out(out, token) };
+    Ok(())
+}
+
+/// Opens a bundle file like `modeconn_ensemble_open`, with the ensemble's options.
+///
+/// - `runtime`, `path`, `out`: as for `modeconn_ensemble_open`.
+/// - `static_budget_bytes`: bytes of weights that may be kept in static (materialised)
+///   sessions, which run a frequently used member faster; 0 disables them (every member then
+///   runs in the shared dynamic session). `modeconn_ensemble_open` uses 1 GiB. The predictions
+///   are the same whatever the budget.
+/// - `max_sessions`: ONNX Runtime sessions per model, i.e. how many threads can run one member
+///   at the same time; 0 chooses the default (the number of CPUs available).
+///
+/// Statuses: those of `modeconn_ensemble_open`. Thread-safe.
+///
+/// # Safety
+///
+/// `path` must be NULL or NUL-terminated; `out` NULL or valid for writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn modeconn_ensemble_open_with(
+    runtime: *const modeconn_runtime,
+    path: *const c_char,
+    static_budget_bytes: usize,
+    max_sessions: usize,
+    out: *mut *mut modeconn_ensemble,
+) -> modeconn_status {
+    ffi_boundary! {
+        not_null!(out, "out");
+        let runtime = RUNTIMES.get(runtime)?;
+        // SAFETY: NULL or NUL-terminated (this function's contract).
+        let path = unsafe { c_str(path, "path") }?;
+        let mut options = EnsembleOptions {
+            static_budget: static_budget_bytes,
+            ..EnsembleOptions::default()
+        };
+        if max_sessions != 0 {
+            options.max_sessions = max_sessions;
+        }
+        open(&runtime, path, options, out)
     }
 }
 
@@ -260,8 +310,8 @@ pub unsafe extern "C" fn modeconn_ensemble_open(
 ///
 /// # Safety
 ///
-/// `ensemble` must be NULL or a handle returned by `modeconn_ensemble_open`; it must not be
-/// used after this call.
+/// `ensemble` must be NULL or a handle returned by `modeconn_ensemble_open` or
+/// `modeconn_ensemble_open_with`; it must not be used after this call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn modeconn_ensemble_free(
     ensemble: *mut modeconn_ensemble,
@@ -442,7 +492,8 @@ pub unsafe extern "C" fn modeconn_ensemble_input_shape(
 /// floats of `probabilities` (`batch * classes`), of `per_member` (`members * batch * classes`,
 /// 0 in the per-sample modes `RANDOMIZED` and `KEYED`, which have no per-member
 /// probabilities), and the number of `modeconn_member` of `members` (the members a shared
-/// sampling selects, or `batch` in per-sample modes).
+/// sampling selects, or `batch` in per-sample modes). The `entropy` output of
+/// `modeconn_ensemble_predict_entropy` always holds `batch` floats.
 ///
 /// Each out-pointer may be NULL (that size is not written). The sampling is not otherwise
 /// checked here: `modeconn_ensemble_predict` does that.
@@ -532,91 +583,220 @@ pub unsafe extern "C" fn modeconn_ensemble_predict(
     members_len: usize,
 ) -> modeconn_status {
     ffi_boundary! {
-        not_null!(input, "input");
-        not_null!(sampling, "sampling");
-        not_null!(probabilities, "probabilities");
-        let e = ENSEMBLES.get(ensemble)?;
-        // SAFETY: non-NULL; valid (this function's contract).
-        let s = unsafe { self::sampling(&*sampling) }?;
-        let meta = e.bundle().metadata();
-        let classes = meta.output.classes;
-        let per_sample = sample_len(&e);
-        if batch == 0 {
-            return Err(Failure::new(modeconn_status::Input, "batch is 0"));
-        }
-        let expected = batch.checked_mul(per_sample).ok_or_else(|| {
-            Failure::new(modeconn_status::Input, format!("batch {batch} is too large"))
-        })?;
-        if input_len != expected {
-            return Err(Failure::new(
-                modeconn_status::Input,
-                format!(
-                    "input holds {input_len} floats; {batch} samples of shape {:?} need {expected}",
-                    &meta.input.shape[1..]
-                ),
-            ));
-        }
-        let count = member_count(&e, &s, batch);
-        let need = |len: usize, need: usize, name: &str| -> Result<(), Failure> {
-            if len < need {
-                return Err(Failure::new(
-                    modeconn_status::BufferTooSmall,
-                    format!("{name} holds {len} values, the result needs {need}"),
-                ));
-            }
-            Ok(())
+        let inputs = Inputs { input, input_len, batch, sampling };
+        let outputs = Outputs {
+            probabilities,
+            probabilities_len,
+            per_member,
+            per_member_len,
+            members,
+            members_len,
+            entropy: std::ptr::null_mut(),
+            entropy_len: 0,
         };
-        need(probabilities_len, batch * classes, "probabilities")?;
-        if !per_member.is_null() {
-            if s.is_per_sample() {
-                return Err(Failure::new(
-                    modeconn_status::Sampling,
-                    "per-member probabilities are not available in per-sample modes \
-                     (RANDOMIZED, KEYED): pass per_member = NULL",
-                ));
-            }
-            need(per_member_len, count * batch * classes, "per_member")?;
-        }
-        if !members.is_null() {
-            need(members_len, count, "members")?;
-        }
-        // SAFETY: non-NULL, `input_len` floats (this function's contract).
-        let data = unsafe { slice_in(input, input_len, "input") }?;
-        let mut shape: Vec<usize> = vec![batch];
-        shape.extend(meta.input.shape[1..].iter().map(|&d| usize::try_from(d).unwrap_or(0)));
-        let view = ArrayViewD::from_shape(IxDyn(&shape), data)
-            .map_err(|err| Failure::new(modeconn_status::Input, err.to_string()))?;
-        let p = e.predict(view, &s, !per_member.is_null())?;
-        // The runtime's results have the sizes checked above; check again before writing.
-        if p.probabilities.len() != batch * classes || p.members.len() > count {
+        // SAFETY: this function's contract is `predict`'s.
+        unsafe { predict(ensemble, inputs, outputs) }
+    }
+}
+
+/// Predicts a batch like `modeconn_ensemble_predict` and writes the predictive entropy of each
+/// sample: the entropy, in nats, of the sample's mean probabilities (`-sum_c p_c ln p_c`; 0 for
+/// a one-hot row, at most `ln(classes)`).
+///
+/// - `input`, `input_len`, `batch`, `sampling`, `probabilities`, `probabilities_len`: as for
+///   `modeconn_ensemble_predict`.
+/// - `entropy`: receives `batch` floats, one per sample in order; `entropy_len` is its
+///   capacity in floats (at least `batch`). Required (not NULL).
+///
+/// Buffers are checked before any work: one that is too small returns `BUFFER_TOO_SMALL` and
+/// nothing is written. Outputs are written only on success; on failure the buffers are left
+/// untouched.
+///
+/// Statuses: those of `modeconn_ensemble_predict`. Thread-safe.
+///
+/// # Safety
+///
+/// Every non-NULL pointer must be valid for its length (reads for `input`, writes for the
+/// outputs), and the buffers must not overlap.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn modeconn_ensemble_predict_entropy(
+    ensemble: *const modeconn_ensemble,
+    input: *const f32,
+    input_len: usize,
+    batch: usize,
+    sampling: *const modeconn_sampling,
+    probabilities: *mut f32,
+    probabilities_len: usize,
+    entropy: *mut f32,
+    entropy_len: usize,
+) -> modeconn_status {
+    ffi_boundary! {
+        not_null!(entropy, "entropy");
+        let inputs = Inputs { input, input_len, batch, sampling };
+        let outputs = Outputs {
+            probabilities,
+            probabilities_len,
+            per_member: std::ptr::null_mut(),
+            per_member_len: 0,
+            members: std::ptr::null_mut(),
+            members_len: 0,
+            entropy,
+            entropy_len,
+        };
+        // SAFETY: this function's contract is `predict`'s.
+        unsafe { predict(ensemble, inputs, outputs) }
+    }
+}
+
+/// The inputs of a prediction (arguments of `modeconn_ensemble_predict`).
+struct Inputs {
+    input: *const f32,
+    input_len: usize,
+    batch: usize,
+    sampling: *const modeconn_sampling,
+}
+
+/// The output buffers of a prediction: NULL for those not asked for (`probabilities` is
+/// required).
+struct Outputs {
+    probabilities: *mut f32,
+    probabilities_len: usize,
+    per_member: *mut f32,
+    per_member_len: usize,
+    members: *mut modeconn_member,
+    members_len: usize,
+    entropy: *mut f32,
+    entropy_len: usize,
+}
+
+/// The body of the prediction functions: checks every argument and buffer, predicts, and
+/// writes the outputs asked for (only on success).
+///
+/// # Safety
+///
+/// Every non-NULL pointer must be valid for its length (reads for the inputs, writes for the
+/// outputs), and the buffers must not overlap.
+unsafe fn predict(ensemble: *const modeconn_ensemble, i: Inputs, o: Outputs) -> FfiResult {
+    let Inputs {
+        input,
+        input_len,
+        batch,
+        sampling,
+    } = i;
+    let Outputs {
+        probabilities,
+        probabilities_len,
+        per_member,
+        per_member_len,
+        members,
+        members_len,
+        entropy,
+        entropy_len,
+    } = o;
+    not_null!(input, "input");
+    not_null!(sampling, "sampling");
+    not_null!(probabilities, "probabilities");
+    let e = ENSEMBLES.get(ensemble)?;
+    // SAFETY: non-NULL; valid (this function's contract).
+    let s = unsafe { self::sampling(&*sampling) }?;
+    let meta = e.bundle().metadata();
+    let classes = meta.output.classes;
+    let per_sample = sample_len(&e);
+    if batch == 0 {
+        return Err(Failure::new(modeconn_status::Input, "batch is 0"));
+    }
+    let expected = batch.checked_mul(per_sample).ok_or_else(|| {
+        Failure::new(
+            modeconn_status::Input,
+            format!("batch {batch} is too large"),
+        )
+    })?;
+    if input_len != expected {
+        return Err(Failure::new(
+            modeconn_status::Input,
+            format!(
+                "input holds {input_len} floats; {batch} samples of shape {:?} need {expected}",
+                &meta.input.shape[1..]
+            ),
+        ));
+    }
+    let count = member_count(&e, &s, batch);
+    let need = |len: usize, need: usize, name: &str| -> Result<(), Failure> {
+        if len < need {
             return Err(Failure::new(
-                modeconn_status::Panic,
-                "internal error: the prediction does not have the expected size",
+                modeconn_status::BufferTooSmall,
+                format!("{name} holds {len} values, the result needs {need}"),
             ));
-        }
-        // SAFETY: each buffer is valid for the lengths checked above (this function's
-        // contract).
-        unsafe {
-            let out = std::slice::from_raw_parts_mut(probabilities, batch * classes);
-            for (o, v) in out.iter_mut().zip(p.probabilities.iter()) {
-                *o = *v;
-            }
-            if let (false, Some(all)) = (per_member.is_null(), p.per_member.as_ref()) {
-                let n = all.len().min(per_member_len);
-                let out = std::slice::from_raw_parts_mut(per_member, n);
-                for (o, v) in out.iter_mut().zip(all.iter()) {
-                    *o = *v;
-                }
-            }
-            if !members.is_null() {
-                let out = std::slice::from_raw_parts_mut(members, p.members.len());
-                for (o, m) in out.iter_mut().zip(p.members.iter()) {
-                    *o = (*m).into();
-                }
-            }
         }
         Ok(())
+    };
+    need(probabilities_len, batch * classes, "probabilities")?;
+    if !per_member.is_null() {
+        if s.is_per_sample() {
+            return Err(Failure::new(
+                modeconn_status::Sampling,
+                "per-member probabilities are not available in per-sample modes \
+                     (RANDOMIZED, KEYED): pass per_member = NULL",
+            ));
+        }
+        need(per_member_len, count * batch * classes, "per_member")?;
     }
+    if !members.is_null() {
+        need(members_len, count, "members")?;
+    }
+    if !entropy.is_null() {
+        need(entropy_len, batch, "entropy")?;
+    }
+    // SAFETY: non-NULL, `input_len` floats (this function's contract).
+    let data = unsafe { slice_in(input, input_len, "input") }?;
+    let mut shape: Vec<usize> = vec![batch];
+    shape.extend(
+        meta.input.shape[1..]
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0)),
+    );
+    let view = ArrayViewD::from_shape(IxDyn(&shape), data)
+        .map_err(|err| Failure::new(modeconn_status::Input, err.to_string()))?;
+    let p = e.predict(view, &s, !per_member.is_null())?;
+    // The runtime's results have the sizes checked above; check again before writing.
+    if p.probabilities.len() != batch * classes
+        || p.members.len() > count
+        || p.entropy.len() != batch
+    {
+        return Err(Failure::new(
+            modeconn_status::Panic,
+            "internal error: the prediction does not have the expected size",
+        ));
+    }
+    // SAFETY: each buffer is valid for the lengths checked above (this function's
+    // contract).
+    unsafe {
+        let out = std::slice::from_raw_parts_mut(probabilities, batch * classes);
+        for (o, v) in out.iter_mut().zip(p.probabilities.iter()) {
+            *o = *v;
+        }
+        if let (false, Some(all)) = (per_member.is_null(), p.per_member.as_ref()) {
+            let n = all.len().min(per_member_len);
+            let out = std::slice::from_raw_parts_mut(per_member, n);
+            for (o, v) in out.iter_mut().zip(all.iter()) {
+                *o = *v;
+            }
+        }
+        if !members.is_null() {
+            let out = std::slice::from_raw_parts_mut(members, p.members.len());
+            for (o, m) in out.iter_mut().zip(p.members.iter()) {
+                *o = (*m).into();
+            }
+        }
+        if !entropy.is_null() {
+            let out = std::slice::from_raw_parts_mut(entropy, batch);
+            for (o, v) in out.iter_mut().zip(p.entropy.iter()) {
+                *o = *v;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes a standalone ONNX model of one member (the bundle's graph with every varying tensor

@@ -385,6 +385,65 @@ fn check_against_cli(dir: &Path) {
     }
 }
 
+/// The cases of `tests/c/predict.c` that write entropy (NAME.prob and NAME.ent): name, curve
+/// (else snapshots), sampling. `grid5_nostatic*` and `all_one_ent` come from ensembles opened
+/// with `modeconn_ensemble_open_with` (no static sessions; one session per model): they must
+/// match the Rust API with the default options.
+fn entropy_cases() -> Vec<(&'static str, bool, Sampling)> {
+    let randomized = Sampling::Randomized {
+        grid: 5,
+        seed: Some(11),
+    };
+    vec![
+        ("grid5_ent", true, Sampling::Grid(5)),
+        ("grid5_nostatic_ent", true, Sampling::Grid(5)),
+        ("randomized_ent", true, randomized),
+        ("all_ent", false, Sampling::AllMembers),
+        ("all_one_ent", false, Sampling::AllMembers),
+    ]
+}
+
+/// Compares the entropy cases a program wrote in `dir` (and `grid5_nostatic`) with the Rust
+/// API's probabilities and `Prediction::entropy`.
+fn check_entropy_against_rust(dir: &Path) {
+    let f = fixture();
+    let curve = Ensemble::open(runtime(), &f.curve, EnsembleOptions::default()).expect("curve");
+    let snaps =
+        Ensemble::open(runtime(), &f.snapshots, EnsembleOptions::default()).expect("snapshots");
+    let x = ArrayD::from_shape_vec(IxDyn(&[BATCH, FEATURES]), f.x.clone()).expect("input");
+    for (name, on_curve, sampling) in entropy_cases() {
+        let e = if on_curve { &curve } else { &snaps };
+        let p = e.predict(x.view(), &sampling, false).expect("Rust predict");
+        let want: Vec<f32> = p.probabilities.iter().copied().collect();
+        assert_close(name, &read_f32(&dir.join(format!("{name}.prob"))), &want);
+        let entropy: Vec<f32> = p.entropy.iter().copied().collect();
+        assert_eq!(entropy.len(), BATCH);
+        assert!(
+            entropy.iter().any(|&h| h > 0.0),
+            "{name}: entropy {entropy:?}"
+        );
+        assert_close(name, &read_f32(&dir.join(format!("{name}.ent"))), &entropy);
+    }
+    // Without static sessions, the same probabilities as with the default options.
+    let p = curve
+        .predict(x.view(), &Sampling::Grid(5), true)
+        .expect("Rust predict");
+    let want: Vec<f32> = p.probabilities.iter().copied().collect();
+    let got = read_f32(&dir.join("grid5_nostatic.prob"));
+    assert_close("grid5_nostatic", &got, &want);
+    assert_eq!(
+        got,
+        read_f32(&dir.join("grid5.prob")),
+        "grid5_nostatic: differs from grid5"
+    );
+    let all: Vec<f32> = p.per_member.expect("per member").iter().copied().collect();
+    assert_close(
+        "grid5_nostatic",
+        &read_f32(&dir.join("grid5_nostatic.per")),
+        &all,
+    );
+}
+
 fn predict_args(cmd: &mut Command, out: &Path) {
     let f = fixture();
     cmd.arg(&f.curve)
@@ -503,6 +562,7 @@ fn predict_c(link: Link) {
     );
     let names: Vec<&str> = cases().iter().map(|c| c.0).collect();
     check_against_rust(&out, &names, true);
+    check_entropy_against_rust(&out);
     check_against_cli(&out);
 }
 

@@ -20,7 +20,7 @@ int main(int argc, char **argv) {
     modeconn_ensemble *curve = NULL, *snaps = NULL, *none = NULL;
     modeconn_sampling s;
     modeconn_member member, members[2];
-    float input[2 * 4], prob[2 * 3], per[5 * 2 * 3];
+    float input[2 * 4], prob[2 * 3], per[5 * 2 * 3], ent[2];
     double ts[2] = {0.25, 1.5};
     size_t idx[2] = {0, 5};
     size_t n = 0, rank = 0, i;
@@ -58,6 +58,20 @@ int main(int argc, char **argv) {
     /* A handle of the wrong type is not a live handle of this type. */
     EXPECT_STATUS(modeconn_ensemble_open((const modeconn_runtime *)input, argv[1], &none),
                   MODECONN_STATUS_INVALID_HANDLE);
+    EXPECT_STATUS(modeconn_ensemble_open_with(NULL, argv[1], 0, 0, &none),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_open_with(rt, NULL, 0, 0, &none),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_open_with(rt, argv[1], 0, 0, NULL),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_open_with(rt, argv[4], 0, 0, &none), MODECONN_STATUS_IO);
+    EXPECT_STATUS(modeconn_ensemble_open_with(rt, "\xff\xfe.safetensors", 0, 0, &none),
+                  MODECONN_STATUS_UTF8);
+    check_not_ok(modeconn_ensemble_open_with(rt, argv[3], 0, 1, &none), "corrupt bundle (with)");
+    EXPECT_STATUS(modeconn_ensemble_open_with((const modeconn_runtime *)input, argv[1], 0, 0,
+                                              &none),
+                  MODECONN_STATUS_INVALID_HANDLE);
+    CHECK(none == NULL);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[1], &curve), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[2], &snaps), MODECONN_STATUS_OK);
 
@@ -102,6 +116,36 @@ int main(int argc, char **argv) {
                   MODECONN_STATUS_INPUT);
     EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, per, 30, NULL, 0),
                   MODECONN_STATUS_OK);
+
+    printf("predict_entropy\n");
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, NULL, 8, 2, &s, prob, 6, ent, 2),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, NULL, prob, 6, ent, 2),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, NULL, 6, ent, 2),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 6, NULL, 2),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(NULL, input, 8, 2, &s, prob, 6, ent, 2),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    for (i = 0; i < 6; i++)
+        prob[i] = -1.0f;
+    ent[0] = ent[1] = -1.0f;
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 6, ent, 1),
+                  MODECONN_STATUS_BUFFER_TOO_SMALL);
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 5, ent, 2),
+                  MODECONN_STATUS_BUFFER_TOO_SMALL);
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 7, 2, &s, prob, 6, ent, 2),
+                  MODECONN_STATUS_INPUT);
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 0, 0, &s, prob, 6, ent, 0),
+                  MODECONN_STATUS_INPUT);
+    for (i = 0; i < 6; i++)
+        CHECK(prob[i] == -1.0f); /* outputs untouched on failure */
+    CHECK(ent[0] == -1.0f && ent[1] == -1.0f);
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 6, ent, 2),
+                  MODECONN_STATUS_OK);
+    for (i = 0; i < 2; i++)
+        CHECK(ent[i] >= 0.0f && ent[i] <= 1.0986124f + 1e-5f); /* at most ln(3) */
     s.count = 1;
     check_not_ok(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
                  "grid of 1");
@@ -189,9 +233,13 @@ int main(int argc, char **argv) {
     s.count = 5;
     EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
                   MODECONN_STATUS_INVALID_HANDLE);
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 6, ent, 2),
+                  MODECONN_STATUS_INVALID_HANDLE);
     EXPECT_STATUS(modeconn_ensemble_free(curve), MODECONN_STATUS_INVALID_HANDLE);
     EXPECT_STATUS(modeconn_runtime_free(rt), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[1], &none), MODECONN_STATUS_INVALID_HANDLE);
+    EXPECT_STATUS(modeconn_ensemble_open_with(rt, argv[1], 0, 0, &none),
+                  MODECONN_STATUS_INVALID_HANDLE);
     EXPECT_STATUS(modeconn_runtime_free(rt), MODECONN_STATUS_INVALID_HANDLE);
     /* The snapshot ensemble outlives its runtime. */
     s.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS;

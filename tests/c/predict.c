@@ -4,8 +4,11 @@
  *   predict CURVE SNAPSHOTS INPUT.f32 BATCH OUTDIR
  *
  * For each case NAME it writes OUTDIR/NAME.prob (float32 [batch, classes]), and where asked
- * NAME.per (float32 [members, batch, classes]) and NAME.members (float64: t or index). It
- * prints the bundles' properties on stdout. */
+ * NAME.per (float32 [members, batch, classes]) and NAME.members (float64: t or index). The
+ * entropy cases (modeconn_ensemble_predict_entropy) write NAME.prob and NAME.ent (float32
+ * [batch]); the case grid5_nostatic predicts with an ensemble opened by
+ * modeconn_ensemble_open_with without static sessions. It prints the bundles' properties on
+ * stdout. */
 #include "common.h"
 
 static const float *input;
@@ -50,6 +53,39 @@ static void run_case(modeconn_ensemble *ens, const char *name, const modeconn_sa
     free(mem);
 }
 
+/* Predicts with modeconn_ensemble_predict_entropy; writes NAME.prob and NAME.ent, and checks
+ * that the probabilities are those of modeconn_ensemble_predict. */
+static void run_entropy_case(modeconn_ensemble *ens, const char *name,
+                             const modeconn_sampling *s) {
+    size_t n_prob = 0, i;
+    float *prob, *prob2, *ent;
+    char file[256];
+
+    EXPECT_STATUS(modeconn_ensemble_predict_sizes(ens, s, batch, &n_prob, NULL, NULL),
+                  MODECONN_STATUS_OK);
+    prob = (float *)calloc(n_prob + 1, sizeof(float));
+    prob2 = (float *)calloc(n_prob + 1, sizeof(float));
+    ent = (float *)calloc(batch + 1, sizeof(float));
+    for (i = 0; i < batch; i++)
+        ent[i] = -1.0f;
+    EXPECT_STATUS(modeconn_ensemble_predict_entropy(ens, input, input_len, batch, s, prob, n_prob,
+                                                    ent, batch),
+                  MODECONN_STATUS_OK);
+    EXPECT_STATUS(modeconn_ensemble_predict(ens, input, input_len, batch, s, prob2, n_prob, NULL,
+                                            0, NULL, 0),
+                  MODECONN_STATUS_OK);
+    CHECK(memcmp(prob, prob2, n_prob * sizeof(float)) == 0);
+    for (i = 0; i < batch; i++)
+        CHECK(ent[i] >= 0.0f);
+    snprintf(file, sizeof file, "%s.prob", name);
+    write_file(outdir, file, prob, sizeof(float), n_prob);
+    snprintf(file, sizeof file, "%s.ent", name);
+    write_file(outdir, file, ent, sizeof(float), batch);
+    free(prob);
+    free(prob2);
+    free(ent);
+}
+
 static void describe(modeconn_ensemble *ens, const char *label) {
     uint32_t kind = 99, basis = 99, provider = 99;
     size_t points = 0, classes = 0, rank = 0, i;
@@ -70,7 +106,7 @@ static void describe(modeconn_ensemble *ens, const char *label) {
 
 int main(int argc, char **argv) {
     modeconn_runtime *rt = NULL;
-    modeconn_ensemble *curve = NULL, *snaps = NULL;
+    modeconn_ensemble *curve = NULL, *snaps = NULL, *curve_nostatic = NULL, *snaps_one = NULL;
     modeconn_sampling s;
     float *data;
     double ts[3] = {0.0, 0.3, 1.0};
@@ -96,6 +132,12 @@ int main(int argc, char **argv) {
     EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 1, &rt), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[1], &curve), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[2], &snaps), MODECONN_STATUS_OK);
+    /* No static sessions, the default number of sessions. */
+    EXPECT_STATUS(modeconn_ensemble_open_with(rt, argv[1], 0, 0, &curve_nostatic),
+                  MODECONN_STATUS_OK);
+    /* A small static budget, one session per model. */
+    EXPECT_STATUS(modeconn_ensemble_open_with(rt, argv[2], 1 << 20, 1, &snaps_one),
+                  MODECONN_STATUS_OK);
     /* Ensembles keep what they need of the runtime. */
     EXPECT_STATUS(modeconn_runtime_free(rt), MODECONN_STATUS_OK);
     if (failures)
@@ -160,8 +202,29 @@ int main(int argc, char **argv) {
     s.key = key;
     run_case(snaps, "snap_keyed", &s, 0, 1);
 
+    memset(&s, 0, sizeof s);
+    s.mode = MODECONN_SAMPLING_MODE_GRID;
+    s.count = 5;
+    run_entropy_case(curve, "grid5_ent", &s);
+    run_case(curve_nostatic, "grid5_nostatic", &s, 1, 1);
+    run_entropy_case(curve_nostatic, "grid5_nostatic_ent", &s);
+
+    memset(&s, 0, sizeof s);
+    s.mode = MODECONN_SAMPLING_MODE_RANDOMIZED;
+    s.count = 5;
+    s.seeded = 1;
+    s.seed = 11;
+    run_entropy_case(curve, "randomized_ent", &s);
+
+    memset(&s, 0, sizeof s);
+    s.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS;
+    run_entropy_case(snaps, "all_ent", &s);
+    run_entropy_case(snaps_one, "all_one_ent", &s);
+
     EXPECT_STATUS(modeconn_ensemble_free(curve), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_free(snaps), MODECONN_STATUS_OK);
+    EXPECT_STATUS(modeconn_ensemble_free(curve_nostatic), MODECONN_STATUS_OK);
+    EXPECT_STATUS(modeconn_ensemble_free(snaps_one), MODECONN_STATUS_OK);
     free(data);
     return failures ? 1 : 0;
 }
