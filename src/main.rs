@@ -26,6 +26,9 @@ enum Command {
     Materialize(cmd::materialize::Args),
     /// Make a bundle from an ONNX classifier and weight files saved with safetensors.
     Pack(cmd::pack::Args),
+    /// Serve bundles over HTTP (Open Inference Protocol v2): ensembles, points, randomised and
+    /// keyed queries, dynamic batching, Prometheus metrics.
+    Serve(cmd::serve::Args),
     /// Train one network from scratch: writes a one-member snapshot bundle (needs the trainer
     /// plugin).
     Train(cmd::train::Args),
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Materialize(a) => cmd::materialize::run(a),
         Command::Pack(a) => cmd::pack::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Curve(a) => cmd::curve::run(a),
         Command::Fge(a) => cmd::fge::run(a),

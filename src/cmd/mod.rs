@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod materialize;
 pub mod pack;
 pub mod predict;
+pub mod serve;
 pub mod train;
 
 use std::path::Path;

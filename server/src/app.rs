@@ -1,0 +1,593 @@
+//! The HTTP server: routes of the Open Inference Protocol v2, `/metrics`, and the life cycle
+//! (load, warm up, serve, drain on SIGTERM).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use modeconn_runtime::{Ensemble, EnsembleOptions, Provider, Runtime, RuntimeOptions, Sampling};
+use ndarray::ArrayD;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::audit::{AuditLog, Entry};
+use crate::batcher::{Batcher, Job, Limits};
+use crate::config::{Mode, Options, hex};
+use crate::metrics::{Metrics, ModelMode, ProviderLabel};
+use crate::model::ServedModel;
+use crate::protocol::{self, HEADER_LENGTH, json_response};
+use crate::{ApiError, Error, Result};
+
+/// Label used in metrics for model names that are not served.
+const UNKNOWN_MODEL: &str = "_unknown";
+
+/// A loaded server: models, queue, workers, metrics. Build it with [`Server::load`], serve it
+/// with [`Server::serve`].
+pub struct Server {
+    models: HashMap<String, Arc<ServedModel>>,
+    order: Vec<String>,
+    batcher: Batcher,
+    metrics: Arc<Metrics>,
+    audit: Option<AuditLog>,
+    body_limit: usize,
+    timeout: Duration,
+    ready: AtomicBool,
+    provider: Provider,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("models", &self.order)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Loads every bundle, warms up the members its default modes use, and starts the
+    /// workers.
+    pub fn load(options: &Options) -> Result<Arc<Server>> {
+        options.check()?;
+        let mut rt = RuntimeOptions::default()
+            .with_device(options.device)
+            .with_intra_threads(options.threads);
+        if let Some(lib) = &options.ort_library {
+            rt = rt.with_library(lib);
+        }
+        let runtime = Runtime::new(rt)?;
+        let metrics = Arc::new(Metrics::new());
+        let mut models = HashMap::new();
+        let mut order = Vec::new();
+        let mut provider = Provider::Cpu;
+        for (name, path) in &options.models {
+            let model_err = |source| Error::Model {
+                model: name.clone(),
+                source,
+            };
+            let policy = options.config.policy(name)?;
+            let ensemble = Ensemble::open(
+                &runtime,
+                path,
+                EnsembleOptions {
+                    static_budget: options.static_budget,
+                    max_sessions: options.workers,
+                },
+            )
+            .map_err(model_err)?;
+            warm_up(
+                &ensemble,
+                &policy.modes,
+                policy.grid,
+                policy.randomized_grid,
+            )
+            .map_err(model_err)?;
+            provider = ensemble.provider();
+            let digest = crate::model::file_digest(path)?;
+            tracing::info!(
+                model = name.as_str(),
+                path = %path.display(),
+                digest = digest.as_str(),
+                provider = provider.as_str(),
+                static_members = ensemble.static_members(),
+                "model loaded"
+            );
+            metrics
+                .provider
+                .get_or_create(&ProviderLabel {
+                    model: name.clone(),
+                    provider: provider.as_str().into(),
+                })
+                .set(1);
+            let model = ServedModel::new(
+                name.clone(),
+                path.clone(),
+                ensemble,
+                digest,
+                policy,
+                options.config.keyed_secret(),
+            );
+            models.insert(name.clone(), Arc::new(model));
+            order.push(name.clone());
+        }
+        let audit = match options.config.audit() {
+            Some((path, key)) => Some(AuditLog::open(path, key)?),
+            None => None,
+        };
+        let batcher = Batcher::start(
+            options.workers,
+            Limits {
+                max_batch: options.max_batch,
+                max_delay: options.max_delay,
+                capacity: options.queue,
+            },
+            Arc::clone(&metrics),
+        )
+        .map_err(|source| Error::Net {
+            context: "cannot start the worker threads".into(),
+            source,
+        })?;
+        Ok(Arc::new(Server {
+            models,
+            order,
+            batcher,
+            metrics,
+            audit,
+            body_limit: options.body_limit(),
+            timeout: options.timeout(),
+            ready: AtomicBool::new(true),
+            provider,
+        }))
+    }
+
+    /// The routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v2", get(server_metadata))
+            .route("/v2/health/live", get(live))
+            .route("/v2/health/ready", get(ready))
+            .route("/v2/models/{name}", get(model_metadata))
+            .route("/v2/models/{name}/ready", get(model_ready))
+            .route("/v2/models/{name}/infer", post(infer))
+            .route(
+                "/v2/models/{name}/versions/{version}",
+                get(model_metadata_v),
+            )
+            .route(
+                "/v2/models/{name}/versions/{version}/ready",
+                get(model_ready_v),
+            )
+            .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
+            .route("/metrics", get(metrics))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(Arc::clone(self))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops taking connections, answers
+    /// every request already received, and stops the workers.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let server = Arc::clone(&self);
+        let signal = async move {
+            shutdown.await;
+            server.ready.store(false, Ordering::SeqCst);
+            tracing::info!("shutting down: answering the requests already received");
+        };
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(signal)
+            .await;
+        // Every handler has returned; let the workers finish and stop.
+        let me = Arc::clone(&self);
+        let _ = tokio::task::spawn_blocking(move || me.batcher.close()).await;
+        result.map_err(|source| Error::Net {
+            context: "serving".into(),
+            source,
+        })
+    }
+
+    /// The served models' names, in the order given.
+    pub fn model_names(&self) -> &[String] {
+        &self.order
+    }
+
+    fn model(&self, name: &str) -> Result<&Arc<ServedModel>, ApiError> {
+        self.models.get(name).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "unknown model `{name}` (serving: {})",
+                self.order.join(", ")
+            ))
+        })
+    }
+
+    async fn infer(
+        &self,
+        name: &str,
+        headers: &HeaderMap,
+        body: Body,
+        request_id: &str,
+        mode_seen: &mut Option<Mode>,
+    ) -> Result<Response, ApiError> {
+        let model = Arc::clone(self.model(name)?);
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body exceeds the limit of {} bytes",
+                    self.body_limit
+                ),
+            )
+        };
+        if declared.is_some_and(|n| n > self.body_limit) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(body, self.body_limit)
+            .await
+            .map_err(|_| too_large())?;
+        let (json_part, binary) = protocol::split_body(headers, &bytes)?;
+        let request = protocol::parse_request(json_part)?;
+        let query = model.decode(request, binary)?;
+        *mode_seen = Some(query.mode);
+        drop(bytes);
+
+        let (tx, rx) = oneshot::channel();
+        let input_for_audit: Option<ArrayD<f32>> = self.audit.as_ref().map(|_| query.input.clone());
+        self.batcher.submit(Job::new(
+            Arc::clone(&model),
+            query.key.clone(),
+            query.sampling.clone(),
+            query.input.clone(),
+            query.wants_per_member(),
+            tx,
+        ))?;
+        let answer = match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err(ApiError::internal("the worker stopped before answering")),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("no answer within {} ms", self.timeout.as_millis()),
+                ));
+            }
+        };
+        if let (Some(audit), Some(input)) = (&self.audit, &input_for_audit) {
+            let entry = Entry {
+                request_id,
+                model: &model.name,
+                digest: &model.digest,
+                mode: query.mode.as_str(),
+                input,
+                members: &answer.members,
+            };
+            if let Err(e) = audit.record(&entry) {
+                tracing::error!(request_id, error = %e, "cannot write the audit log");
+                return Err(ApiError::internal("the audit log cannot be written"));
+            }
+        }
+        let response = model.respond(&query, answer, request_id);
+        let (body, header_len) = response.encode();
+        let mut r = Response::new(Body::from(body));
+        let h = r.headers_mut();
+        match header_len {
+            Some(len) => {
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                h.insert(HEADER_LENGTH, HeaderValue::from(len));
+            }
+            None => {
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Ready only the members the allowed modes repeat (the ensemble grid, the randomised grid):
+/// their sessions are built now, not on the first request.
+fn warm_up(
+    ensemble: &Ensemble,
+    modes: &[Mode],
+    grid: usize,
+    randomized_grid: usize,
+) -> modeconn_runtime::Result<()> {
+    let meta = ensemble.bundle().metadata();
+    let mut shape: Vec<usize> = meta
+        .input
+        .shape
+        .iter()
+        .map(|&d| d.max(1) as usize)
+        .collect();
+    if let Some(b) = shape.first_mut() {
+        *b = 1;
+    }
+    let x = ArrayD::<f32>::zeros(shape);
+    let curve = meta.kind == modeconn_runtime::bundle::Kind::Curve;
+    let mut samplings = Vec::new();
+    if !curve {
+        samplings.push(Sampling::AllMembers);
+    } else {
+        if modes.contains(&Mode::Ensemble) {
+            samplings.push(Sampling::Grid(grid));
+        }
+        if modes.contains(&Mode::Randomized) || modes.contains(&Mode::Keyed) {
+            samplings.push(Sampling::Grid(randomized_grid));
+        }
+    }
+    for s in samplings {
+        ensemble.predict(x.view(), &s, false)?;
+    }
+    Ok(())
+}
+
+/// A new request id: 16 random bytes in hex.
+fn request_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // The id only needs to be unique in practice; fall back to the clock.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = nanos.to_le_bytes();
+    }
+    hex(&b)
+}
+
+type Shared = State<Arc<Server>>;
+
+async fn live() -> Response {
+    json_response(StatusCode::OK, &json!({ "live": true }))
+}
+
+async fn ready(State(s): Shared) -> Response {
+    let ready = s.ready.load(Ordering::SeqCst);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, &json!({ "ready": ready }))
+}
+
+async fn server_metadata(State(s): Shared) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "name": "modeconn",
+            "version": env!("CARGO_PKG_VERSION"),
+            "extensions": ["binary_tensor_data", "modeconn_modes"],
+            "models": s.order,
+            "provider": s.provider.as_str(),
+        }),
+    )
+}
+
+fn check_version(version: &str) -> Result<(), ApiError> {
+    if version == "1" {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "version `{version}` does not exist (each model has version 1)"
+        )))
+    }
+}
+
+async fn model_metadata(State(s): Shared, UrlPath(name): UrlPath<String>) -> Response {
+    match s.model(&name) {
+        Ok(m) => json_response(StatusCode::OK, &m.metadata()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_metadata_v(
+    state: Shared,
+    UrlPath((name, version)): UrlPath<(String, String)>,
+) -> Response {
+    match check_version(&version) {
+        Ok(()) => model_metadata(state, UrlPath(name)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_ready(State(s): Shared, UrlPath(name): UrlPath<String>) -> Response {
+    match s.model(&name) {
+        Ok(_) => {
+            let ready = s.ready.load(Ordering::SeqCst);
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(status, &json!({ "name": name, "ready": ready }))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_ready_v(
+    state: Shared,
+    UrlPath((name, version)): UrlPath<(String, String)>,
+) -> Response {
+    match check_version(&version) {
+        Ok(()) => model_ready(state, UrlPath(name)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Counts the request as in flight while it lives (also when the client leaves and the
+/// handler is dropped).
+struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+async fn infer(
+    State(s): Shared,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    s.metrics.in_flight.inc();
+    let _guard = InFlight(&s.metrics);
+    let id = request_id();
+    let mut mode = None;
+    let result = s.infer(&name, &headers, body, &id, &mut mode).await;
+    let label = if s.models.contains_key(&name) {
+        name.as_str()
+    } else {
+        UNKNOWN_MODEL
+    };
+    let mode_name = mode.map_or("-", Mode::as_str);
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut response = match result {
+        Ok(r) => {
+            s.metrics
+                .requests
+                .get_or_create(&ModelMode {
+                    model: label.into(),
+                    mode: mode_name.into(),
+                })
+                .inc();
+            tracing::info!(
+                request_id = id.as_str(),
+                model = label,
+                mode = mode_name,
+                status = 200,
+                ms,
+                "inference"
+            );
+            r
+        }
+        Err(e) => {
+            s.metrics.failure(label, e.status.as_u16());
+            tracing::warn!(
+                request_id = id.as_str(),
+                model = label,
+                mode = mode_name,
+                status = e.status.as_u16(),
+                error = e.message.as_str(),
+                ms,
+                "inference failed"
+            );
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn infer_v(
+    state: Shared,
+    UrlPath((name, version)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match check_version(&version) {
+        Ok(()) => infer(state, UrlPath(name), headers, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(State(s): Shared) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found("no such endpoint (see GET /v2 and /v2/models/{name})").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint (inference is POST .../infer, the rest is GET)",
+    )
+    .into_response()
+}
+
+/// Binds the address, serves until SIGTERM or SIGINT, then drains and returns.
+pub async fn run(options: Options) -> Result<()> {
+    let server = tokio::task::spawn_blocking({
+        let options = options.clone();
+        move || Server::load(&options)
+    })
+    .await
+    .map_err(|e| Error::Config(format!("loading the models failed: {e}")))??;
+    let listener = TcpListener::bind(options.address)
+        .await
+        .map_err(|source| Error::Net {
+            context: format!("cannot listen on {}", options.address),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| Error::Net {
+        context: "local address".into(),
+        source,
+    })?;
+    tracing::info!(
+        address = %address,
+        models = server.model_names().join(","),
+        max_batch = options.max_batch,
+        max_delay_ms = options.max_delay.as_millis() as u64,
+        queue = options.queue,
+        workers = options.workers,
+        "listening"
+    );
+    server.serve(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

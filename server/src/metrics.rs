@@ -1,0 +1,182 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels naming a model and a mode.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelMode {
+    /// Model name.
+    pub model: String,
+    /// Mode name.
+    pub mode: String,
+}
+
+/// Labels naming a model and an HTTP status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelStatus {
+    /// Model name (`_unknown` for names that are not served, so clients cannot grow the label
+    /// set).
+    pub model: String,
+    /// HTTP status code.
+    pub code: String,
+}
+
+/// Labels naming a model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabel {
+    /// Model name.
+    pub model: String,
+}
+
+/// Labels naming a model and its execution provider.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    /// Model name.
+    pub model: String,
+    /// `cpu` or `cuda`.
+    pub provider: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the server keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Answered inference requests.
+    pub requests: Family<ModelMode, Counter>,
+    /// Inference requests answered with an error.
+    pub failures: Family<ModelStatus, Counter>,
+    /// Requests dropped before they ran because the client left or the deadline passed.
+    pub abandoned: Family<ModelLabel, Counter>,
+    /// Seconds from queueing to the start of the batch.
+    pub queue_seconds: Histograms<ModelLabel>,
+    /// Seconds a batch ran.
+    pub compute_seconds: Histograms<ModelLabel>,
+    /// Samples per batch.
+    pub batch_samples: Histograms<ModelLabel>,
+    /// Requests per batch.
+    pub batch_requests: Histograms<ModelLabel>,
+    /// Requests waiting for a worker.
+    pub queue_depth: Gauge,
+    /// Inference requests being handled.
+    pub in_flight: Gauge,
+    /// 1 for the execution provider each model runs on.
+    pub provider: Family<ProviderLabel, Gauge>,
+}
+
+fn seconds() -> Histogram {
+    // 100 us to about 52 s.
+    Histogram::new(exponential_buckets(1e-4, 2.0, 20))
+}
+
+fn counts() -> Histogram {
+    // 1 to 4096.
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("modeconn");
+        let m = Metrics {
+            requests: Family::default(),
+            failures: Family::default(),
+            abandoned: Family::default(),
+            queue_seconds: Family::new_with_constructor(seconds),
+            compute_seconds: Family::new_with_constructor(seconds),
+            batch_samples: Family::new_with_constructor(counts),
+            batch_requests: Family::new_with_constructor(counts),
+            queue_depth: Gauge::default(),
+            in_flight: Gauge::default(),
+            provider: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Inference requests answered, per model and mode",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_failures",
+            "Inference requests answered with an error, per model and HTTP status",
+            m.failures.clone(),
+        );
+        registry.register(
+            "abandoned",
+            "Requests dropped unrun because the client disconnected or the deadline passed",
+            m.abandoned.clone(),
+        );
+        registry.register(
+            "queue_seconds",
+            "Time from queueing a request to the start of its batch",
+            m.queue_seconds.clone(),
+        );
+        registry.register(
+            "compute_seconds",
+            "Time a batch ran",
+            m.compute_seconds.clone(),
+        );
+        registry.register(
+            "batch_samples",
+            "Samples per batch",
+            m.batch_samples.clone(),
+        );
+        registry.register(
+            "batch_requests",
+            "Requests per batch",
+            m.batch_requests.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Requests waiting for a worker",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Inference requests being handled",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "provider",
+            "1 for the execution provider each model runs on",
+            m.provider.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts a failed request.
+    pub fn failure(&self, model: &str, code: u16) {
+        self.failures
+            .get_or_create(&ModelStatus {
+                model: model.to_string(),
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// The label of a model.
+    pub fn model(name: &str) -> ModelLabel {
+        ModelLabel {
+            model: name.to_string(),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `modeconn serve`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use modeconn_runtime::Device;
+use modeconn_server::{Config, Options};
+
+/// Arguments of `serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Bundles to serve, each as PATH (named after the file stem) or NAME=PATH.
+    #[arg(required = true, value_name = "BUNDLE")]
+    bundles: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on (0: any free port; the log says which).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Server configuration (TOML): allowed modes per model, secrets, audit log, limits.
+    #[arg(long, value_name = "TOML")]
+    config: Option<PathBuf>,
+    /// cpu, cuda or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Samples gathered into one batch at most.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    max_batch: usize,
+    /// Milliseconds the first request of a batch waits for others.
+    #[arg(long, value_name = "D", default_value_t = 2)]
+    max_delay_ms: u64,
+    /// Requests waiting for a worker at most; more are answered 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    queue: usize,
+    /// Threads running batches.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    workers: usize,
+    /// Largest request body in MiB (default: the configuration's `max_body_mb`, else 64).
+    #[arg(long, value_name = "MB")]
+    max_body_mb: Option<usize>,
+    /// Milliseconds a request may take before it is answered 504 (default: the
+    /// configuration's `request_timeout_ms`, else 30000).
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    /// Path of libonnxruntime (default: ORT_DYLIB_PATH, then beside this executable).
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+    /// Operator threads, shared by every session (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// MiB of weights per model that may be kept in materialised (static) sessions.
+    #[arg(long, value_name = "MB", default_value_t = 1024)]
+    static_budget: usize,
+}
+
+/// `NAME=PATH` or `PATH` (named after its stem).
+fn named(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    if let Some((name, path)) = spec.split_once('=') {
+        return Ok((name.to_string(), PathBuf::from(path)));
+    }
+    let path = PathBuf::from(spec);
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .with_context(|| format!("{spec}: cannot name the model after this path; use NAME=PATH"))?
+        .to_string();
+    Ok((name, path))
+}
+
+/// Runs `serve` until SIGTERM or SIGINT.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let models = args
+        .bundles
+        .iter()
+        .map(|b| named(b))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut options = Options::new(models);
+    options.address = SocketAddr::new(args.host, args.port);
+    options.device = args.device.parse::<Device>()?;
+    options.ort_library = args.ort_lib;
+    options.threads = args.threads;
+    options.max_batch = args.max_batch;
+    options.max_delay = Duration::from_millis(args.max_delay_ms);
+    options.queue = args.queue;
+    options.workers = args.workers;
+    options.static_budget = args.static_budget.saturating_mul(1 << 20);
+    options.max_body_bytes = args.max_body_mb.map(|mb| mb.saturating_mul(1 << 20));
+    options.request_timeout = args.timeout_ms.map(Duration::from_millis);
+    if let Some(path) = &args.config {
+        options.config = Config::load(path)?;
+    }
+    options.check()?;
+    modeconn_server::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("modeconn-http")
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    runtime.block_on(modeconn_server::run(options))?;
+    Ok(())
+}
