@@ -14,4 +14,5 @@ mod materialize;
 mod pack;
 mod predict;
 mod runtime_api;
+mod serve;
 mod trainer_cli;

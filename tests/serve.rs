@@ -1,0 +1,1289 @@
+//! `modeconn serve` end to end: the real server process on loopback, driven by a plain HTTP
+//! client (ureq and raw sockets, nothing of the server's own types), its answers compared with
+//! `modeconn predict` on the same inputs.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use ndarray::{ArrayD, Axis, IxDyn};
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+const KEY_A: &str = "5f1e0c7a9b3d2e4f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
+const KEY_B: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+
+/// A running `modeconn serve`, killed when dropped.
+struct Served {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Served {
+    /// Starts `modeconn serve ARGS --port 0` and waits until it listens.
+    fn start(args: &[&dyn AsRef<OsStr>]) -> Served {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .args(args.iter().map(|a| a.as_ref()))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("cannot start modeconn serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["fields"]["message"] == "listening"
+                {
+                    let addr = v["fields"]["address"].as_str().unwrap_or_default();
+                    let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    let _ = tx.send(port);
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(Some(port)) => Served { child, port, log },
+            other => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "modeconn serve did not start ({other:?}, {status:?}):\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn infer_url(&self, model: &str) -> String {
+        self.url(&format!("/v2/models/{model}/infer"))
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Resident memory of the server process in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("cannot read the server's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("no VmRSS line")
+    }
+
+    /// Sends SIGTERM and waits (at most 60 s) for the process to exit.
+    fn terminate(&mut self) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill failed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The value of a metric line (`name{labels}` exactly as exposed), 0 when absent.
+    fn metric(&self, series: &str) -> f64 {
+        let text = get(&self.url("/metrics")).text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .map_or(0.0, |v| v.trim().parse().expect("metric value"))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn from(mut r: ureq::http::Response<ureq::Body>) -> Reply {
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .expect("cannot read the body");
+        Reply {
+            status: r.status().as_u16(),
+            headers,
+            body,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn header_len(&self) -> Option<usize> {
+        self.headers
+            .get("inference-header-content-length")
+            .map(|v| v.parse().expect("header length"))
+    }
+
+    /// The JSON part.
+    fn json(&self) -> Value {
+        let end = self.header_len().unwrap_or(self.body.len());
+        serde_json::from_slice(&self.body[..end])
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// `{"error": ...}` of a failed request, checking its status.
+    #[track_caller]
+    fn error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{}", self.text());
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {}", self.text()))
+            .to_string()
+    }
+
+    /// An output tensor, from JSON data or the binary part, as f64 values with its shape.
+    #[track_caller]
+    fn output(&self, name: &str) -> (Vec<usize>, Vec<f64>) {
+        assert_eq!(self.status, 200, "{}", self.text());
+        let head = self.json();
+        let outputs = head["outputs"].as_array().expect("outputs");
+        let mut offset = self.header_len().unwrap_or(0);
+        for o in outputs {
+            let shape: Vec<usize> = o["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            let size = o["parameters"]["binary_data_size"]
+                .as_u64()
+                .map(|s| s as usize);
+            let values = match size {
+                Some(size) => {
+                    let bytes = &self.body[offset..offset + size];
+                    offset += size;
+                    decode(o["datatype"].as_str().unwrap(), bytes)
+                }
+                None => o["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect(),
+            };
+            if o["name"] == name {
+                assert_eq!(values.len(), shape.iter().product::<usize>(), "{name}");
+                return (shape, values);
+            }
+        }
+        panic!("no output `{name}` in {head}");
+    }
+
+    fn array(&self, name: &str) -> ArrayD<f32> {
+        let (shape, values) = self.output(name);
+        ArrayD::from_shape_vec(IxDyn(&shape), values.iter().map(|&v| v as f32).collect())
+            .expect("shape")
+    }
+}
+
+fn decode(datatype: &str, bytes: &[u8]) -> Vec<f64> {
+    match datatype {
+        "FP32" => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        "FP64" => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        "INT64" => bytes
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        other => panic!("unexpected datatype {other}"),
+    }
+}
+
+fn get(url: &str) -> Reply {
+    Reply::from(agent().get(url).call().expect("GET failed"))
+}
+
+fn post(url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Reply {
+    let mut req = agent().post(url);
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    Reply::from(req.send(&body[..]).expect("POST failed"))
+}
+
+/// An inference request in JSON.
+fn json_request(x: &ArrayD<f32>, params: Value, outputs: &[&str]) -> Vec<u8> {
+    let mut body = json!({
+        "id": "req-1",
+        "inputs": [{
+            "name": "input",
+            "shape": x.shape(),
+            "datatype": "FP32",
+            "data": x.iter().copied().collect::<Vec<f32>>(),
+        }],
+        "parameters": params,
+    });
+    if !outputs.is_empty() {
+        body["outputs"] = outputs.iter().map(|o| json!({ "name": o })).collect();
+    }
+    serde_json::to_vec(&body).unwrap()
+}
+
+fn infer(server: &Served, model: &str, x: &ArrayD<f32>, params: Value, outputs: &[&str]) -> Reply {
+    post(
+        &server.infer_url(model),
+        &[],
+        json_request(x, params, outputs),
+    )
+}
+
+/// The same request with the binary tensor extension both ways.
+fn infer_binary(
+    server: &Served,
+    model: &str,
+    x: &ArrayD<f32>,
+    params: Value,
+    outputs: &[&str],
+) -> Reply {
+    let mut params = params;
+    if params.is_null() {
+        params = json!({});
+    }
+    params["binary_data_output"] = json!(true);
+    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut head = json!({
+        "inputs": [{
+            "name": "input",
+            "shape": x.shape(),
+            "datatype": "FP32",
+            "parameters": {"binary_data_size": bytes.len()},
+        }],
+        "parameters": params,
+    });
+    if !outputs.is_empty() {
+        head["outputs"] = outputs
+            .iter()
+            .map(|o| json!({ "name": o, "parameters": {"binary_data": true} }))
+            .collect();
+    }
+    let mut body = serde_json::to_vec(&head).unwrap();
+    let len = body.len();
+    body.extend_from_slice(&bytes);
+    let reply = post(
+        &server.infer_url(model),
+        &[
+            ("Inference-Header-Content-Length", len.to_string()),
+            ("Content-Type", "application/octet-stream".into()),
+        ],
+        body,
+    );
+    assert!(reply.header_len().is_some(), "{}", reply.text());
+    reply
+}
+
+// ---------------------------------------------------------------------------------------------
+// References
+
+/// `modeconn predict BUNDLE --input X ARGS --out P.npy [--per-member PM.npy]`.
+fn predict(bundle: &Path, x: &ArrayD<f32>, args: &[&str]) -> (ArrayD<f32>, ArrayD<f32>) {
+    let dir = tempdir();
+    let xp = dir.path().join("x.npy");
+    let p = dir.path().join("p.npy");
+    let pm = dir.path().join("pm.npy");
+    write_f32(&xp, x);
+    let mut all: Vec<&dyn AsRef<OsStr>> = vec![
+        &"predict",
+        &bundle,
+        &"--input",
+        &xp,
+        &"--out",
+        &p,
+        &"--per-member",
+        &pm,
+    ];
+    all.extend(args.iter().map(|a| a as &dyn AsRef<OsStr>));
+    modeconn(&all).ok();
+    (read_f32(&p), read_f32(&pm))
+}
+
+/// A deterministic batch of `n` inputs for the CNN fixtures ([n, 3, 8, 8]).
+fn inputs(n: usize, seed: u64) -> ArrayD<f32> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let values = (0..n * 3 * 8 * 8)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(&[n, 3, 8, 8]), values).unwrap()
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("server.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn curve() -> PathBuf {
+    curve_fixture(&BEZIER3).join("bundle.safetensors")
+}
+
+fn snapshots() -> PathBuf {
+    snapshots_fixture().join("bundle.safetensors")
+}
+
+fn x7() -> ArrayD<f32> {
+    read_f32(&curve_fixture(&BEZIER3).join("x.npy"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn every_endpoint_answers_and_inference_equals_predict_in_json_and_binary() {
+    let dir = tempdir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nkeyed_secret = \"{KEY_A}\"\n[models.curve]\nreturn_point = true\n\
+             [models.snap]\nmodes = [\"ensemble\", \"at\"]\n"
+        ),
+    );
+    let curve_path = curve();
+    let snap_path = snapshots();
+    let curve_arg = format!("curve={}", curve_path.display());
+    let snap_arg = format!("snap={}", snap_path.display());
+    let server = Served::start(&[&curve_arg, &snap_arg, &"--config", &config]);
+
+    // Health, server and model metadata.
+    assert_eq!(get(&server.url("/v2/health/live")).json()["live"], true);
+    assert_eq!(get(&server.url("/v2/health/ready")).json()["ready"], true);
+    let meta = get(&server.url("/v2")).json();
+    assert_eq!(meta["name"], "modeconn");
+    assert!(
+        meta["extensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("binary_tensor_data"))
+    );
+    for path in ["/v2/models/curve", "/v2/models/curve/versions/1"] {
+        let m = get(&server.url(path)).json();
+        assert_eq!(m["name"], "curve");
+        assert_eq!(m["inputs"][0]["name"], "input");
+        assert_eq!(m["inputs"][0]["datatype"], "FP32");
+        assert_eq!(m["inputs"][0]["shape"], json!([-1, 3, 8, 8]));
+        assert_eq!(m["outputs"][0]["shape"], json!([-1, CLASSES]));
+        assert_eq!(
+            m["parameters"]["modes"],
+            json!(["ensemble", "at", "randomized", "keyed"])
+        );
+        assert_eq!(m["parameters"]["kind"], "curve");
+    }
+    assert_eq!(
+        get(&server.url("/v2/models/snap")).json()["parameters"]["modes"],
+        json!(["ensemble", "at"])
+    );
+    for path in ["/v2/models/snap/ready", "/v2/models/snap/versions/1/ready"] {
+        let r = get(&server.url(path));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["ready"], true);
+    }
+    assert!(
+        get(&server.url("/v2/models/nope"))
+            .error(404)
+            .contains("nope")
+    );
+    assert!(
+        get(&server.url("/v2/models/curve/versions/2"))
+            .error(404)
+            .contains("version")
+    );
+
+    let x = x7();
+    // The default mode: the 5-point grid, as `predict` does by default.
+    let (p, pm) = predict(&curve_path, &x, &["--grid", "5"]);
+    let all = [
+        "probabilities",
+        "class",
+        "entropy",
+        "per_member",
+        "disagreement",
+        "point",
+    ];
+    let j = infer(&server, "curve", &x, json!({}), &all);
+    let b = infer_binary(&server, "curve", &x, json!({}), &all);
+    for r in [&j, &b] {
+        assert_eq!(r.json()["model_name"], "curve");
+        assert_eq!(r.json()["parameters"]["mode"], "ensemble");
+        assert_close(&r.array("probabilities"), &p, TOL);
+        assert_close(&r.array("per_member"), &pm, TOL);
+        assert_eq!(r.output("point").1, vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        let classes = r.output("class").1;
+        let entropy = r.output("entropy").1;
+        for (i, row) in p.axis_iter(Axis(0)).enumerate() {
+            let top = (0..CLASSES)
+                .max_by(|&a, &c| row[a].partial_cmp(&row[c]).unwrap())
+                .unwrap();
+            assert_eq!(classes[i] as usize, top);
+            let h: f64 = row.iter().map(|&q| -(q as f64) * (q as f64).ln()).sum();
+            assert!((entropy[i] - h).abs() < 1e-4, "{} vs {h}", entropy[i]);
+        }
+        let d = r.output("disagreement").1;
+        assert!(d.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+    assert_eq!(j.json()["id"], "req-1");
+    // JSON and binary carry the same numbers exactly.
+    assert_eq!(j.array("probabilities"), b.array("probabilities"));
+    // Without `outputs`, only the mean probabilities come back.
+    let plain = infer(&server, "curve", &x, json!(null), &[]);
+    assert_eq!(plain.json()["outputs"].as_array().unwrap().len(), 1);
+    assert!(plain.headers.contains_key("x-request-id"));
+
+    // Mode `at`, on the versioned route, and with nested JSON data.
+    let (p_at, pm_at) = predict(&curve_path, &x, &["--at", "0.1,0.63"]);
+    let r = post(
+        &server.url("/v2/models/curve/versions/1/infer"),
+        &[],
+        json_request(
+            &x,
+            json!({"mode": "at", "t": [0.1, 0.63]}),
+            &["probabilities", "per_member"],
+        ),
+    );
+    assert_close(&r.array("probabilities"), &p_at, TOL);
+    assert_close(&r.array("per_member"), &pm_at, TOL);
+    let nested: Vec<Value> = x
+        .axis_iter(Axis(0))
+        .map(|s| {
+            json!(
+                s.outer_iter()
+                    .map(|c| c
+                        .outer_iter()
+                        .map(|r| r.iter().copied().collect::<Vec<f32>>())
+                        .collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            )
+        })
+        .collect();
+    let body = json!({
+        "inputs": [{"name": "input", "shape": x.shape(), "datatype": "FP32", "data": nested}],
+        "parameters": {"mode": "at", "t": 0.1},
+    });
+    let r = post(
+        &server.infer_url("curve"),
+        &[],
+        serde_json::to_vec(&body).unwrap(),
+    );
+    let (p_01, _) = predict(&curve_path, &x, &["--at", "0.1"]);
+    assert_close(&r.array("probabilities"), &p_01, TOL);
+
+    // A snapshot set: all members, and chosen ones.
+    let (ps, pms) = predict(&snap_path, &x, &["--members", "all"]);
+    let r = infer_binary(
+        &server,
+        "snap",
+        &x,
+        json!({}),
+        &["probabilities", "per_member", "point"],
+    );
+    assert_close(&r.array("probabilities"), &ps, TOL);
+    assert_close(&r.array("per_member"), &pms, TOL);
+    assert_eq!(r.output("point").1, vec![0.0, 1.0, 2.0]);
+    let (ps2, _) = predict(&snap_path, &x, &["--members", "2,0"]);
+    let r = infer(
+        &server,
+        "snap",
+        &x,
+        json!({"mode": "at", "members": [2, 0]}),
+        &[],
+    );
+    assert_close(&r.array("probabilities"), &ps2, TOL);
+
+    // Metrics count what happened.
+    assert!(server.metric("modeconn_requests_total{model=\"curve\",mode=\"ensemble\"}") >= 3.0);
+    assert_eq!(
+        server.metric("modeconn_requests_total{model=\"snap\",mode=\"at\"}"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("modeconn_provider{model=\"curve\",provider=\"cpu\"}"),
+        1.0
+    );
+    let text = get(&server.url("/metrics")).text();
+    for name in [
+        "modeconn_queue_seconds_bucket",
+        "modeconn_compute_seconds_sum",
+        "modeconn_batch_samples_count",
+        "modeconn_batch_requests_sum",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+    // JSON logs, one object a line, with the request id.
+    let log = server.log();
+    let id = &plain.headers["x-request-id"];
+    let line = log
+        .lines()
+        .find(|l| l.contains(id.as_str()))
+        .expect("request logged");
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["fields"]["model"], "curve");
+    assert_eq!(v["fields"]["status"], 200);
+}
+
+/// Chi-square statistic of counts against a uniform distribution.
+fn chi_square(counts: &[usize]) -> f64 {
+    let n: usize = counts.iter().sum();
+    let e = n as f64 / counts.len() as f64;
+    counts.iter().map(|&c| (c as f64 - e).powi(2) / e).sum()
+}
+
+#[test]
+fn randomized_points_are_uniform_over_the_grid_and_secret_unless_configured() {
+    let dir = tempdir();
+    let config = write_config(
+        dir.path(),
+        "[defaults]\nrandomized_grid = 5\n[models.open]\nreturn_point = true\n\
+         [models.closed]\nmodes = [\"randomized\"]\n",
+    );
+    let path = curve();
+    let open = format!("open={}", path.display());
+    let closed = format!("closed={}", path.display());
+    let server = Served::start(&[
+        &open,
+        &closed,
+        &"--config",
+        &config,
+        &"--max-delay-ms",
+        &"0",
+    ]);
+    let x = inputs(1, 11);
+    // Each grid point's own answer, from `predict`.
+    let grid = [0.0, 0.25, 0.5, 0.75, 1.0];
+    let (_, per_t) = predict(&path, &x, &["--at", "0,0.25,0.5,0.75,1"]);
+
+    const N: usize = 400;
+    let mut counts = [0usize; 5];
+    let mut answers = std::collections::BTreeSet::new();
+    for _ in 0..N {
+        let r = infer(
+            &server,
+            "open",
+            &x,
+            json!({"mode": "randomized"}),
+            &["probabilities", "point"],
+        );
+        let t = r.output("point").1[0];
+        let k = grid
+            .iter()
+            .position(|&g| g == t)
+            .unwrap_or_else(|| panic!("t = {t} is off the grid"));
+        counts[k] += 1;
+        let p = r.array("probabilities");
+        assert_close(&p, &per_t.index_axis(Axis(0), k).to_owned(), TOL);
+        answers.insert(p.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+    // 4 degrees of freedom: P(chi2 > 18.467) = 0.001 under uniformity.
+    let chi2 = chi_square(&counts);
+    assert!(
+        chi2 < 18.467,
+        "counts {counts:?}: chi-square {chi2:.2} rejects uniformity at 0.001"
+    );
+    assert!(answers.len() >= 2, "every answer was the same");
+
+    // Where the configuration keeps the point secret, it is never returned.
+    let r = infer(
+        &server,
+        "closed",
+        &x,
+        json!({}),
+        &["probabilities", "class"],
+    );
+    assert_eq!(r.json()["parameters"]["mode"], "randomized");
+    assert!(!r.text().contains("\"point\""), "{}", r.text());
+    let e = infer(&server, "closed", &x, json!({}), &["point"]).error(403);
+    assert!(e.contains("point"), "{e}");
+    let e = infer(&server, "closed", &x, json!({}), &["per_member"]).error(400);
+    assert!(e.contains("per_member"), "{e}");
+    let e = infer(&server, "closed", &x, json!({"mode": "ensemble"}), &[]).error(403);
+    assert!(e.contains("not allowed"), "{e}");
+}
+
+#[test]
+fn keyed_answers_repeat_replicas_agree_and_keys_differ() {
+    let dir = tempdir();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let text = |key: &str| {
+        format!(
+            "[server]\nkeyed_secret = \"{key}\"\n[defaults]\nmodes = [\"keyed\"]\nreturn_point = true\n"
+        )
+    };
+    let config_a = write_config(&a, &text(KEY_A));
+    let config_b = write_config(&b, &text(KEY_B));
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let replica1 = Served::start(&[&model, &"--config", &config_a]);
+    let replica2 = Served::start(&[&model, &"--config", &config_a, &"--max-batch", &"4"]);
+    let other = Served::start(&[&model, &"--config", &config_b]);
+
+    let x = inputs(32, 5);
+    let first = infer_binary(&replica1, "m", &x, json!({}), &["probabilities", "point"]);
+    let points = first.output("point").1;
+    assert_eq!(points.len(), 32);
+    for _ in 0..3 {
+        let again = infer_binary(&replica1, "m", &x, json!({}), &["probabilities", "point"]);
+        assert_eq!(again.output("probabilities"), first.output("probabilities"));
+        assert_eq!(again.output("point").1, points);
+    }
+    // Another process with the same configuration answers the same, also batched differently
+    // and one sample at a time.
+    let r2 = infer_binary(&replica2, "m", &x, json!({}), &["probabilities", "point"]);
+    assert_eq!(r2.output("point").1, points);
+    assert_close(
+        &r2.array("probabilities"),
+        &first.array("probabilities"),
+        TOL,
+    );
+    for i in [0, 7, 31] {
+        let one = x.select(Axis(0), &[i]);
+        let r = infer(&replica2, "m", &one, json!({}), &["point"]);
+        assert_eq!(r.output("point").1, vec![points[i]]);
+    }
+    // Each answer is the answer of its point, as `predict --at` gives it.
+    let distinct: Vec<f64> = {
+        let mut d = points.clone();
+        d.sort_by(f64::total_cmp);
+        d.dedup();
+        d
+    };
+    assert!(distinct.len() >= 3, "32 inputs fell on {distinct:?}");
+    let probs = first.array("probabilities");
+    for t in &distinct {
+        let rows: Vec<usize> = (0..32).filter(|&i| points[i] == *t).collect();
+        let (p, _) = predict(&path, &x.select(Axis(0), &rows), &["--at", &t.to_string()]);
+        assert_close(&probs.select(Axis(0), &rows), &p, TOL);
+    }
+    // Another key, other points.
+    let r3 = infer(&other, "m", &x, json!({}), &["point"]);
+    let differ = r3
+        .output("point")
+        .1
+        .iter()
+        .zip(&points)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(differ > 0, "two keys chose the same 32 points");
+}
+
+#[test]
+fn bad_requests_get_4xx_and_leave_good_ones_alone() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Arc::new(Served::start(&[&model, &"--max-body-mb", &"1"]));
+    let x = inputs(4, 3);
+    let (expected, _) = predict(&path, &x, &["--grid", "5"]);
+
+    // Good requests keep running meanwhile, from two threads.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let good: Vec<_> = (0..2)
+        .map(|_| {
+            let (server, stop, x, expected) = (
+                Arc::clone(&server),
+                Arc::clone(&stop),
+                x.clone(),
+                expected.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) || n < 5 {
+                    let r = infer(&server, "m", &x, json!({}), &[]);
+                    assert_close(&r.array("probabilities"), &expected, TOL);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+
+    let url = server.infer_url("m");
+    let body = |v: Value| serde_json::to_vec(&v).unwrap();
+    let tensor = |shape: Value, datatype: &str, data: Value| json!({"inputs": [{"name": "input", "shape": shape, "datatype": datatype, "data": data}]});
+    let zeros = |n: usize| json!(vec![0.0; n]);
+    let binary_head = body(
+        json!({"inputs": [{"name": "input", "shape": [1, 3, 8, 8], "datatype": "FP32", "parameters": {"binary_data_size": 768}}]}),
+    );
+    let cases: Vec<(&str, Reply, u16, &str)> = vec![
+        (
+            "wrong shape",
+            post(
+                &url,
+                &[],
+                body(tensor(json!([1, 3, 8, 7]), "FP32", zeros(168))),
+            ),
+            400,
+            "shape",
+        ),
+        (
+            "too few values",
+            post(
+                &url,
+                &[],
+                body(tensor(json!([1, 3, 8, 8]), "FP32", zeros(10))),
+            ),
+            400,
+            "needs 192",
+        ),
+        (
+            "dtype",
+            post(
+                &url,
+                &[],
+                body(tensor(json!([1, 3, 8, 8]), "INT64", zeros(192))),
+            ),
+            400,
+            "datatype INT64",
+        ),
+        (
+            "input name",
+            post(
+                &url,
+                &[],
+                body(
+                    json!({"inputs": [{"name": "x", "shape": [1, 3, 8, 8], "datatype": "FP32", "data": zeros(192)}]}),
+                ),
+            ),
+            400,
+            "unknown input `x`",
+        ),
+        (
+            "unknown model",
+            post(
+                &server.infer_url("nope"),
+                &[],
+                body(tensor(json!([1, 3, 8, 8]), "FP32", zeros(192))),
+            ),
+            404,
+            "unknown model `nope`",
+        ),
+        (
+            "malformed JSON",
+            post(&url, &[], b"{\"inputs\": [".to_vec()),
+            400,
+            "malformed",
+        ),
+        (
+            "not an object",
+            post(&url, &[], b"[1, 2]".to_vec()),
+            400,
+            "malformed",
+        ),
+        (
+            "oversized body",
+            post(&url, &[], vec![b' '; 2 << 20]),
+            413,
+            "limit",
+        ),
+        (
+            "forbidden mode",
+            post(
+                &url,
+                &[],
+                body(
+                    json!({"inputs": [{"name": "input", "shape": [1, 3, 8, 8], "datatype": "FP32", "data": zeros(192)}], "parameters": {"mode": "keyed"}}),
+                ),
+            ),
+            403,
+            "not allowed",
+        ),
+        (
+            "unknown mode",
+            post(
+                &url,
+                &[],
+                body(
+                    json!({"inputs": [{"name": "input", "shape": [1, 3, 8, 8], "datatype": "FP32", "data": zeros(192)}], "parameters": {"mode": "sideways"}}),
+                ),
+            ),
+            400,
+            "unknown mode",
+        ),
+        (
+            "t out of range",
+            post(
+                &url,
+                &[],
+                body(
+                    json!({"inputs": [{"name": "input", "shape": [1, 3, 8, 8], "datatype": "FP32", "data": zeros(192)}], "parameters": {"mode": "at", "t": [1.5]}}),
+                ),
+            ),
+            400,
+            "1.5",
+        ),
+        (
+            "at without t",
+            post(
+                &url,
+                &[],
+                body(
+                    json!({"inputs": [{"name": "input", "shape": [1, 3, 8, 8], "datatype": "FP32", "data": zeros(192)}], "parameters": {"mode": "at"}}),
+                ),
+            ),
+            400,
+            "needs parameter `t`",
+        ),
+        (
+            "unknown output",
+            post(
+                &url,
+                &[],
+                body(
+                    json!({"inputs": [{"name": "input", "shape": [1, 3, 8, 8], "datatype": "FP32", "data": zeros(192)}], "outputs": [{"name": "logits"}]}),
+                ),
+            ),
+            400,
+            "unknown output `logits`",
+        ),
+        (
+            "binary size",
+            post(
+                &url,
+                &[(
+                    "Inference-Header-Content-Length",
+                    binary_head.len().to_string(),
+                )],
+                {
+                    let mut b = binary_head.clone();
+                    b.extend(vec![0u8; 100]);
+                    b
+                },
+            ),
+            400,
+            "binary data",
+        ),
+        (
+            "header length",
+            post(
+                &url,
+                &[("Inference-Header-Content-Length", "5000".into())],
+                b"{}".to_vec(),
+            ),
+            400,
+            "Inference-Header-Content-Length",
+        ),
+        (
+            "NaN in binary",
+            post(
+                &url,
+                &[(
+                    "Inference-Header-Content-Length",
+                    binary_head.len().to_string(),
+                )],
+                {
+                    let mut b = binary_head.clone();
+                    b.extend((0..192).flat_map(|_| f32::NAN.to_le_bytes()));
+                    b
+                },
+            ),
+            400,
+            "NaN",
+        ),
+    ];
+    for (what, reply, status, needle) in &cases {
+        let msg = reply.error(*status);
+        assert!(
+            msg.contains(needle),
+            "{what}: `{msg}` does not mention `{needle}`"
+        );
+    }
+    let r = Reply::from(agent().get(&url).call().unwrap());
+    assert!(r.error(405).contains("POST"));
+    assert!(
+        get(&server.url("/v3/whatever"))
+            .error(404)
+            .contains("no such endpoint")
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let n: usize = good
+        .into_iter()
+        .map(|h| h.join().expect("a good request failed"))
+        .sum();
+    assert!(n >= 10);
+    assert_eq!(
+        server.metric("modeconn_request_failures_total{model=\"m\",code=\"413\"}"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("modeconn_request_failures_total{model=\"_unknown\",code=\"404\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_burst_above_capacity_gets_correct_answers_or_503_and_memory_stays_bounded() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Arc::new(Served::start(&[
+        &model,
+        &"--workers",
+        &"1",
+        &"--queue",
+        &"4",
+        &"--max-batch",
+        &"4",
+        &"--max-delay-ms",
+        &"1",
+    ]));
+    const THREADS: usize = 24;
+    const EACH: usize = 10;
+    let x = inputs(THREADS * EACH, 21);
+    let (expected, _) = predict(&path, &x, &["--grid", "5"]);
+    let before = server.rss_kib();
+    let results: Vec<Vec<(usize, u16, Option<String>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (server, x, expected) = (&server, &x, &expected);
+                scope.spawn(move || {
+                    (0..EACH)
+                        .map(|k| {
+                            let i = t * EACH + k;
+                            let one = x.select(Axis(0), &[i]);
+                            let mut body: Value =
+                                serde_json::from_slice(&json_request(&one, json!({}), &[]))
+                                    .unwrap();
+                            body["id"] = json!(format!("burst-{i}"));
+                            let r = post(
+                                &server.infer_url("m"),
+                                &[],
+                                serde_json::to_vec(&body).unwrap(),
+                            );
+                            match r.status {
+                                200 => {
+                                    assert_eq!(r.json()["id"], format!("burst-{i}"));
+                                    assert_close(
+                                        &r.array("probabilities"),
+                                        &expected.select(Axis(0), &[i]),
+                                        TOL,
+                                    );
+                                }
+                                503 => {
+                                    assert!(r.error(503).contains("queue is full"));
+                                }
+                                other => panic!("request {i}: status {other}: {}", r.text()),
+                            }
+                            (i, r.status, r.headers.get("retry-after").cloned())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let all: Vec<_> = results.into_iter().flatten().collect();
+    assert_eq!(all.len(), THREADS * EACH, "a request was lost");
+    let ok = all.iter().filter(|r| r.1 == 200).count();
+    let busy: Vec<_> = all.iter().filter(|r| r.1 == 503).collect();
+    assert_eq!(ok + busy.len(), all.len());
+    assert!(ok > 0, "nothing was answered");
+    assert!(!busy.is_empty(), "the burst never filled the queue of 4");
+    assert!(
+        busy.iter().all(|r| r.2.as_deref() == Some("1")),
+        "503 without Retry-After"
+    );
+    // Answered once each: the server counted exactly the 200s it sent.
+    assert_eq!(
+        server.metric("modeconn_requests_total{model=\"m\",mode=\"ensemble\"}"),
+        ok as f64
+    );
+    assert_eq!(
+        server.metric("modeconn_request_failures_total{model=\"m\",code=\"503\"}"),
+        busy.len() as f64
+    );
+    assert_eq!(server.metric("modeconn_queue_depth"), 0.0);
+    assert_eq!(server.metric("modeconn_in_flight_requests"), 0.0);
+    let after = server.rss_kib();
+    assert!(
+        after < before + 64 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB over the burst"
+    );
+}
+
+/// Sends an inference request on a raw socket and closes it after `wait`, unanswered.
+fn send_and_hang_up(server: &Served, model: &str, x: &ArrayD<f32>, wait: Duration) {
+    let body = json_request(x, json!({}), &[]);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        s,
+        "POST /v2/models/{model}/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    std::thread::sleep(wait);
+    s.shutdown(std::net::Shutdown::Both).unwrap();
+}
+
+#[test]
+fn clients_that_leave_or_time_out_leave_no_work_behind() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    // Batches wait 1.5 s for company, so a request is still queued when its client leaves.
+    let server = Served::start(&[
+        &model,
+        &"--max-delay-ms",
+        &"1500",
+        &"--max-batch",
+        &"1000",
+        &"--timeout-ms",
+        &"10000",
+    ]);
+    let x = inputs(2, 8);
+    send_and_hang_up(&server, "m", &x, Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        server.metric("modeconn_abandoned_total{model=\"m\"}"),
+        1.0,
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        server.metric("modeconn_compute_seconds_count{model=\"m\"}"),
+        0.0
+    );
+    assert_eq!(server.metric("modeconn_in_flight_requests"), 0.0);
+    // The server still answers.
+    let (p, _) = predict(&path, &x, &[]);
+    assert_close(
+        &infer(&server, "m", &x, json!({}), &[]).array("probabilities"),
+        &p,
+        TOL,
+    );
+    assert_eq!(
+        server.metric("modeconn_compute_seconds_count{model=\"m\"}"),
+        1.0
+    );
+
+    // A deadline shorter than the wait: 504, and the request is not run afterwards either.
+    let quick = Served::start(&[
+        &model,
+        &"--max-delay-ms",
+        &"1500",
+        &"--max-batch",
+        &"1000",
+        &"--timeout-ms",
+        &"200",
+    ]);
+    let e = infer(&quick, "m", &x, json!({}), &[]).error(504);
+    assert!(e.contains("200 ms"), "{e}");
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(quick.metric("modeconn_abandoned_total{model=\"m\"}"), 1.0);
+    assert_eq!(
+        quick.metric("modeconn_compute_seconds_count{model=\"m\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn sigterm_answers_every_queued_request_then_exits() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let mut server = Served::start(&[&model, &"--max-delay-ms", &"800", &"--max-batch", &"1000"]);
+    let x = inputs(6, 9);
+    let (expected, _) = predict(&path, &x, &[]);
+    let port = server.port;
+    let replies: Vec<_> = (0..6)
+        .map(|i| {
+            let one = x.select(Axis(0), &[i]);
+            std::thread::spawn(move || {
+                let url = format!("http://127.0.0.1:{port}/v2/models/m/infer");
+                post(&url, &[], json_request(&one, json!({}), &[]))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        server.log()
+    );
+    for (i, h) in replies.into_iter().enumerate() {
+        let r = h.join().unwrap();
+        assert_close(
+            &r.array("probabilities"),
+            &expected.select(Axis(0), &[i]),
+            TOL,
+        );
+    }
+    let log = server.log();
+    assert!(
+        log.contains("shutting down") && log.contains("\"stopped\""),
+        "{log}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "still listening"
+    );
+}
+
+#[test]
+fn the_audit_log_records_sealed_points_and_fingerprints_not_inputs() {
+    let dir = tempdir();
+    let key_path = dir.path().join("audit.key");
+    std::fs::write(&key_path, format!("{KEY_B}\n")).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nkeyed_secret = \"{KEY_A}\"\naudit_log = \"audit.jsonl\"\naudit_key_file = \"audit.key\"\n\
+             [defaults]\nmodes = [\"keyed\", \"randomized\", \"ensemble\"]\nreturn_point = true\n"
+        ),
+    );
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Served::start(&[&model, &"--config", &config]);
+    let x = inputs(3, 4);
+    let keyed = infer(&server, "m", &x, json!({}), &["point"]);
+    let ensemble = infer(
+        &server,
+        "m",
+        &x.select(Axis(0), &[0]),
+        json!({"mode": "ensemble"}),
+        &["point"],
+    );
+    let digest = get(&server.url("/v2/models/m")).json()["parameters"]["digest"].clone();
+    assert!(digest.as_str().unwrap().starts_with("sha256:"));
+
+    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let key = modeconn_server::config::parse_hex32(KEY_B).unwrap();
+    for (line, reply, mode, samples) in [
+        (&lines[0], &keyed, "keyed", 3),
+        (&lines[1], &ensemble, "ensemble", 1),
+    ] {
+        let id = &reply.headers["x-request-id"];
+        assert_eq!(line["request_id"], id.as_str());
+        assert_eq!(line["mode"], mode);
+        assert_eq!(line["model"], "m");
+        assert_eq!(line["model_digest"], digest);
+        assert_eq!(line["fingerprints"].as_array().unwrap().len(), samples);
+        let sealed = line["sealed_points"].as_str().unwrap();
+        let points = modeconn_server::audit::unseal(&key, id, sealed).expect("the seal opens");
+        let ts: Vec<f64> = points
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["t"].as_f64().unwrap())
+            .collect();
+        assert_eq!(ts, reply.output("point").1);
+        assert!(modeconn_server::audit::unseal(&key, "another-id", sealed).is_none());
+    }
+    // Nothing of the input is written: no value of it appears.
+    for v in x.iter().take(20) {
+        assert!(
+            !text.contains(&v.to_string()),
+            "input value {v} in the audit log"
+        );
+    }
+}
+
+#[test]
+fn bad_configurations_and_arguments_fail_at_start_with_one_line() {
+    let dir = tempdir();
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let cases: Vec<(String, &str)> = vec![
+        ("[defaults]\nmodes = [\"keyed\"]\n".into(), "keyed_secret"),
+        (
+            "[models.other]\nmodes = [\"at\"]\n".into(),
+            "[models.other]",
+        ),
+        (
+            "[defaults]\nmodes = [\"at\"]\ndefault_mode = \"ensemble\"\n".into(),
+            "default_mode",
+        ),
+        ("[server]\nlisten = 1\n".into(), "listen"),
+    ];
+    for (text, needle) in cases {
+        let config = write_config(dir.path(), &text);
+        let run = modeconn(&[&"serve", &model, &"--config", &config, &"--port", &"0"]);
+        let msg = run.fails_cleanly();
+        assert!(msg.contains(needle), "{text:?}: {msg}");
+    }
+    let missing = dir.path().join("missing.safetensors");
+    let run = modeconn(&[&"serve", &missing, &"--port", &"0"]);
+    assert!(run.fails_cleanly().contains("missing.safetensors"));
+    let run = modeconn(&[&"serve", &model, &model, &"--port", &"0"]);
+    assert!(run.fails_cleanly().contains("NAME=PATH"));
+    let run = modeconn(&[&"serve", &model, &"--workers", &"0", &"--port", &"0"]);
+    assert!(run.fails_cleanly().contains("--workers"));
+}
