@@ -78,6 +78,10 @@ pub struct RuntimeOptions {
     /// Threads for operators (`0`: ONNX Runtime's default, one per core). Every session of the
     /// process shares one pool of them, so the first runtime created fixes the number.
     pub intra_threads: usize,
+    /// Whether idle operator threads spin waiting for work (`None`: ONNX Runtime's default,
+    /// which spins). Spinning shortens each run a little but burns cores that a process
+    /// doing other work beside inference (an HTTP server) needs. Fixed by the first runtime.
+    pub busy_wait: Option<bool>,
 }
 
 impl RuntimeOptions {
@@ -96,6 +100,12 @@ impl RuntimeOptions {
     /// Sets the number of operator threads (see [`RuntimeOptions::intra_threads`]).
     pub fn with_intra_threads(mut self, threads: usize) -> Self {
         self.intra_threads = threads;
+        self
+    }
+
+    /// Sets whether idle operator threads spin (see [`RuntimeOptions::busy_wait`]).
+    pub fn with_busy_wait(mut self, spin: bool) -> Self {
+        self.busy_wait = Some(spin);
         self
     }
 }
@@ -187,7 +197,11 @@ fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-fn global(explicit: Option<&Path>, intra_threads: usize) -> Result<(Environment, PathBuf)> {
+fn global(
+    explicit: Option<&Path>,
+    intra_threads: usize,
+    busy_wait: Option<bool>,
+) -> Result<(Environment, PathBuf)> {
     let _guard = GLOBAL_INIT.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(state) = GLOBAL.get() {
         let (env, loaded) = state
@@ -213,12 +227,14 @@ fn global(explicit: Option<&Path>, intra_threads: usize) -> Result<(Environment,
     // threads of the member that just ran keep spinning while the next member runs, which made
     // ensembles of static members up to twice as slow as the sum of their runs.
     let pool = || -> ort::Result<ort::environment::GlobalThreadPoolOptions> {
-        let options = ort::environment::GlobalThreadPoolOptions::default();
+        let mut options = ort::environment::GlobalThreadPoolOptions::default();
         if intra_threads > 0 {
-            options.with_intra_threads(intra_threads)
-        } else {
-            Ok(options)
+            options = options.with_intra_threads(intra_threads)?;
         }
+        if let Some(spin) = busy_wait {
+            options = options.with_spin_control(spin)?;
+        }
+        Ok(options)
     };
     let state = ort::init_from(&path)
         .map_err(|e| format!("{}: {e}", path.display()))
@@ -237,7 +253,11 @@ fn global(explicit: Option<&Path>, intra_threads: usize) -> Result<(Environment,
 impl Runtime {
     /// Loads ONNX Runtime (once per process) and prepares to run on `options.device`.
     pub fn new(options: RuntimeOptions) -> Result<Self> {
-        let (env, library) = global(options.library.as_deref(), options.intra_threads)?;
+        let (env, library) = global(
+            options.library.as_deref(),
+            options.intra_threads,
+            options.busy_wait,
+        )?;
         if options.device == Device::Cuda && !cuda_compiled_in() {
             return Err(Error::Device {
                 device: "cuda".into(),

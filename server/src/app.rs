@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use modeconn_runtime::{Ensemble, EnsembleOptions, Provider, Runtime, RuntimeOptions, Sampling};
-use ndarray::ArrayD;
+use ndarray::{ArrayD, IxDyn};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -59,7 +59,8 @@ impl Server {
         options.check()?;
         let mut rt = RuntimeOptions::default()
             .with_device(options.device)
-            .with_intra_threads(options.threads);
+            .with_intra_threads(options.threads)
+            .with_busy_wait(options.busy_wait);
         if let Some(lib) = &options.ort_library {
             rt = rt.with_library(lib);
         }
@@ -241,17 +242,19 @@ impl Server {
             .map_err(|_| too_large())?;
         let (json_part, binary) = protocol::split_body(headers, &bytes)?;
         let request = protocol::parse_request(json_part)?;
-        let query = model.decode(request, binary)?;
+        let mut query = model.decode(request, binary)?;
         *mode_seen = Some(query.mode);
         drop(bytes);
 
+        // The input moves to the worker; the audit keeps only its fingerprints.
+        let input = std::mem::replace(&mut query.input, ArrayD::zeros(IxDyn(&[0])));
+        let fingerprints = self.audit.as_ref().map(|a| a.fingerprints(&input));
         let (tx, rx) = oneshot::channel();
-        let input_for_audit: Option<ArrayD<f32>> = self.audit.as_ref().map(|_| query.input.clone());
         self.batcher.submit(Job::new(
             Arc::clone(&model),
             query.key.clone(),
             query.sampling.clone(),
-            query.input.clone(),
+            input,
             query.wants_per_member(),
             tx,
         ))?;
@@ -265,13 +268,13 @@ impl Server {
                 ));
             }
         };
-        if let (Some(audit), Some(input)) = (&self.audit, &input_for_audit) {
+        if let (Some(audit), Some(fingerprints)) = (&self.audit, &fingerprints) {
             let entry = Entry {
                 request_id,
                 model: &model.name,
                 digest: &model.digest,
                 mode: query.mode.as_str(),
-                input,
+                fingerprints,
                 members: &answer.members,
             };
             if let Err(e) = audit.record(&entry) {

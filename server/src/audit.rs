@@ -35,8 +35,8 @@ pub struct Entry<'a> {
     pub digest: &'a str,
     /// Mode name.
     pub mode: &'a str,
-    /// The input batch.
-    pub input: &'a ArrayD<f32>,
+    /// Keyed fingerprints of the input's samples ([`AuditLog::fingerprints`]).
+    pub fingerprints: &'a [String],
     /// The points used.
     pub members: &'a [Member],
 }
@@ -127,8 +127,8 @@ impl AuditLog {
             "model": entry.model,
             "model_digest": entry.digest,
             "mode": entry.mode,
-            "samples": entry.input.shape().first().copied().unwrap_or(0),
-            "fingerprints": self.fingerprints(entry.input),
+            "samples": entry.fingerprints.len(),
+            "fingerprints": entry.fingerprints,
             "sealed_points": format!("{}{}", hex(&nonce), hex(&sealed)),
         });
         let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
@@ -183,7 +183,7 @@ mod tests {
             model: "m",
             digest: "sha256:00",
             mode: "keyed",
-            input: &input,
+            fingerprints: &log.fingerprints(&input),
             members: &[Member::T(0.25), Member::T(0.75)],
         })
         .unwrap();

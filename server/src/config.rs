@@ -352,6 +352,8 @@ pub struct Options {
     pub queue: usize,
     /// Threads running batches.
     pub workers: usize,
+    /// Whether idle operator threads spin (off by default: the HTTP threads need the cores).
+    pub busy_wait: bool,
     /// Bytes of weights kept in materialised sessions per model.
     pub static_budget: usize,
     /// Largest request body (overrides the configuration file).
@@ -372,9 +374,10 @@ impl Options {
             ort_library: None,
             threads: 0,
             max_batch: 32,
-            max_delay: Duration::from_millis(2),
+            max_delay: Duration::ZERO,
             queue: 256,
             workers: 2,
+            busy_wait: false,
             static_budget: 1 << 30,
             max_body_bytes: None,
             request_timeout: None,

@@ -81,7 +81,7 @@ pub struct Query {
     pub key: BatchKey,
     /// How the runtime chooses members.
     pub sampling: Sampling,
-    /// The input batch.
+    /// The input batch (moved to the batcher when queued).
     pub input: ArrayD<f32>,
     /// Outputs asked for, each with whether it goes in the binary part.
     pub outputs: Vec<(Output, bool)>,

@@ -29,8 +29,9 @@ pub struct Args {
     /// Samples gathered into one batch at most.
     #[arg(long, value_name = "N", default_value_t = 32)]
     max_batch: usize,
-    /// Milliseconds the first request of a batch waits for others.
-    #[arg(long, value_name = "D", default_value_t = 2)]
+    /// Milliseconds the first request of a batch waits for others (0: run what is queued as
+    /// soon as a worker is free; under load, requests still gather while workers are busy).
+    #[arg(long, value_name = "D", default_value_t = 0)]
     max_delay_ms: u64,
     /// Requests waiting for a worker at most; more are answered 503 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 256)]
