@@ -1310,3 +1310,31 @@ fn bad_configurations_and_arguments_fail_at_start_with_one_line() {
     let run = modeconn(&[&"serve", &model, &"--workers", &"0", &"--port", &"0"]);
     assert!(run.fails_cleanly().contains("--workers"));
 }
+
+#[test]
+fn tritonclient_works_unchanged() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Served::start(&[&model]);
+    let dir = tempdir();
+    let x = x7();
+    let xp = dir.path().join("x.npy");
+    write_f32(&xp, &x);
+    let (p, _) = predict(&path, &x, &[]);
+    let (p_at, _) = predict(&path, &x, &["--at", "0.1,0.63"]);
+    let (pp, pap) = (dir.path().join("p.npy"), dir.path().join("p_at.npy"));
+    write_f32(&pp, &p);
+    write_f32(&pap, &p_at);
+    let url = format!("127.0.0.1:{}", server.port);
+    let run = run_python(
+        "triton_client.py",
+        &[&url, &"m", &xp, &pp, &"0.1,0.63", &pap],
+    );
+    for line in [
+        "health and metadata ok",
+        "inference ok (binary=True)",
+        "errors ok",
+    ] {
+        assert!(run.stdout.contains(line), "{}", run.transcript());
+    }
+}

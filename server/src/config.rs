@@ -40,7 +40,8 @@ use crate::{Error, Result};
 pub enum Mode {
     /// A grid of M points of a curve, or every member of a snapshot set.
     Ensemble,
-    /// Points the client names: `parameters.t` for curves, `parameters.members` for sets.
+    /// Points the client names: `parameters.t` for curves, `parameters.members` for sets (a
+    /// list, one number, or a comma-separated string).
     At,
     /// One point per sample from the operating system's CSPRNG.
     Randomized,

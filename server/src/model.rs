@@ -492,10 +492,7 @@ impl ServedModel {
         }
         match (self.kind(), t, members) {
             (Kind::Curve, Some(v), None) => {
-                let list = match v {
-                    Value::Array(a) => a.clone(),
-                    other => vec![other.clone()],
-                };
+                let list = listed(v);
                 if list.is_empty() || list.len() > 1024 {
                     return Err(ApiError::bad_request(
                         "parameter `t` needs 1 to 1024 values",
@@ -515,7 +512,8 @@ impl ServedModel {
                     .collect::<Result<Vec<f64>, ApiError>>()?;
                 Ok(Some(AtPoints::T(ts)))
             }
-            (Kind::Snapshots, None, Some(Value::Array(a))) => {
+            (Kind::Snapshots, None, Some(v @ (Value::Array(_) | Value::String(_)))) => {
+                let a = listed(v);
                 let n = self.ensemble.bundle().metadata().points;
                 if a.is_empty() || a.len() > 1024 {
                     return Err(ApiError::bad_request(
@@ -632,6 +630,26 @@ impl ServedModel {
             parameters,
             outputs,
         }
+    }
+}
+
+/// A parameter as a list of values: an array, one number, or a comma-separated string (for
+/// clients whose parameters can only be scalars, such as Triton's).
+fn listed(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::String(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                serde_json::from_str::<Value>(p)
+                    .ok()
+                    .filter(Value::is_number)
+                    .unwrap_or_else(|| Value::String(p.to_string()))
+            })
+            .collect(),
+        other => vec![other.clone()],
     }
 }
 
