@@ -3,7 +3,7 @@
 # builds modeconn and its trainer plugin, trains two endpoints, fits a Bezier curve between them,
 # runs Fast Geometric Ensembling from one of them, evaluates the curve (and the straight segment)
 # and the FGE set, then serves predictions on the held-out digits from the bundles through the
-# runtime (ONNX Runtime) and prints a table of test errors.
+# runtime (ONNX Runtime) and over HTTP (`modeconn serve`), and prints a table of test errors.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -45,4 +45,21 @@ serve "$out/b.safetensors" --members 0 >"$out/serve-b.json"
 serve "$out/curve.safetensors" --grid 5 >"$out/serve-curve.json"
 serve "$out/fge.safetensors" --members all >"$out/serve-fge.json"
 serve "$out/curve.safetensors" --randomized >"$out/serve-random.json"
+
+echo "serving the curve and the FGE set over HTTP (Open Inference Protocol) and querying it"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$out/keyed.key"
+cat >"$out/server.toml" <<'TOML'
+[server]
+keyed_secret_file = "keyed.key"
+[defaults]
+modes = ["ensemble", "at", "randomized", "keyed"]
+TOML
+"$bin" serve "curve=$out/curve.safetensors" "fge=$out/fge.safetensors" --config "$out/server.toml" \
+  --port 0 2>"$out/serve.log" &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+"$MODECONN_PYTHON" scripts/demo_http.py "$out" "$out/serve.log" >"$out/serve-http.json"
+kill -TERM "$server"
+wait "$server"
+trap - EXIT
 "$MODECONN_PYTHON" scripts/demo_table.py "$out"

@@ -8,6 +8,7 @@ load = lambda name: json.loads((out / name).read_text())
 curve = load("curve-eval.json")
 fge = load("fge-eval.json")
 served = {k: load(f"serve-{k}.json") for k in ["a", "b", "curve", "fge", "random"]}
+http = load("serve-http.json")
 points = curve["curve"]["points"]
 pct = lambda e: f"{100 * e:6.2f}%"
 err = lambda r: pct(1 - r["accuracy"])
@@ -21,6 +22,10 @@ rows = [
     ("curve ensemble, 5 points", "", err(served["curve"])),
     ("FGE ensemble", pct(fge["ensemble"]["test_error"]), err(served["fge"])),
     ("randomised point per query", "", err(served["random"])),
+    ("over HTTP: curve ensemble, 5 points", "", pct(http["curve ensemble"])),
+    ("over HTTP: FGE ensemble", "", pct(http["fge ensemble"])),
+    ("over HTTP: randomised point per query", "", pct(http["curve randomized"])),
+    ("over HTTP: keyed point per input", "", pct(http["curve keyed"])),
 ]
 print()
 print(f"{'test error on the 360 held-out digits':40s} {'trainer':>8s} {'runtime':>8s}")

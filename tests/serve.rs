@@ -1338,3 +1338,66 @@ fn tritonclient_works_unchanged() {
         assert!(run.stdout.contains(line), "{}", run.transcript());
     }
 }
+
+#[test]
+fn dynamic_batching_gathers_requests_of_the_same_model_and_points() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    // The first request of a batch waits up to 1.5 s for others; batches hold 4 samples.
+    let server = Served::start(&[&model, &"--max-delay-ms", &"1500", &"--max-batch", &"4"]);
+    let x = inputs(9, 12);
+    let (p_grid, _) = predict(&path, &x, &[]);
+    let (p_at, _) = predict(&path, &x, &["--at", "0.5"]);
+    let port = server.port;
+    // One request for t = 0.5 first, then eight one-sample requests for the ensemble.
+    let send = |i: usize| {
+        let one = x.select(Axis(0), &[i]);
+        std::thread::spawn(move || {
+            let params = if i == 8 {
+                json!({"mode": "at", "t": 0.5})
+            } else {
+                json!({})
+            };
+            let url = format!("http://127.0.0.1:{port}/v2/models/m/infer");
+            let r = post(&url, &[], json_request(&one, params, &[]));
+            (r, Instant::now())
+        })
+    };
+    let at = send(8);
+    std::thread::sleep(Duration::from_millis(200));
+    let handles: Vec<_> = (0..8).map(send).collect();
+    let (r_at, at_done) = at.join().unwrap();
+    assert_close(
+        &r_at.array("probabilities"),
+        &p_at.select(Axis(0), &[8]),
+        TOL,
+    );
+    for (i, h) in handles.into_iter().enumerate() {
+        let (r, done) = h.join().unwrap();
+        assert_close(
+            &r.array("probabilities"),
+            &p_grid.select(Axis(0), &[i]),
+            TOL,
+        );
+        // Full batches run at once: the `at` request still gathering does not hold them back.
+        assert!(
+            done < at_done,
+            "ensemble request {i} waited for the `at` batch"
+        );
+    }
+    // Two full batches of four ensemble requests, and the `at` request on its own.
+    let m = |s: &str| server.metric(&format!("modeconn_batch_{s}{{model=\"m\"}}"));
+    assert_eq!(
+        m("requests_count"),
+        3.0,
+        "{}",
+        get(&server.url("/metrics")).text()
+    );
+    assert_eq!(m("requests_sum"), 9.0);
+    assert_eq!(m("samples_sum"), 9.0);
+    assert_eq!(
+        server.metric("modeconn_batch_requests_bucket{le=\"4.0\",model=\"m\"}")
+            - server.metric("modeconn_batch_requests_bucket{le=\"2.0\",model=\"m\"}"),
+        2.0
+    );
+}

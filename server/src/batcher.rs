@@ -170,59 +170,83 @@ impl Drop for Batcher {
 
 /// A worker: take the next batch, run it, repeat until closed and empty.
 fn work(shared: &Shared) {
-    let limits = shared.limits;
     let mut st = shared.lock();
     loop {
-        let Some(first) = st.queue.front() else {
+        if st.queue.is_empty() {
             if st.closing {
                 return;
             }
             st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
             continue;
-        };
-        let deadline = first.enqueued + limits.max_delay;
+        }
+        match next_batch(&mut st, shared.limits) {
+            Ok(batch) => {
+                shared.metrics.queue_depth.set(st.queue.len() as i64);
+                drop(st);
+                // Another worker may start on what is left.
+                shared.wake.notify_all();
+                run(shared, batch);
+                st = shared.lock();
+            }
+            Err(wait) => {
+                st = shared
+                    .wake
+                    .wait_timeout(st, wait)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+    }
+}
+
+/// Takes the oldest group of joinable requests that is ready to run: it holds `max_batch`
+/// samples, its first request has waited `max_delay`, or the server is closing. A group that
+/// is still gathering does not hold back a later one that is full. When none is ready, says how
+/// long to wait for the oldest to become so.
+fn next_batch(st: &mut State, limits: Limits) -> Result<Vec<Job>, Duration> {
+    let now = Instant::now();
+    let mut wait = limits.max_delay;
+    let mut seen: Vec<usize> = Vec::new();
+    let mut chosen = None;
+    for (i, job) in st.queue.iter().enumerate() {
+        if seen.iter().any(|&f| st.queue[f].joins(job)) {
+            continue;
+        }
+        seen.push(i);
+        let deadline = job.enqueued + limits.max_delay;
         let gathered: usize = st
             .queue
             .iter()
-            .filter(|j| j.joins(first))
+            .skip(i)
+            .filter(|j| j.joins(job))
             .map(Job::samples)
             .sum();
-        let now = Instant::now();
-        if !st.closing && gathered < limits.max_batch && now < deadline {
-            st = shared
-                .wake
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-            continue;
+        if st.closing || gathered >= limits.max_batch || deadline <= now {
+            chosen = Some(i);
+            break;
         }
-        // Take the first job and every later one that joins it, in order, while they fit.
-        let mut batch = Vec::new();
-        let mut samples = 0;
-        let mut i = 0;
-        while i < st.queue.len() {
-            let fits = batch.is_empty()
-                || (st.queue[i].joins(&batch[0])
-                    && samples + st.queue[i].samples() <= limits.max_batch);
-            if fits {
-                if let Some(job) = st.queue.remove(i) {
-                    samples += job.samples();
-                    batch.push(job);
-                }
-            } else {
-                i += 1;
-            }
-            if samples >= limits.max_batch {
-                break;
-            }
-        }
-        shared.metrics.queue_depth.set(st.queue.len() as i64);
-        drop(st);
-        // Another worker may start on what is left.
-        shared.wake.notify_all();
-        run(shared, batch);
-        st = shared.lock();
+        wait = wait.min(deadline - now);
     }
+    let Some(first) = chosen else {
+        return Err(wait);
+    };
+    // The first request of the group and every later one that joins it, in order, while they
+    // fit.
+    let mut batch: Vec<Job> = Vec::new();
+    let mut samples = 0;
+    let mut i = first;
+    while i < st.queue.len() && samples < limits.max_batch {
+        let fits = batch.is_empty()
+            || (st.queue[i].joins(&batch[0])
+                && samples + st.queue[i].samples() <= limits.max_batch);
+        if !fits {
+            i += 1;
+        } else if let Some(job) = st.queue.remove(i) {
+            samples += job.samples();
+            batch.push(job);
+        }
+    }
+    Ok(batch)
 }
 
 /// Runs one batch and answers each of its requests.
