@@ -29,6 +29,8 @@ enum Command {
     /// Serve bundles over HTTP (Open Inference Protocol v2): ensembles, points, randomised and
     /// keyed queries, dynamic batching, Prometheus metrics.
     Serve(cmd::serve::Args),
+    /// Open the sealed points of an audit log written by `serve`, given its key.
+    Unseal(cmd::unseal::Args),
     /// Train one network from scratch: writes a one-member snapshot bundle (needs the trainer
     /// plugin).
     Train(cmd::train::Args),
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Materialize(a) => cmd::materialize::run(a),
         Command::Pack(a) => cmd::pack::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Unseal(a) => cmd::unseal::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Curve(a) => cmd::curve::run(a),
         Command::Fge(a) => cmd::fge::run(a),

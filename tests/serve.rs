@@ -1270,6 +1270,35 @@ fn the_audit_log_records_sealed_points_and_fingerprints_not_inputs() {
         assert_eq!(ts, reply.output("point").1);
         assert!(modeconn_server::audit::unseal(&key, "another-id", sealed).is_none());
     }
+    // `modeconn unseal` opens them with the key, and refuses another key.
+    let run = modeconn(&[
+        &"unseal",
+        &dir.path().join("audit.jsonl"),
+        &"--key-file",
+        &key_path,
+    ])
+    .ok();
+    let opened: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(opened.len(), 2);
+    assert_eq!(opened[0]["points"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        opened[0]["points"][0]["t"].as_f64().unwrap(),
+        keyed.output("point").1[0]
+    );
+    assert!(opened[0].get("sealed_points").is_none());
+    let wrong = dir.path().join("wrong.key");
+    std::fs::write(&wrong, KEY_A).unwrap();
+    let run = modeconn(&[
+        &"unseal",
+        &dir.path().join("audit.jsonl"),
+        &"--key-file",
+        &wrong,
+    ]);
+    assert!(run.fails_cleanly().contains("do not open"));
     // Nothing of the input is written: no value of it appears.
     for v in x.iter().take(20) {
         assert!(

@@ -88,71 +88,76 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("modeconn");
-        let m = Metrics {
-            requests: Family::default(),
-            failures: Family::default(),
-            abandoned: Family::default(),
-            queue_seconds: Family::new_with_constructor(seconds),
-            compute_seconds: Family::new_with_constructor(seconds),
-            batch_samples: Family::new_with_constructor(counts),
-            batch_requests: Family::new_with_constructor(counts),
-            queue_depth: Gauge::default(),
-            in_flight: Gauge::default(),
-            provider: Family::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
+        let requests = Family::<ModelMode, Counter>::default();
+        let failures = Family::<ModelStatus, Counter>::default();
+        let abandoned = Family::<ModelLabel, Counter>::default();
+        let queue_seconds: Histograms<ModelLabel> = Family::new_with_constructor(seconds);
+        let compute_seconds: Histograms<ModelLabel> = Family::new_with_constructor(seconds);
+        let batch_samples: Histograms<ModelLabel> = Family::new_with_constructor(counts);
+        let batch_requests: Histograms<ModelLabel> = Family::new_with_constructor(counts);
+        let queue_depth = Gauge::default();
+        let in_flight = Gauge::default();
+        let provider = Family::<ProviderLabel, Gauge>::default();
+        let mut r = Registry::with_prefix("modeconn");
+        r.register(
             "requests",
             "Inference requests answered, per model and mode",
-            m.requests.clone(),
+            requests.clone(),
         );
-        registry.register(
+        r.register(
             "request_failures",
             "Inference requests answered with an error, per model and HTTP status",
-            m.failures.clone(),
+            failures.clone(),
         );
-        registry.register(
+        r.register(
             "abandoned",
             "Requests dropped unrun because the client disconnected or the deadline passed",
-            m.abandoned.clone(),
+            abandoned.clone(),
         );
-        registry.register(
+        r.register(
             "queue_seconds",
             "Time from queueing a request to the start of its batch",
-            m.queue_seconds.clone(),
+            queue_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "compute_seconds",
             "Time a batch ran",
-            m.compute_seconds.clone(),
+            compute_seconds.clone(),
         );
-        registry.register(
-            "batch_samples",
-            "Samples per batch",
-            m.batch_samples.clone(),
-        );
-        registry.register(
+        r.register("batch_samples", "Samples per batch", batch_samples.clone());
+        r.register(
             "batch_requests",
             "Requests per batch",
-            m.batch_requests.clone(),
+            batch_requests.clone(),
         );
-        registry.register(
+        r.register(
             "queue_depth",
             "Requests waiting for a worker",
-            m.queue_depth.clone(),
+            queue_depth.clone(),
         );
-        registry.register(
+        r.register(
             "in_flight_requests",
             "Inference requests being handled",
-            m.in_flight.clone(),
+            in_flight.clone(),
         );
-        registry.register(
+        r.register(
             "provider",
             "1 for the execution provider each model runs on",
-            m.provider.clone(),
+            provider.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: r,
+            requests,
+            failures,
+            abandoned,
+            queue_seconds,
+            compute_seconds,
+            batch_samples,
+            batch_requests,
+            queue_depth,
+            in_flight,
+            provider,
+        }
     }
 
     /// The metrics in Prometheus' text format.
