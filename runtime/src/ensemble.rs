@@ -609,7 +609,9 @@ fn entropy(p: &Array2<f32>) -> Array1<f32> {
     }))
 }
 
-fn argmax<'a>(values: impl Iterator<Item = &'a f32>) -> usize {
+/// Index of the largest value (the first one on ties; 0 for an empty row): the predicted class
+/// of a row of probabilities.
+pub fn argmax<'a>(values: impl Iterator<Item = &'a f32>) -> usize {
     let mut best = (0, f32::NEG_INFINITY);
     for (i, &v) in values.enumerate() {
         if v > best.1 {

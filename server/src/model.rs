@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use modeconn_runtime::bundle::Kind;
 use modeconn_runtime::curve::check_t;
+use modeconn_runtime::ensemble::argmax;
 use modeconn_runtime::{Ensemble, Member, Sampling};
 use ndarray::{Array1, Array2, Array3, ArrayD, IxDyn};
 use serde_json::{Map, Value, json};
@@ -658,15 +659,4 @@ fn listed(v: &Value) -> Vec<Value> {
 enum AtPoints {
     T(Vec<f64>),
     Members(Vec<usize>),
-}
-
-/// Index of the largest value (the first on ties).
-fn argmax<'a>(values: impl Iterator<Item = &'a f32>) -> usize {
-    let mut best = (0, f32::NEG_INFINITY);
-    for (i, &v) in values.enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
 }

@@ -11,10 +11,51 @@ pub mod serve;
 pub mod train;
 pub mod unseal;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use modeconn_runtime::Bundle;
+use modeconn_runtime::{Bundle, Device, RuntimeOptions};
+
+/// How to run ONNX Runtime: shared by the commands that run bundles.
+#[derive(clap::Args)]
+pub struct RuntimeArgs {
+    /// cpu, cuda or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Path of libonnxruntime (default: ORT_DYLIB_PATH, then beside this executable).
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// Operator threads, shared by every session (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// MiB of weights (per bundle) that may be kept in materialised (static) sessions; 0 always
+    /// uses the dynamic graph.
+    #[arg(long, value_name = "MB", default_value_t = 1024)]
+    pub static_budget: usize,
+}
+
+impl RuntimeArgs {
+    /// The device asked for.
+    pub fn device(&self) -> anyhow::Result<Device> {
+        Ok(self.device.parse::<Device>()?)
+    }
+
+    /// Runtime options from these arguments.
+    pub fn options(&self) -> anyhow::Result<RuntimeOptions> {
+        let mut options = RuntimeOptions::default()
+            .with_device(self.device()?)
+            .with_intra_threads(self.threads);
+        if let Some(lib) = &self.ort_lib {
+            options = options.with_library(lib);
+        }
+        Ok(options)
+    }
+
+    /// The static budget in bytes.
+    pub fn static_bytes(&self) -> usize {
+        self.static_budget.saturating_mul(1 << 20)
+    }
+}
 
 /// Opens a bundle, naming the file in the error.
 pub fn open_bundle(path: &Path) -> anyhow::Result<Bundle> {

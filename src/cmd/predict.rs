@@ -4,9 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use modeconn_runtime::bundle::Kind;
-use modeconn_runtime::{
-    Device, Ensemble, EnsembleOptions, Member, Runtime, RuntimeOptions, Sampling, npy,
-};
+use modeconn_runtime::{Ensemble, EnsembleOptions, Member, Runtime, Sampling, npy};
 use ndarray::{Array2, Axis, Ix1, Ix2};
 use serde_json::json;
 
@@ -44,19 +42,8 @@ pub struct Args {
     /// Seed for --uniform, --arc-uniform and --randomized.
     #[arg(long)]
     seed: Option<u64>,
-    /// cpu, cuda or auto (CUDA when available).
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Path of libonnxruntime (default: ORT_DYLIB_PATH, then beside this executable).
-    #[arg(long, value_name = "PATH")]
-    ort_lib: Option<PathBuf>,
-    /// Operator threads, shared by every session (0: one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// MiB of weights that may be kept in materialised (static) sessions; 0 always uses the
-    /// dynamic graph.
-    #[arg(long, value_name = "MB", default_value_t = 1024)]
-    static_budget: usize,
+    #[command(flatten)]
+    runtime: super::RuntimeArgs,
     /// Write mean probabilities, float32 `[batch, classes]`.
     #[arg(long, value_name = "P.npy")]
     out: Option<PathBuf>,
@@ -120,19 +107,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let device: Device = args.device.parse()?;
-    let mut options = RuntimeOptions::default()
-        .with_device(device)
-        .with_intra_threads(args.threads);
-    if let Some(lib) = &args.ort_lib {
-        options = options.with_library(lib);
-    }
-    let runtime = Runtime::new(options)?;
+    let runtime = Runtime::new(args.runtime.options()?)?;
     let ensemble = Ensemble::new(
         &runtime,
         bundle,
         EnsembleOptions {
-            static_budget: args.static_budget << 20,
+            static_budget: args.runtime.static_bytes(),
             ..EnsembleOptions::default()
         },
     )?;

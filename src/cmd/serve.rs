@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use modeconn_runtime::Device;
 use modeconn_server::{Config, Options};
 
 /// Arguments of `serve`.
@@ -23,9 +22,6 @@ pub struct Args {
     /// Server configuration (TOML): allowed modes per model, secrets, audit log, limits.
     #[arg(long, value_name = "TOML")]
     config: Option<PathBuf>,
-    /// cpu, cuda or auto (CUDA when available).
-    #[arg(long, default_value = "auto")]
-    device: String,
     /// Samples gathered into one batch at most.
     #[arg(long, value_name = "N", default_value_t = 32)]
     max_batch: usize,
@@ -46,15 +42,8 @@ pub struct Args {
     /// configuration's `request_timeout_ms`, else 30000).
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
-    /// Path of libonnxruntime (default: ORT_DYLIB_PATH, then beside this executable).
-    #[arg(long, value_name = "PATH")]
-    ort_lib: Option<PathBuf>,
-    /// Operator threads, shared by every session (0: one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// MiB of weights per model that may be kept in materialised (static) sessions.
-    #[arg(long, value_name = "MB", default_value_t = 1024)]
-    static_budget: usize,
+    #[command(flatten)]
+    runtime: super::RuntimeArgs,
 }
 
 /// `NAME=PATH` or `PATH` (named after its stem).
@@ -80,14 +69,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut options = Options::new(models);
     options.address = SocketAddr::new(args.host, args.port);
-    options.device = args.device.parse::<Device>()?;
-    options.ort_library = args.ort_lib;
-    options.threads = args.threads;
+    options.device = args.runtime.device()?;
+    options.ort_library = args.runtime.ort_lib.clone();
+    options.threads = args.runtime.threads;
     options.max_batch = args.max_batch;
     options.max_delay = Duration::from_millis(args.max_delay_ms);
     options.queue = args.queue;
     options.workers = args.workers;
-    options.static_budget = args.static_budget.saturating_mul(1 << 20);
+    options.static_budget = args.runtime.static_bytes();
     options.max_body_bytes = args.max_body_mb.map(|mb| mb.saturating_mul(1 << 20));
     options.request_timeout = args.timeout_ms.map(Duration::from_millis);
     if let Some(path) = &args.config {
