@@ -1063,6 +1063,10 @@ fn a_burst_above_capacity_gets_correct_answers_or_503_and_memory_stays_bounded()
     assert_eq!(server.metric("modeconn_queue_depth"), 0.0);
     assert_eq!(server.metric("modeconn_in_flight_requests"), 0.0);
     let after = server.rss_kib();
+    eprintln!(
+        "burst: {ok} answered, {} refused with 503; server RSS {before} KiB -> {after} KiB",
+        busy.len()
+    );
     assert!(
         after < before + 64 * 1024,
         "resident memory grew from {before} KiB to {after} KiB over the burst"
