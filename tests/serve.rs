@@ -648,6 +648,10 @@ fn randomized_points_are_uniform_over_the_grid_and_secret_unless_configured() {
     }
     // 4 degrees of freedom: P(chi2 > 18.467) = 0.001 under uniformity.
     let chi2 = chi_square(&counts);
+    eprintln!(
+        "randomized: {N} requests, counts per grid point {counts:?}, chi-square {chi2:.2}, {} distinct answers",
+        answers.len()
+    );
     assert!(
         chi2 < 18.467,
         "counts {counts:?}: chi-square {chi2:.2} rejects uniformity at 0.001"
