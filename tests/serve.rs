@@ -1081,12 +1081,18 @@ fn a_burst_above_capacity_gets_correct_answers_or_503_and_memory_stays_bounded()
 /// the server refuses by `Content-Length` before reading (a client writing the body meanwhile
 /// may see its connection closed under it).
 fn oversized(server: &Served, len: usize) -> Reply {
+    announce(server, len, b"")
+}
+
+/// Announces a body of `len` bytes, sends only `part` of it, and reads the answer.
+fn announce(server: &Served, len: usize, part: &[u8]) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     write!(
         s,
         "POST /v2/models/m/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
+    s.write_all(part).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -1172,6 +1178,9 @@ fn clients_that_leave_or_time_out_leave_no_work_behind() {
     ]);
     let e = infer(&quick, "m", &x, json!({}), &[]).error(504);
     assert!(e.contains("200 ms"), "{e}");
+    // A body that does not arrive in time: 408, and the connection is closed.
+    let e = announce(&quick, 1000, b"{\"inputs\": [").error(408);
+    assert!(e.contains("did not arrive"), "{e}");
     std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(quick.metric("modeconn_abandoned_total{model=\"m\"}"), 1.0);
     assert_eq!(

@@ -220,6 +220,8 @@ impl Server {
         request_id: &str,
         mode_seen: &mut Option<Mode>,
     ) -> Result<Response, ApiError> {
+        // One deadline for the whole request: receiving the body, waiting, running.
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let model = Arc::clone(self.model(name)?);
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -237,8 +239,17 @@ impl Server {
         if declared.is_some_and(|n| n > self.body_limit) {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(body, self.body_limit)
+        let bytes = tokio::time::timeout_at(deadline, axum::body::to_bytes(body, self.body_limit))
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} ms",
+                        self.timeout.as_millis()
+                    ),
+                )
+            })?
             .map_err(|_| too_large())?;
         let (json_part, binary) = protocol::split_body(headers, &bytes)?;
         let request = protocol::parse_request(json_part)?;
@@ -258,7 +269,7 @@ impl Server {
             query.wants_per_member(),
             tx,
         ))?;
-        let answer = match tokio::time::timeout(self.timeout, rx).await {
+        let answer = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => result?,
             Ok(Err(_)) => return Err(ApiError::internal("the worker stopped before answering")),
             Err(_) => {
