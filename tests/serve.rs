@@ -1447,3 +1447,43 @@ fn dynamic_batching_gathers_requests_of_the_same_model_and_points() {
         2.0
     );
 }
+
+#[test]
+fn the_queue_is_bounded_in_bytes_too() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    // One worker; a batch waits 1.5 s for company; 1 MiB of input may wait.
+    let server = Served::start(&[
+        &model,
+        &"--queue-mb",
+        &"1",
+        &"--max-delay-ms",
+        &"1500",
+        &"--max-batch",
+        &"100000",
+    ]);
+    // 1000 samples of 3x8x8 FP32: 750 KiB each.
+    let x = inputs(1000, 2);
+    let port = server.port;
+    let first = {
+        let x = x.clone();
+        std::thread::spawn(move || {
+            let url = format!("http://127.0.0.1:{port}/v2/models/m/infer");
+            post(&url, &[], json_request(&x, json!({}), &["class"]))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let e = infer(&server, "m", &x, json!({}), &["class"]);
+    assert!(e.error(503).contains("0.7 MiB waiting"), "{}", e.text());
+    assert_eq!(e.headers.get("retry-after").map(String::as_str), Some("1"));
+    // A small request still fits beside the first.
+    let small = infer(
+        &server,
+        "m",
+        &x.select(Axis(0), &[0, 1]),
+        json!({}),
+        &["class"],
+    );
+    assert_eq!(small.status, 200, "{}", small.text());
+    assert_eq!(first.join().unwrap().output("class").1.len(), 1000);
+}

@@ -129,6 +129,7 @@ impl Server {
                 max_batch: options.max_batch,
                 max_delay: options.max_delay,
                 capacity: options.queue,
+                capacity_bytes: options.queue_bytes,
             },
             Arc::clone(&metrics),
         )

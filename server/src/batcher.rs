@@ -56,6 +56,10 @@ impl Job {
         }
     }
 
+    fn bytes(&self) -> usize {
+        self.input.len() * std::mem::size_of::<f32>()
+    }
+
     fn samples(&self) -> usize {
         self.input.shape().first().copied().unwrap_or(0)
     }
@@ -74,10 +78,15 @@ pub struct Limits {
     pub max_delay: Duration,
     /// Requests waiting at most.
     pub capacity: usize,
+    /// Bytes of input waiting at most (a single larger request is still taken when the queue
+    /// is empty).
+    pub capacity_bytes: usize,
 }
 
 struct State {
     queue: VecDeque<Job>,
+    /// Input bytes of the queued jobs.
+    bytes: usize,
     closing: bool,
 }
 
@@ -110,6 +119,7 @@ impl Batcher {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                bytes: 0,
                 closing: false,
             }),
             wake: Condvar::new(),
@@ -138,12 +148,18 @@ impl Batcher {
         if st.closing {
             return Err(ApiError::unavailable("the server is shutting down"));
         }
-        if st.queue.len() >= self.shared.limits.capacity {
+        let limits = &self.shared.limits;
+        let bytes = job.bytes();
+        if st.queue.len() >= limits.capacity
+            || (!st.queue.is_empty() && st.bytes + bytes > limits.capacity_bytes)
+        {
             return Err(ApiError::unavailable(format!(
-                "the queue is full ({} requests waiting); retry later",
-                st.queue.len()
+                "the queue is full ({} requests, {:.1} MiB waiting); retry later",
+                st.queue.len(),
+                st.bytes as f64 / f64::from(1 << 20)
             )));
         }
+        st.bytes += bytes;
         st.queue.push_back(job);
         self.shared.metrics.queue_depth.set(st.queue.len() as i64);
         drop(st);
@@ -243,6 +259,7 @@ fn next_batch(st: &mut State, limits: Limits) -> Result<Vec<Job>, Duration> {
             i += 1;
         } else if let Some(job) = st.queue.remove(i) {
             samples += job.samples();
+            st.bytes -= job.bytes();
             batch.push(job);
         }
     }

@@ -351,6 +351,8 @@ pub struct Options {
     pub max_delay: Duration,
     /// Requests waiting for a worker at most; more get `503`.
     pub queue: usize,
+    /// Bytes of input waiting for a worker at most; more get `503`.
+    pub queue_bytes: usize,
     /// Threads running batches.
     pub workers: usize,
     /// Whether idle operator threads spin (off by default: the HTTP threads need the cores).
@@ -377,6 +379,7 @@ impl Options {
             max_batch: 32,
             max_delay: Duration::ZERO,
             queue: 256,
+            queue_bytes: 1 << 30,
             workers: 2,
             busy_wait: false,
             static_budget: 1 << 30,
@@ -436,6 +439,7 @@ impl Options {
         for (what, v) in [
             ("--max-batch", self.max_batch),
             ("--queue", self.queue),
+            ("--queue-mb", self.queue_bytes),
             ("--workers", self.workers),
         ] {
             if v == 0 {

@@ -32,6 +32,9 @@ pub struct Args {
     /// Requests waiting for a worker at most; more are answered 503 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 256)]
     queue: usize,
+    /// MiB of input waiting for a worker at most; more are answered 503 with Retry-After.
+    #[arg(long, value_name = "MB", default_value_t = 1024)]
+    queue_mb: usize,
     /// Threads running batches.
     #[arg(long, value_name = "N", default_value_t = 2)]
     workers: usize,
@@ -75,6 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     options.max_batch = args.max_batch;
     options.max_delay = Duration::from_millis(args.max_delay_ms);
     options.queue = args.queue;
+    options.queue_bytes = args.queue_mb.saturating_mul(1 << 20);
     options.workers = args.workers;
     options.static_budget = args.runtime.static_bytes();
     options.max_body_bytes = args.max_body_mb.map(|mb| mb.saturating_mul(1 << 20));
