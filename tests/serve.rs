@@ -1487,3 +1487,22 @@ fn the_queue_is_bounded_in_bytes_too() {
     assert_eq!(small.status, 200, "{}", small.text());
     assert_eq!(first.join().unwrap().output("class").1.len(), 1000);
 }
+
+#[test]
+fn an_audit_log_that_cannot_be_written_fails_the_request_not_the_server() {
+    let dir = tempdir();
+    let config = write_config(
+        dir.path(),
+        &format!("[server]\naudit_log = \"/dev/full\"\naudit_key = \"{KEY_B}\"\n"),
+    );
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Served::start(&[&model, &"--config", &config]);
+    let x = inputs(1, 1);
+    for _ in 0..2 {
+        let e = infer(&server, "m", &x, json!({}), &[]).error(500);
+        assert!(e.contains("audit log"), "{e}");
+    }
+    assert!(server.log().contains("cannot write the audit log"));
+    assert_eq!(get(&server.url("/v2/health/live")).status, 200);
+}

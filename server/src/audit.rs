@@ -79,13 +79,11 @@ impl AuditLog {
 
     /// Keyed fingerprints (16 bytes, hex) of each sample of a batch.
     pub fn fingerprints(&self, input: &ArrayD<f32>) -> Vec<String> {
-        let batch = input.shape().first().copied().unwrap_or(0);
-        let per = input.len() / batch.max(1);
-        let flat: Vec<f32> = input.iter().copied().collect();
-        flat.chunks(per.max(1))
+        input
+            .outer_iter()
             .map(|sample| {
                 let mut h = blake3::Hasher::new_keyed(&self.fingerprint_key);
-                for v in sample {
+                for v in sample.iter() {
                     h.update(&v.to_le_bytes());
                 }
                 hex(&h.finalize().as_bytes()[..16])
