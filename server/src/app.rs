@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use modeconn_runtime::{Ensemble, EnsembleOptions, Provider, Runtime, RuntimeOptions, Sampling};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -254,12 +254,11 @@ impl Server {
             .map_err(|_| too_large())?;
         let (json_part, binary) = protocol::split_body(headers, &bytes)?;
         let request = protocol::parse_request(json_part)?;
-        let mut query = model.decode(request, binary)?;
+        let (query, input) = model.decode(request, binary)?;
         *mode_seen = Some(query.mode);
         drop(bytes);
 
         // The input moves to the worker; the audit keeps only its fingerprints.
-        let input = std::mem::replace(&mut query.input, ArrayD::zeros(IxDyn(&[0])));
         let fingerprints = self.audit.as_ref().map(|a| a.fingerprints(&input));
         let (tx, rx) = oneshot::channel();
         self.batcher.submit(Job::new(

@@ -73,7 +73,7 @@ pub enum BatchKey {
     Keyed,
 }
 
-/// A checked request, ready to queue.
+/// A checked request, less its input.
 #[derive(Debug)]
 pub struct Query {
     /// The mode in force.
@@ -82,8 +82,6 @@ pub struct Query {
     pub key: BatchKey,
     /// How the runtime chooses members.
     pub sampling: Sampling,
-    /// The input batch (moved to the batcher when queued).
-    pub input: ArrayD<f32>,
     /// Outputs asked for, each with whether it goes in the binary part.
     pub outputs: Vec<(Output, bool)>,
     /// The client's request id.
@@ -277,8 +275,13 @@ impl ServedModel {
         })
     }
 
-    /// Checks a request against the bundle and the policy and turns it into a query.
-    pub fn decode(&self, request: InferRequest, binary: &[u8]) -> Result<Query, ApiError> {
+    /// Checks a request against the bundle and the policy and turns it into a query and its
+    /// input batch.
+    pub fn decode(
+        &self,
+        request: InferRequest,
+        binary: &[u8],
+    ) -> Result<(Query, ArrayD<f32>), ApiError> {
         let meta = self.ensemble.bundle().metadata();
         let params = request.parameters.as_ref();
         // Mode.
@@ -462,14 +465,14 @@ impl ServedModel {
                 _ => {}
             }
         }
-        Ok(Query {
+        let query = Query {
             mode,
             key,
             sampling,
-            input,
             outputs,
             client_id: request.id,
-        })
+        };
+        Ok((query, input))
     }
 
     /// `parameters.t` / `parameters.members` for mode `at`.
