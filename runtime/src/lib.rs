@@ -63,15 +63,14 @@ pub mod bundle;
 pub mod curve;
 pub mod ensemble;
 pub mod error;
+pub mod fs;
 pub mod graph;
 pub mod npy;
 pub mod plugin;
 pub mod session;
 
-mod fsutil;
-
 pub use bundle::{Bundle, BundleWriter, Member};
 pub use ensemble::{Ensemble, EnsembleOptions, Prediction, Sampling};
 pub use error::{Error, Result};
-pub use fsutil::write_file_atomic;
+pub use fs::write_file_atomic;
 pub use session::{Device, Provider, Runtime, RuntimeOptions};

@@ -220,7 +220,7 @@ pub fn encode<T: NpyElement>(array: &ArrayViewD<'_, T>) -> Vec<u8> {
 /// Writes an array as a `.npy` file, atomically: the data goes to a temporary file in the same
 /// folder, which is then renamed over `path`.
 pub fn write<T: NpyElement>(path: impl AsRef<Path>, array: &ArrayViewD<'_, T>) -> Result<()> {
-    crate::fsutil::write_atomic(path.as_ref(), |f| f.write_all(&encode(array)))
+    crate::fs::write_atomic(path.as_ref(), |f| f.write_all(&encode(array)))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::DynValue;
 
-use crate::bundle::FileGuard;
+use crate::fs::FileGuard;
 use crate::{Error, Result};
 
 /// Where to run.

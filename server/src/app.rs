@@ -21,7 +21,8 @@ use tokio::sync::oneshot;
 
 use crate::audit::{AuditLog, Entry};
 use crate::batcher::{Batcher, Job, Limits};
-use crate::config::{Mode, Options, hex};
+use crate::config::{Mode, Options};
+use modeconn_runtime::fs::hex;
 use crate::metrics::{Metrics, ModelMode, ProviderLabel};
 use crate::model::ServedModel;
 use crate::protocol::{self, HEADER_LENGTH, json_response};

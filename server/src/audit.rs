@@ -18,7 +18,7 @@ use modeconn_runtime::Member;
 use ndarray::ArrayD;
 use serde_json::json;
 
-use crate::config::hex;
+use modeconn_runtime::fs::hex;
 use crate::{Error, Result};
 
 const FINGERPRINT_CONTEXT: &str = "modeconn audit 2026 input fingerprint";

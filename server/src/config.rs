@@ -321,17 +321,6 @@ pub fn parse_hex32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
 /// Everything `modeconn serve` is started with.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -522,6 +511,7 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
+        use modeconn_runtime::fs::hex;
         let k = parse_hex32(KEY).unwrap();
         assert_eq!(hex(&k), KEY);
         assert!(parse_hex32(&KEY.replace('0', "g")).is_none());

@@ -1,7 +1,6 @@
 //! A served model: a loaded bundle, its policy, and the translation of a request into a
 //! query the batcher can run (everything is checked here, before queueing).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use modeconn_runtime::bundle::Kind;
@@ -10,7 +9,6 @@ use modeconn_runtime::ensemble::argmax;
 use modeconn_runtime::{Ensemble, Member, Sampling};
 use ndarray::{Array1, Array2, Array3, ArrayD, IxDyn};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::config::{Mode, Policy};
 use crate::protocol::{Data, InferRequest, InferResponse, OutputTensor, bool_param};
@@ -137,21 +135,7 @@ impl std::fmt::Debug for ServedModel {
 
 /// SHA-256 of a file, as `sha256:<hex>`.
 pub fn file_digest(path: &Path) -> Result<String> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", crate::config::hex(&hasher.finalize())))
+    Ok(format!("sha256:{}", modeconn_runtime::fs::sha256_file(path)?))
 }
 
 impl ServedModel {

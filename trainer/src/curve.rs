@@ -310,17 +310,5 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<ser
 
 /// SHA-256 of a file, hex.
 pub(crate) fn file_sha256(path: &std::path::Path) -> Result<String> {
-    use std::fmt::Write;
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let digest = sha256(&bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(s, "{b:02x}");
-    }
-    Ok(s)
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
+    Ok(modeconn_runtime::fs::sha256_file(path)?)
 }

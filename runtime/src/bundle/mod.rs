@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::curve::Gram;
+use crate::fs::FileGuard;
 use crate::graph::OnnxModel;
 use crate::{Error, Result};
 
@@ -115,12 +116,9 @@ impl Bundle {
         // only follow from another process truncating or rewriting the file in place while it is
         // mapped, which the format's writers never do (they write a new file and rename it).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let identity = FileIdentity::of(&file).map_err(|e| Error::io(path, e))?;
+        let guard = FileGuard::new(path, &file)?;
         let mut bundle = Self::load(Storage::Mapped(map), Some(path.to_path_buf()))?;
-        bundle.guard = Some(FileGuard {
-            path: path.to_path_buf(),
-            identity,
-        });
+        bundle.guard = Some(guard);
         Ok(bundle)
     }
 
@@ -269,56 +267,6 @@ impl Bundle {
             gram.accumulate(&refs)?;
         }
         Ok(gram)
-    }
-}
-
-/// What identifies a file's contents: device, inode, size and modification time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileIdentity {
-    #[cfg(unix)]
-    dev_ino: (u64, u64),
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-}
-
-/// Checks that the file at a path is still the one that was opened (writers replace bundles
-/// by renaming a new file into place). Sessions that map the file themselves must not read a
-/// different one.
-#[derive(Debug, Clone)]
-pub(crate) struct FileGuard {
-    path: PathBuf,
-    identity: FileIdentity,
-}
-
-impl FileGuard {
-    pub(crate) fn check(&self) -> Result<()> {
-        let now = File::open(&self.path)
-            .and_then(|f| FileIdentity::of(&f))
-            .map_err(|e| Error::io(&self.path, e))?;
-        if now != self.identity {
-            return Err(Error::io(
-                &self.path,
-                std::io::Error::other(
-                    "the bundle file was replaced or changed while open; open it again",
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl FileIdentity {
-    fn of(file: &File) -> std::io::Result<Self> {
-        let m = file.metadata()?;
-        Ok(FileIdentity {
-            #[cfg(unix)]
-            dev_ino: {
-                use std::os::unix::fs::MetadataExt;
-                (m.dev(), m.ino())
-            },
-            len: m.len(),
-            modified: m.modified().ok(),
-        })
     }
 }
 

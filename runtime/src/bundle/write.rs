@@ -139,7 +139,7 @@ impl<'a> BundleWriter<'a> {
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         self.check()?;
         let (head, blocks) = self.layout()?;
-        crate::fsutil::write_atomic(path.as_ref(), |f| {
+        crate::fs::write_atomic(path.as_ref(), |f| {
             f.write_all(&head)?;
             for b in blocks {
                 f.write_all(b)?;
