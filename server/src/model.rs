@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{Mode, Policy};
 use crate::protocol::{Data, InferRequest, InferResponse, OutputTensor, bool_param};
-use crate::{ApiError, Error, Result};
+use crate::{ApiError, Result};
 
 /// Outputs a client may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
