@@ -80,13 +80,16 @@ fn modes_that_do_not_fit_the_bundle_are_refused() {
     ] {
         let err = e.predict(x.view(), &s, false).unwrap_err();
         assert!(
-            matches!(err, Error::Sampling(_) | Error::InvalidArgument(_)),
+            matches!(
+                err,
+                Error::KindMismatch { .. } | Error::NoMembers | Error::InvalidArgument { .. }
+            ),
             "{s:?}: {err}"
         );
     }
     let wrong = ndarray::ArrayD::<f32>::zeros(vec![2, 3, 4, 4]);
     assert!(matches!(
         set.predict(wrong.view(), &Sampling::AllMembers, false),
-        Err(Error::Input(_))
+        Err(Error::InputShape { .. })
     ));
 }

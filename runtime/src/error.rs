@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::bundle::Kind;
+
 /// Result with the runtime's [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -114,15 +116,54 @@ pub enum Error {
         /// The number of members.
         count: usize,
     },
-    /// A sampling request that cannot be honoured for this bundle or these arguments.
-    #[error("sampling: {0}")]
-    Sampling(String),
-    /// The input batch does not match the bundle's input specification.
-    #[error("input: {0}")]
-    Input(String),
+    /// A sampling that needs the other kind of bundle: t values of a snapshot set, member
+    /// indices of a curve.
+    #[error("sampling: {}", kind_mismatch(asked, *kind))]
+    KindMismatch {
+        /// What was asked for (`sampling at t`, `a grid of t`, `members`...).
+        asked: &'static str,
+        /// The kind of the bundle.
+        kind: Kind,
+    },
+    /// A sampling that selects no member at all (an empty list of t or of members).
+    #[error("sampling: no members selected")]
+    NoMembers,
+    /// The operating system's random source failed (randomised sampling).
+    #[error("sampling: the OS random source failed: {source}")]
+    Random {
+        /// What `getrandom` said.
+        source: getrandom::Error,
+    },
+    /// An input batch whose shape does not match the bundle's input.
+    #[error(
+        "input: shape {found:?} does not match the bundle's input [{}]",
+        batch_shape(expected)
+    )]
+    InputShape {
+        /// The shape given.
+        found: Vec<usize>,
+        /// The bundle's input shape, `-1` for the batch axis.
+        expected: Vec<i64>,
+    },
+    /// A `.npy` file that cannot be read as the array asked for.
+    #[error("input: {}: {reason}", path.display())]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The ONNX model could not be decoded or does not have the structure required.
-    #[error("ONNX model: {0}")]
-    Onnx(String),
+    #[error("ONNX model: {part}{}: {reason}", offset.map(|o| format!(" at byte {o}")).unwrap_or_default())]
+    Onnx {
+        /// The part of the model at fault: a message type (`ModelProto`), a node, an
+        /// initializer or graph input by name.
+        part: String,
+        /// Where in the serialized model, when known.
+        offset: Option<usize>,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The ONNX Runtime shared library could not be found or loaded.
     #[error("ONNX Runtime library not found: {detail}")]
     OrtLibrary {
@@ -138,53 +179,117 @@ pub enum Error {
         reason: String,
     },
     /// ONNX Runtime reported an error.
-    #[error("ONNX Runtime: {0}")]
-    Ort(String),
-    /// An argument is invalid on its own (zero counts, empty lists and the like).
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
-    /// The trainer plugin could not be found or loaded, is not a trainer plugin, or speaks
-    /// another ABI version ([`crate::plugin`]).
-    #[error("{detail}")]
-    TrainerUnavailable {
-        /// What is wrong and how to get the plugin.
-        detail: String,
+    #[error("ONNX Runtime: {source}")]
+    Ort {
+        /// ONNX Runtime's own code for it.
+        code: ort::ErrorCode,
+        /// ONNX Runtime's error.
+        source: ort::Error,
     },
-    /// The trainer plugin ran the job and it failed or was refused: the trainer's message, or
-    /// why its report could not be read.
-    #[error("{0}")]
-    TrainerFailed(String),
+    /// An argument is invalid on its own (zero counts, empty lists and the like).
+    #[error("invalid argument: {what} {reason}")]
+    InvalidArgument {
+        /// The argument at fault, e.g. ``a grid``, ``tensor `fc.weight` ``.
+        what: String,
+        /// What is wrong with it, e.g. `needs at least 2 points, got 1`.
+        reason: String,
+    },
+}
+
+/// The stable number of each kind of error: the status code of the C ABI
+/// (`include/modeconn.h`, `modeconn_status`), which is generated from this list.
+///
+/// Numbers are never reused: a retired code keeps its number reserved (50 and 51, the trainer
+/// plugin's, moved to `modeconn_jobs::ErrorCode` as 110 and 111). New codes may be added, so
+/// match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+#[repr(u32)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// An argument is invalid on its own.
+    InvalidArgument = 2,
+    /// A file could not be opened, read, mapped or written.
+    Io = 10,
+    /// The bundle ends before the data its header promises.
+    Truncated = 11,
+    /// The bundle's safetensors header is not valid.
+    Header = 12,
+    /// A bundle metadata key is missing or invalid.
+    Metadata = 13,
+    /// The bundle's kind is unknown.
+    UnknownKind = 14,
+    /// The bundle's curve basis is unknown.
+    UnknownBasis = 15,
+    /// A tensor the bundle needs is missing.
+    MissingTensor = 16,
+    /// A varying tensor's leading axis has the wrong length.
+    LeadingAxis = 17,
+    /// A varying tensor has no graph input or initializer of its name.
+    MissingGraphInput = 18,
+    /// Two shapes that must agree do not.
+    ShapeMismatch = 19,
+    /// A tensor has the wrong element type.
+    Dtype = 20,
+    /// A value that must be finite is not.
+    NotFinite = 21,
+    /// The ONNX model cannot be decoded or lacks the structure required.
+    Onnx = 22,
+    /// A curve parameter t lies outside [0, 1] or is NaN.
+    TOutOfRange = 30,
+    /// A snapshot member index is not below the number of members.
+    MemberOutOfRange = 31,
+    /// A sampling that cannot be honoured for this bundle.
+    Sampling = 32,
+    /// The input does not match the bundle's input, or cannot be read.
+    Input = 33,
+    /// The ONNX Runtime shared library could not be found or loaded.
+    OrtLibrary = 40,
+    /// The device asked for cannot be used here.
+    Device = 41,
+    /// ONNX Runtime reported an error.
+    Ort = 42,
+}
+
+impl ErrorCode {
+    /// The number (the C ABI's status).
+    pub fn number(self) -> u32 {
+        self as u32
+    }
+
+    /// The name in upper snake case, e.g. `T_OUT_OF_RANGE` (the C status is
+    /// `MODECONN_STATUS_` and this name).
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
 }
 
 impl Error {
-    /// A stable number for this kind of error, used as the status code of the C ABI.
-    ///
-    /// Numbers are never reused: a retired variant keeps its number reserved.
-    pub fn code(&self) -> u32 {
+    /// The stable code of this kind of error (the status of the C ABI).
+    pub fn code(&self) -> ErrorCode {
+        use ErrorCode as C;
         match self {
-            Error::InvalidArgument(_) => 2,
-            Error::Io { .. } => 10,
-            Error::Truncated { .. } => 11,
-            Error::Header { .. } => 12,
-            Error::Metadata { .. } => 13,
-            Error::UnknownKind(_) => 14,
-            Error::UnknownBasis(_) => 15,
-            Error::MissingTensor { .. } => 16,
-            Error::LeadingAxis { .. } => 17,
-            Error::MissingGraphInput { .. } => 18,
-            Error::ShapeMismatch { .. } => 19,
-            Error::DType { .. } => 20,
-            Error::NotFinite { .. } => 21,
-            Error::Onnx(_) => 22,
-            Error::TOutOfRange { .. } => 30,
-            Error::MemberOutOfRange { .. } => 31,
-            Error::Sampling(_) => 32,
-            Error::Input(_) => 33,
-            Error::OrtLibrary { .. } => 40,
-            Error::Device { .. } => 41,
-            Error::Ort(_) => 42,
-            Error::TrainerUnavailable { .. } => 50,
-            Error::TrainerFailed(_) => 51,
+            Error::InvalidArgument { .. } => C::InvalidArgument,
+            Error::Io { .. } => C::Io,
+            Error::Truncated { .. } => C::Truncated,
+            Error::Header { .. } => C::Header,
+            Error::Metadata { .. } => C::Metadata,
+            Error::UnknownKind(_) => C::UnknownKind,
+            Error::UnknownBasis(_) => C::UnknownBasis,
+            Error::MissingTensor { .. } => C::MissingTensor,
+            Error::LeadingAxis { .. } => C::LeadingAxis,
+            Error::MissingGraphInput { .. } => C::MissingGraphInput,
+            Error::ShapeMismatch { .. } => C::ShapeMismatch,
+            Error::DType { .. } => C::Dtype,
+            Error::NotFinite { .. } => C::NotFinite,
+            Error::Onnx { .. } => C::Onnx,
+            Error::TOutOfRange { .. } => C::TOutOfRange,
+            Error::MemberOutOfRange { .. } => C::MemberOutOfRange,
+            Error::KindMismatch { .. } | Error::NoMembers | Error::Random { .. } => C::Sampling,
+            Error::InputShape { .. } | Error::Npy { .. } => C::Input,
+            Error::OrtLibrary { .. } => C::OrtLibrary,
+            Error::Device { .. } => C::Device,
+            Error::Ort { .. } => C::Ort,
         }
     }
 
@@ -194,10 +299,54 @@ impl Error {
             source,
         }
     }
+
+    /// An [`Error::InvalidArgument`] naming `what`.
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Onnx`] about `part` of the model, at no particular offset.
+    pub(crate) fn onnx(part: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Onnx {
+            part: part.into(),
+            offset: None,
+            reason: reason.into(),
+        }
+    }
 }
 
-impl<R> From<ort::Error<R>> for Error {
-    fn from(e: ort::Error<R>) -> Self {
-        Error::Ort(e.message().to_string())
+impl From<ort::Error> for Error {
+    fn from(source: ort::Error) -> Self {
+        Error::Ort {
+            code: source.code(),
+            source,
+        }
     }
+}
+
+impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
+    fn from(e: ort::Error<ort::session::builder::SessionBuilder>) -> Self {
+        ort::Error::<()>::from(e).into()
+    }
+}
+
+/// The message of [`Error::KindMismatch`].
+fn kind_mismatch(asked: &str, kind: Kind) -> String {
+    match kind {
+        Kind::Snapshots => {
+            format!("{asked} needs a curve; this bundle is a snapshot set (choose members)")
+        }
+        Kind::Curve => format!("{asked} are for snapshot sets; this bundle is a curve (choose t)"),
+    }
+}
+
+/// An input shape as people read it: `batch, 3, 32, 32`.
+fn batch_shape(shape: &[i64]) -> String {
+    std::iter::once("batch".to_string())
+        .chain(shape.iter().skip(1).map(|d| d.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

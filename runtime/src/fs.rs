@@ -68,7 +68,7 @@ fn folder_of(path: &Path) -> &Path {
 fn temporary_prefix(path: &Path) -> Result<String> {
     let name = path
         .file_name()
-        .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+        .ok_or_else(|| Error::invalid(path.display().to_string(), "is not a file path"))?;
     Ok(format!(".{}.tmp-", name.to_string_lossy()))
 }
 
@@ -178,7 +178,9 @@ impl FileGuard {
         if now != self.identity {
             return Err(Error::io(
                 &self.path,
-                io::Error::other("the bundle file was replaced or changed while open; open it again"),
+                io::Error::other(
+                    "the bundle file was replaced or changed while open; open it again",
+                ),
             ));
         }
         Ok(())

@@ -66,11 +66,10 @@ pub mod error;
 pub mod fs;
 pub mod graph;
 pub mod npy;
-pub mod plugin;
 pub mod session;
 
 pub use bundle::{Bundle, BundleWriter, Member};
 pub use ensemble::{Ensemble, EnsembleOptions, Prediction, Sampling};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use fs::write_file_atomic;
 pub use session::{Device, Provider, Runtime, RuntimeOptions};

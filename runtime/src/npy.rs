@@ -59,7 +59,10 @@ struct Header {
 }
 
 fn bad(path: &Path, detail: impl Into<String>) -> Error {
-    Error::Input(format!("{}: {}", path.display(), detail.into()))
+    Error::Npy {
+        path: path.to_path_buf(),
+        reason: detail.into(),
+    }
 }
 
 /// Reads a `.npy` file holding an array of `T`.

@@ -36,9 +36,10 @@ impl std::str::FromStr for Device {
             "cpu" => Ok(Device::Cpu),
             "cuda" => Ok(Device::Cuda),
             "auto" => Ok(Device::Auto),
-            other => Err(Error::InvalidArgument(format!(
-                "unknown device `{other}` (expected cpu, cuda or auto)"
-            ))),
+            other => Err(Error::invalid(
+                format!("device `{other}`"),
+                "is unknown (expected cpu, cuda or auto)",
+            )),
         }
     }
 }

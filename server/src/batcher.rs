@@ -382,11 +382,11 @@ fn run(shared: &Shared, batch: Vec<Job>) {
 
 /// The status of a runtime failure: the request's fault, or ours.
 fn runtime_error(e: &RuntimeError) -> ApiError {
-    match e {
-        RuntimeError::Input(_)
-        | RuntimeError::Sampling(_)
-        | RuntimeError::TOutOfRange { .. }
-        | RuntimeError::MemberOutOfRange { .. } => ApiError::bad_request(e.to_string()),
-        other => ApiError::internal(other.to_string()),
+    use modeconn_runtime::ErrorCode as C;
+    match e.code() {
+        C::Input | C::Sampling | C::TOutOfRange | C::MemberOutOfRange => {
+            ApiError::bad_request(e.to_string())
+        }
+        _ => ApiError::internal(e.to_string()),
     }
 }

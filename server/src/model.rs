@@ -135,7 +135,10 @@ impl std::fmt::Debug for ServedModel {
 
 /// SHA-256 of a file, as `sha256:<hex>`.
 pub fn file_digest(path: &Path) -> Result<String> {
-    Ok(format!("sha256:{}", modeconn_runtime::fs::sha256_file(path)?))
+    Ok(format!(
+        "sha256:{}",
+        modeconn_runtime::fs::sha256_file(path)?
+    ))
 }
 
 impl ServedModel {

@@ -1,10 +1,10 @@
-//! Members of a bundle: points `w(t)` of a curve or networks of a snapshot set, and the weights
-//! and standalone models they stand for.
+//! Members of a bundle: points `w(t)` of a curve or networks of a snapshot set, where they lie
+//! ([`Members`]), and the weights and standalone models they stand for.
 
 use std::borrow::Cow;
 
-use super::{Bundle, Kind, Role};
-use crate::curve::{check_t, fill_hat};
+use super::{Bundle, Kind, Metadata, Role};
+use crate::curve::{Basis, Coefficients};
 use crate::graph::NamedTensor;
 use crate::{Error, Result};
 
@@ -26,6 +26,71 @@ impl std::fmt::Display for Member {
     }
 }
 
+/// The members a bundle has: the points of its curve (basis, control points, batch-norm grid)
+/// or the networks of its snapshot set. The one place that says whether a member exists and
+/// how it combines the bundle's stacks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Members {
+    kind: Kind,
+    basis: Option<Basis>,
+    points: usize,
+    bn_grid: Option<Vec<f64>>,
+}
+
+impl Members {
+    /// The members of a bundle with this (checked) metadata.
+    pub fn of(meta: &Metadata) -> Self {
+        Members {
+            kind: meta.kind,
+            basis: meta.basis,
+            points: meta.points,
+            bn_grid: meta.bn_grid.clone(),
+        }
+    }
+
+    /// Curve or snapshot set.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The number of control points (curves) or members (snapshot sets).
+    pub fn points(&self) -> usize {
+        self.points
+    }
+
+    /// The coefficients of `member`: `c_k(t)` and the hat weights over `bn_grid` for a point of
+    /// a curve, one-hot for a member of a snapshot set.
+    ///
+    /// Fails with [`Error::TOutOfRange`], [`Error::MemberOutOfRange`] or
+    /// [`Error::KindMismatch`] (a t for a snapshot set, an index for a curve).
+    pub fn coefficients(&self, member: Member) -> Result<Coefficients> {
+        match (self.kind, member) {
+            (Kind::Curve, Member::T(t)) => {
+                let basis = self.basis.ok_or_else(|| Error::Metadata {
+                    key: super::keys::BASIS.into(),
+                    reason: "missing".into(),
+                })?;
+                Coefficients::on_curve(basis, self.points, self.bn_grid.as_deref(), t)
+            }
+            (Kind::Snapshots, Member::Index(i)) => Coefficients::one_hot(i, self.points),
+            (kind, Member::Index(_)) => Err(Error::KindMismatch {
+                asked: "member indices",
+                kind,
+            }),
+            (kind, Member::T(_)) => Err(Error::KindMismatch {
+                asked: "a point t",
+                kind,
+            }),
+        }
+    }
+
+    /// Checks that `member` exists: t in `[0, 1]` for curves, an index below the number of
+    /// members for snapshot sets (the rules of [`Members::coefficients`]).
+    pub fn check(&self, member: Member) -> Result<Member> {
+        self.coefficients(member).map(|_| member)
+    }
+}
+
 /// The weights of one member: every varying tensor at that member, by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberWeights {
@@ -34,73 +99,31 @@ pub struct MemberWeights {
 }
 
 impl Bundle {
-    /// Checks that a member exists in this bundle: t in `[0, 1]` for curves, an index below the
-    /// number of members for snapshot sets.
-    pub fn check_member(&self, member: Member) -> Result<Member> {
-        match (self.meta.kind, member) {
-            (Kind::Curve, Member::T(t)) => check_t(t).map(Member::T),
-            (Kind::Snapshots, Member::Index(i)) if i < self.meta.points => Ok(member),
-            (Kind::Snapshots, Member::Index(i)) => Err(Error::MemberOutOfRange {
-                index: i,
-                count: self.meta.points,
-            }),
-            (Kind::Curve, Member::Index(_)) => Err(Error::Sampling(
-                "this bundle is a curve: choose points by t, not member indices".into(),
-            )),
-            (Kind::Snapshots, Member::T(_)) => Err(Error::Sampling(
-                "this bundle is a snapshot set: choose members by index, not t".into(),
-            )),
-        }
-    }
-
-    /// The weights of control points (or members) that make up `member`: `c_k(t)` for curves,
-    /// one-hot for snapshot sets.
-    pub fn point_coefficients(&self, member: Member) -> Result<Vec<f32>> {
-        let k = self.meta.points;
-        let mut out = vec![0.0f64; k];
-        match self.check_member(member)? {
-            Member::T(t) => {
-                let basis = self.meta.basis.ok_or_else(|| Error::Metadata {
-                    key: super::keys::BASIS.into(),
-                    reason: "missing".into(),
-                })?;
-                basis.fill_coefficients(t, &mut out);
-            }
-            Member::Index(i) => out[i] = 1.0,
-        }
-        Ok(out.into_iter().map(|c| c as f32).collect())
-    }
-
-    /// The hat weights over `bn_grid` at `member`'s t (curves with batch-norm statistics).
-    pub fn grid_coefficients(&self, member: Member) -> Result<Option<Vec<f32>>> {
-        let Some(grid) = &self.meta.bn_grid else {
-            return Ok(None);
-        };
-        let Member::T(t) = self.check_member(member)? else {
-            return Ok(None);
-        };
-        let mut out = vec![0.0f64; grid.len()];
-        fill_hat(grid, t, &mut out)?;
-        Ok(Some(out.into_iter().map(|c| c as f32).collect()))
+    /// The members this bundle has.
+    pub fn members(&self) -> &Members {
+        &self.members
     }
 
     /// The weights of `member`: control points combined with the curve's coefficients,
     /// batch-norm statistics interpolated on `bn_grid`, or a snapshot's own slices.
     pub fn weights_at(&self, member: Member) -> Result<MemberWeights> {
-        let points = self.point_coefficients(member)?;
-        let grid = self.grid_coefficients(member)?;
+        self.weights(&self.members.coefficients(member)?)
+    }
+
+    /// The weights that `coefficients` (from [`Members::coefficients`]) combine.
+    pub fn weights(&self, coefficients: &Coefficients) -> Result<MemberWeights> {
         let mut tensors = Vec::with_capacity(self.tensors.len());
         for entry in &self.tensors {
-            let coefficients = match entry.role {
-                Role::Points => &points,
-                Role::Grid => grid.as_ref().ok_or_else(|| Error::Metadata {
+            let weights = match entry.role {
+                Role::Points => &coefficients.points,
+                Role::Grid => coefficients.grid.as_ref().ok_or_else(|| Error::Metadata {
                     key: super::keys::BN_GRID.into(),
                     reason: format!("missing, but `{}` lives on it", entry.name),
                 })?,
             };
             let n = entry.slice_len();
             let mut values = vec![0.0f32; n];
-            for (k, &c) in coefficients.iter().enumerate() {
+            for (k, &c) in weights.iter().enumerate() {
                 if c == 0.0 {
                     continue;
                 }
@@ -118,7 +141,12 @@ impl Bundle {
     /// A standalone ONNX model of `member`: the bundle's graph with every varying tensor fixed
     /// to its value there, runnable by any ONNX Runtime.
     pub fn materialize(&self, member: Member) -> Result<Vec<u8>> {
-        let weights = self.weights_at(member)?;
+        self.materialize_with(&self.members.coefficients(member)?)
+    }
+
+    /// A standalone ONNX model of the member that `coefficients` describe.
+    pub fn materialize_with(&self, coefficients: &Coefficients) -> Result<Vec<u8>> {
+        let weights = self.weights(coefficients)?;
         let named: Vec<NamedTensor<'_>> = weights
             .tensors
             .iter()

@@ -11,7 +11,7 @@ mod pack;
 mod validate;
 mod write;
 
-pub use member::{Member, MemberWeights};
+pub use member::{Member, MemberWeights, Members};
 pub use meta::{FORMAT_VERSION, InputSpec, Kind, Metadata, OutputSpec, Preprocess, keys};
 pub use pack::{PackLayout, PackOptions, PackReport, pack};
 pub use write::BundleWriter;
@@ -86,11 +86,25 @@ impl Deref for Storage {
 /// A loaded, checked bundle.
 pub struct Bundle {
     path: Option<PathBuf>,
-    guard: Option<FileGuard>,
+    file: Option<BundleFile>,
     storage: Storage,
     meta: Metadata,
+    members: Members,
     graph: OnnxModel,
     tensors: Vec<TensorEntry>,
+}
+
+/// The file a bundle was opened from, as ONNX Runtime reaches it to map the stacks itself:
+/// the folder external data is resolved against, the file's name in it, and the guard that
+/// refuses new sessions once the file was replaced.
+#[derive(Debug, Clone)]
+pub(crate) struct BundleFile {
+    /// The canonical folder of the file.
+    pub folder: PathBuf,
+    /// The file's name in that folder.
+    pub name: String,
+    /// Tells whether the file at the path is still the one opened.
+    pub guard: FileGuard,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -118,7 +132,15 @@ impl Bundle {
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let guard = FileGuard::new(path, &file)?;
         let mut bundle = Self::load(Storage::Mapped(map), Some(path.to_path_buf()))?;
-        bundle.guard = Some(guard);
+        // ONNX Runtime resolves the stacks' file name against a folder: both are fixed here,
+        // once. A path that cannot be put that way (not UTF-8) is read through memory instead.
+        bundle.file = std::fs::canonicalize(path).ok().and_then(|canonical| {
+            Some(BundleFile {
+                folder: canonical.parent()?.to_path_buf(),
+                name: canonical.file_name()?.to_str()?.to_string(),
+                guard,
+            })
+        });
         Ok(bundle)
     }
 
@@ -167,8 +189,9 @@ impl Bundle {
         let tensors = validate::check(&meta, &graph, raw)?;
         Ok(Bundle {
             path,
-            guard: None,
+            file: None,
             storage,
+            members: Members::of(&meta),
             meta,
             graph,
             tensors,
@@ -180,20 +203,20 @@ impl Bundle {
         self.path.as_deref()
     }
 
-    /// Where the data of a tensor starts in the file, when the bundle was opened from a file
-    /// and the data is aligned for `f32`: ONNX Runtime can then map it itself.
-    pub(crate) fn file_data(&self, entry: &TensorEntry) -> Option<(&Path, u64)> {
-        let path = self.path.as_deref()?;
+    /// The file the bundle was opened from, as ONNX Runtime reaches it.
+    pub(crate) fn file(&self) -> Option<&BundleFile> {
+        self.file.as_ref()
+    }
+
+    /// Where the data of a tensor starts in the bundle's file, when it was opened from one and
+    /// the data is aligned for `f32`: ONNX Runtime can then map it itself.
+    pub(crate) fn file_offset(&self, entry: &TensorEntry) -> Option<u64> {
+        self.file.as_ref()?;
         entry
             .range
             .0
             .is_multiple_of(4)
-            .then_some((path, entry.range.0 as u64))
-    }
-
-    /// A guard that tells whether the file at the bundle's path is still the one opened.
-    pub(crate) fn guard(&self) -> Option<FileGuard> {
-        self.guard.clone()
+            .then_some(entry.range.0 as u64)
     }
 
     /// The size of the file in bytes.
@@ -230,11 +253,10 @@ impl Bundle {
     /// Slice `k` of a tensor's leading axis (control point, member or grid point).
     pub fn slice(&self, entry: &TensorEntry, k: usize) -> Result<Cow<'_, [f32]>> {
         if k >= entry.slices() {
-            return Err(Error::InvalidArgument(format!(
-                "tensor `{}` has {} slices, asked for slice {k}",
-                entry.name,
-                entry.slices()
-            )));
+            return Err(Error::invalid(
+                format!("slice {k} of tensor `{}`", entry.name),
+                format!("does not exist: it has {} slices", entry.slices()),
+            ));
         }
         let n = entry.slice_len() * 4;
         let start = entry.range.0 + k * n;

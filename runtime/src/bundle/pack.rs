@@ -141,10 +141,10 @@ pub fn pack(
         1
     };
     if files.len() < min {
-        return Err(Error::InvalidArgument(format!(
-            "need at least {min} weight files, got {}",
-            files.len()
-        )));
+        return Err(Error::invalid(
+            "the weight files",
+            format!("are {}: at least {min} are needed", files.len()),
+        ));
     }
     let sources = files
         .iter()
@@ -177,11 +177,13 @@ pub fn pack(
             let a: BTreeSet<&String> = names.iter().collect();
             let b: BTreeSet<&String> = other.iter().collect();
             let diff: Vec<&&String> = a.symmetric_difference(&b).take(5).collect();
-            return Err(Error::InvalidArgument(format!(
-                "{} does not hold the same tensors as {} (e.g. {diff:?})",
-                src.path.display(),
-                sources[0].path.display()
-            )));
+            return Err(Error::invalid(
+                src.path.display().to_string(),
+                format!(
+                    "does not hold the same tensors as {} (e.g. {diff:?})",
+                    sources[0].path.display()
+                ),
+            ));
         }
     }
 
@@ -214,19 +216,26 @@ pub fn pack(
             .take(3)
             .map(|i| i.name.as_str())
             .collect();
-        return Err(Error::InvalidArgument(format!(
-            "none of the tensors of {} match an initializer or input of the ONNX graph \
-             (the graph's initializers are named like {sample:?}); {EXPORT_HINT}",
-            sources[0].path.display()
-        )));
+        return Err(Error::invalid(
+            format!("the tensors of {}", sources[0].path.display()),
+            format!(
+                "match no initializer or input of the ONNX graph (the graph's initializers \
+                 are named like {sample:?}); {EXPORT_HINT}"
+            ),
+        ));
     }
     if !report.unmatched.is_empty() && !options.allow_unmatched {
-        return Err(Error::InvalidArgument(format!(
-            "{} float tensors of the weight files have no initializer or input in the graph: {}; \
-             {EXPORT_HINT} (or accept them with allow-unmatched)",
-            report.unmatched.len(),
-            report.unmatched.join(", ")
-        )));
+        return Err(Error::invalid(
+            format!(
+                "{} float tensors of the weight files",
+                report.unmatched.len()
+            ),
+            format!(
+                "have no initializer or input in the graph: {}; {EXPORT_HINT} (or accept them \
+                 with allow-unmatched)",
+                report.unmatched.join(", ")
+            ),
+        ));
     }
 
     let (input, output) = io_specs(&graph, &report.matched)?;
@@ -307,53 +316,54 @@ fn io_specs(graph: &OnnxModel, matched: &[String]) -> Result<(InputSpec, OutputS
     let input = match inputs.as_slice() {
         [one] => *one,
         [] => {
-            return Err(Error::Onnx(
-                "the graph has no data input left to feed".into(),
-            ));
+            return Err(Error::onnx("the graph", "has no data input left to feed"));
         }
         many => {
-            return Err(Error::Onnx(format!(
-                "the graph has several data inputs ({}); a classifier bundle takes one",
-                many.iter()
-                    .map(|i| i.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(Error::onnx(
+                "the graph",
+                format!(
+                    "has several data inputs ({}); a classifier bundle takes one",
+                    many.iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
     };
     let dims = input
         .dims
         .as_ref()
-        .ok_or_else(|| Error::Onnx(format!("graph input `{}` declares no shape", input.name)))?;
+        .ok_or_else(|| Error::onnx(format!("graph input `{}`", input.name), "declares no shape"))?;
     let mut shape = vec![-1i64];
     for (i, d) in dims.iter().enumerate().skip(1) {
         match d {
             Dim::Fixed(v) if *v > 0 => shape.push(*v),
             _ => {
-                return Err(Error::Onnx(format!(
-                    "graph input `{}` has a free dimension at axis {i}; only the batch axis may be free",
-                    input.name
-                )));
+                return Err(Error::onnx(
+                    format!("graph input `{}`", input.name),
+                    format!("has a free dimension at axis {i}; only the batch axis may be free"),
+                ));
             }
         }
     }
     if dims.is_empty() {
-        return Err(Error::Onnx(format!(
-            "graph input `{}` is a scalar",
-            input.name
-        )));
+        return Err(Error::onnx(
+            format!("graph input `{}`", input.name),
+            "is a scalar",
+        ));
     }
     let output = graph
         .graph_outputs()
         .first()
-        .ok_or_else(|| Error::Onnx("the graph has no output".into()))?;
+        .ok_or_else(|| Error::onnx("the graph", "has no output"))?;
     let classes = match output.dims.as_deref() {
         Some([_, Dim::Fixed(c)]) if *c > 0 => *c as usize,
         _ => {
-            return Err(Error::Onnx(format!(
-                "graph output `{}` is not declared as [batch, classes] with a fixed class count",
-                output.name
-            )));
+            return Err(Error::onnx(
+                format!("graph output `{}`", output.name),
+                "is not declared as [batch, classes] with a fixed class count",
+            ));
         }
     };
     Ok((

@@ -73,11 +73,13 @@ pub(crate) fn check(
     // Every input the graph needs must be fed: the data input or a tensor of the bundle.
     for input in graph.data_inputs() {
         if input.name != meta.input.name && !entries.iter().any(|e| e.name == input.name) {
-            return Err(Error::Onnx(format!(
-                "graph input `{}` would never be fed: it is neither `{}` nor a tensor of the bundle",
-                input.name,
-                keys::INPUT
-            )));
+            return Err(Error::onnx(
+                format!("graph input `{}`", input.name),
+                format!(
+                    "would never be fed: it is neither `{}` nor a tensor of the bundle",
+                    keys::INPUT
+                ),
+            ));
         }
     }
     Ok(entries)
@@ -87,14 +89,13 @@ fn check_graph(meta: &Metadata, graph: &OnnxModel) -> Result<()> {
     match graph.opset() {
         Some(v) if v >= 13 => {}
         Some(v) => {
-            return Err(Error::Onnx(format!(
-                "opset {v} is too old: bundles need opset 13 or newer"
-            )));
+            return Err(Error::onnx(
+                format!("opset {v}"),
+                "is too old: bundles need opset 13 or newer",
+            ));
         }
         None => {
-            return Err(Error::Onnx(
-                "the model imports no default-domain opset".into(),
-            ));
+            return Err(Error::onnx("the model", "imports no default-domain opset"));
         }
     }
     let input = graph

@@ -45,15 +45,13 @@ impl<'a> BundleWriter<'a> {
         let data = data.into();
         let n: usize = shape.iter().product();
         if n != data.len() {
-            return Err(Error::InvalidArgument(format!(
-                "tensor `{name}`: shape {shape:?} holds {n} values, got {}",
-                data.len()
-            )));
+            return Err(Error::invalid(
+                format!("tensor `{name}`"),
+                format!("has {} values, but shape {shape:?} holds {n}", data.len()),
+            ));
         }
         if name == keys::GRAPH_TENSOR || self.tensors.iter().any(|(t, _, _)| *t == name) {
-            return Err(Error::InvalidArgument(format!(
-                "tensor `{name}` is given twice"
-            )));
+            return Err(Error::invalid(format!("tensor `{name}`"), "is given twice"));
         }
         self.tensors.push((name, shape, data));
         Ok(self)

@@ -34,11 +34,10 @@ impl Gram {
     pub fn from_matrix(points: usize, entries: Vec<f64>) -> Result<Self> {
         let m = points.saturating_sub(1);
         if points < 2 || entries.len() != m * m {
-            return Err(Error::InvalidArgument(format!(
-                "a Gram matrix for {points} points has {} entries, got {}",
-                m * m,
-                entries.len()
-            )));
+            return Err(Error::invalid(
+                format!("a Gram matrix for {points} points"),
+                format!("has {} entries, got {}", m * m, entries.len()),
+            ));
         }
         Ok(Gram { points, entries })
     }
@@ -47,16 +46,16 @@ impl Gram {
     /// same length).
     pub fn accumulate(&mut self, slices: &[&[f32]]) -> Result<()> {
         if slices.len() != self.points {
-            return Err(Error::InvalidArgument(format!(
-                "expected {} control-point slices, got {}",
-                self.points,
-                slices.len()
-            )));
+            return Err(Error::invalid(
+                "the control-point slices",
+                format!("are {}, expected {}", slices.len(), self.points),
+            ));
         }
         let n = slices[0].len();
         if slices.iter().any(|s| s.len() != n) {
-            return Err(Error::InvalidArgument(
-                "control-point slices differ in length".into(),
+            return Err(Error::invalid(
+                "the control-point slices",
+                "differ in length",
             ));
         }
         let m = self.points - 1;

@@ -9,7 +9,7 @@ mod length;
 mod sampler;
 
 pub use length::{ArcLength, Gram};
-pub use sampler::{SeededRng, check_t, grid, keyed_index, os_index, uniform};
+pub use sampler::{SeededRng, check_grid_len, check_t, grid, keyed_index, os_index, uniform};
 
 use std::fmt;
 use std::str::FromStr;
@@ -111,9 +111,10 @@ impl FromStr for Basis {
 
 fn check_points(points: usize) -> Result<()> {
     if points < 2 {
-        return Err(Error::InvalidArgument(format!(
-            "a curve needs at least 2 control points, got {points}"
-        )));
+        return Err(Error::invalid(
+            "a curve",
+            format!("needs at least 2 control points, got {points}"),
+        ));
     }
     Ok(())
 }
@@ -129,6 +130,58 @@ fn bernstein(n: usize, t: f64, out: &mut [f64]) {
     }
 }
 
+/// How one member of a bundle combines the bundle's stacks: weights over the control points
+/// (`c_k(t)` for a point of a curve, one-hot for a member of a snapshot set) and, for curves
+/// whose batch-norm statistics live on a `bn_grid`, hat weights over that grid. In `f32`, as
+/// they are fed to the graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coefficients {
+    /// One weight per control point (or member).
+    pub points: Vec<f32>,
+    /// One weight per `bn_grid` point, when the curve has one.
+    pub grid: Option<Vec<f32>>,
+}
+
+impl Coefficients {
+    /// The point `t` of a curve with `points` control points, and its hat weights over
+    /// `bn_grid` when there is one. Fails when `t ∉ [0, 1]` or `points < 2`.
+    pub fn on_curve(basis: Basis, points: usize, bn_grid: Option<&[f64]>, t: f64) -> Result<Self> {
+        check_points(points)?;
+        let t = check_t(t)?;
+        let mut c = vec![0.0; points];
+        basis.fill_coefficients(t, &mut c);
+        let grid = match bn_grid {
+            Some(g) => {
+                let mut h = vec![0.0; g.len()];
+                fill_hat(g, t, &mut h)?;
+                Some(h)
+            }
+            None => None,
+        };
+        Ok(Coefficients {
+            points: to_f32(&c),
+            grid: grid.as_deref().map(to_f32),
+        })
+    }
+
+    /// Member `index` of a set of `members`: one-hot.
+    pub fn one_hot(index: usize, members: usize) -> Result<Self> {
+        if index >= members {
+            return Err(Error::MemberOutOfRange {
+                index,
+                count: members,
+            });
+        }
+        let mut points = vec![0.0; members];
+        points[index] = 1.0;
+        Ok(Coefficients { points, grid: None })
+    }
+}
+
+fn to_f32(values: &[f64]) -> Vec<f32> {
+    values.iter().map(|&v| v as f32).collect()
+}
+
 /// Linear interpolation weights over an increasing grid (the hat basis): at most two adjacent
 /// weights are non-zero, they sum to one, and at a grid point the weight is one there.
 ///
@@ -142,7 +195,7 @@ pub fn hat_coefficients(grid: &[f64], t: f64) -> Result<Vec<f64>> {
 
 pub(crate) fn fill_hat(grid: &[f64], t: f64, out: &mut [f64]) -> Result<()> {
     match grid {
-        [] => return Err(Error::InvalidArgument("empty interpolation grid".into())),
+        [] => return Err(Error::invalid("an interpolation grid", "is empty")),
         [_] => {
             out[0] = 1.0;
             return Ok(());

@@ -15,13 +15,20 @@ pub fn check_t(t: f64) -> Result<f64> {
     }
 }
 
+/// Checks that a grid of `m` points can be made (`m ≥ 2`).
+pub fn check_grid_len(m: usize) -> Result<()> {
+    if m < 2 {
+        return Err(Error::invalid(
+            "a grid",
+            format!("needs at least 2 points, got {m}"),
+        ));
+    }
+    Ok(())
+}
+
 /// `m` equally spaced points from 0 to 1 inclusive (`m ≥ 2`).
 pub fn grid(m: usize) -> Result<Vec<f64>> {
-    if m < 2 {
-        return Err(Error::InvalidArgument(format!(
-            "a grid needs at least 2 points, got {m}"
-        )));
-    }
+    check_grid_len(m)?;
     let last = (m - 1) as f64;
     Ok((0..m)
         .map(|i| if i + 1 == m { 1.0 } else { i as f64 / last })
@@ -60,9 +67,7 @@ pub fn uniform(n: usize, seed: u64) -> Vec<f64> {
 
 /// A uniform index in `0..n` from the operating system's CSPRNG.
 pub fn os_index(n: usize) -> Result<usize> {
-    let mut next = || {
-        getrandom::u64().map_err(|e| Error::Sampling(format!("the OS random source failed: {e}")))
-    };
+    let mut next = || getrandom::u64().map_err(|source| Error::Random { source });
     unbiased_index(n, &mut next)
 }
 
@@ -79,9 +84,7 @@ pub fn keyed_index(key: &[u8; 32], bytes: &[u8], n: usize) -> usize {
 /// Rejection sampling: uniform in `0..n` given uniform 64-bit words.
 fn unbiased_index(n: usize, next: &mut impl FnMut() -> Result<u64>) -> Result<usize> {
     if n == 0 {
-        return Err(Error::InvalidArgument(
-            "cannot draw from an empty set".into(),
-        ));
+        return Err(Error::invalid("an empty set", "cannot be drawn from"));
     }
     let n = n as u64;
     // The largest multiple of n that fits; words at or above it are redrawn.

@@ -1,9 +1,9 @@
 //! Encoders for the few ONNX messages this module writes (shared by the builder and the
 //! rewrites). Each writes the body of a message; the caller wraps it in a field.
 
-use super::build::{Attr, DimSpec};
 use super::proto::{attribute, dimension, entry, node as node_f, shape, tensor, tensor_type};
 use super::proto::{type_proto, value_info as value_info_f};
+use super::spec::{Attr, DimSpec};
 use super::wire::{
     put_bytes_field, put_float_field, put_int64_field, put_len_prefix, put_message_field,
     put_varint_field,

@@ -18,6 +18,7 @@ mod encode;
 mod model;
 mod proto;
 mod rewrite;
+mod spec;
 mod wire;
 
 #[cfg(test)]

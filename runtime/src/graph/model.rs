@@ -115,7 +115,7 @@ pub(super) struct Layout<'a> {
 /// Reads a model's top level and its graph's top level.
 pub(super) fn layout(bytes: &[u8]) -> Result<Layout<'_>> {
     if bytes.is_empty() {
-        return Err(Error::Onnx("the model is empty (0 bytes)".to_string()));
+        return Err(Error::onnx("ModelProto", "is empty (0 bytes)"));
     }
     let model = parse_message(bytes, 0, "ModelProto")?;
     let mut graphs = model
@@ -124,12 +124,13 @@ pub(super) fn layout(bytes: &[u8]) -> Result<Layout<'_>> {
         .filter(|(_, f)| f.number == model_f::GRAPH);
     let (graph_index, graph_field) = graphs
         .next()
-        .ok_or_else(|| Error::Onnx("ModelProto has no graph (field 7)".to_string()))?;
+        .ok_or_else(|| Error::onnx("ModelProto", "has no graph (field 7)"))?;
     if let Some((_, second)) = graphs.next() {
-        return Err(Error::Onnx(format!(
-            "ModelProto at byte {}: a second graph field (7); merging graphs is not supported",
-            second.offset
-        )));
+        return Err(Error::Onnx {
+            part: "ModelProto".into(),
+            offset: Some(second.offset),
+            reason: "a second graph field (7); merging graphs is not supported".into(),
+        });
     }
     let body = graph_field.bytes("ModelProto")?;
     let graph = parse_message(body, graph_field.payload_offset(), "GraphProto")?;
@@ -471,7 +472,7 @@ impl OnnxModel {
         let span = self.initializer_spans[index].clone();
         let start = span.start;
         let fields = parse_message(&self.bytes[span], start, WHAT)?;
-        let bad = |detail: String| Error::Onnx(format!("initializer `{name}`: {detail}"));
+        let bad = |detail: String| Error::onnx(format!("initializer `{name}`"), detail);
         let count = element_count(&info.dims)
             .ok_or_else(|| bad(format!("invalid shape {:?}", info.dims)))?;
 

@@ -8,11 +8,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::build::{Attr, DimSpec};
 use super::elem;
 use super::encode;
 use super::model::{Dim, Layout, OnnxModel, element_count, layout, tensor_name, value_info_name};
 use super::proto::{graph as graph_f, model as model_f};
+use super::spec::{Attr, DimSpec};
 use super::wire::{Field, put_len_prefix, put_message_field, tag_len, varint_len};
 use crate::{Error, Result};
 
@@ -82,7 +82,7 @@ impl Mix {
     /// Fails with [`Error::InvalidArgument`] when the sizes overflow.
     pub fn stack_dims(&self) -> Result<Vec<usize>> {
         let overflow =
-            || Error::InvalidArgument(format!("tensor `{}`: stack too large", self.name));
+            || Error::invalid(format!("tensor `{}`", self.name), "has a stack too large");
         match &self.via {
             MixVia::MatMul { points, .. } => {
                 let n = self
@@ -272,7 +272,7 @@ fn check_target(model: &OnnxModel, name: &str, dims: &[i64]) -> Result<()> {
 }
 
 fn to_i64(v: usize, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::InvalidArgument(format!("{what}: {v} is too large")))
+    i64::try_from(v).map_err(|_| Error::invalid(what, format!("has a size {v} too large")))
 }
 
 /// A graph field holding an encoded message.
@@ -293,12 +293,13 @@ impl Namer<'_> {
     /// Reserves a new value name, which must not be in use.
     fn value(&mut self, name: &str, what: &str) -> Result<()> {
         if name.is_empty() {
-            return Err(Error::InvalidArgument(format!("{what} has an empty name")));
+            return Err(Error::invalid(what, "has an empty name"));
         }
         if self.model.value_names.contains(name) || !self.values.insert(name.to_string()) {
-            return Err(Error::InvalidArgument(format!(
-                "{what} `{name}`: the graph already has a value of that name"
-            )));
+            return Err(Error::invalid(
+                format!("{what} `{name}`"),
+                "is taken: the graph already has a value of that name",
+            ));
         }
         Ok(())
     }
@@ -356,14 +357,10 @@ impl<'m> DynamicPlan<'m> {
     fn add(&mut self, mix: &'m Mix) -> Result<()> {
         let name = mix.name.as_str();
         if name.is_empty() {
-            return Err(Error::InvalidArgument(
-                "a mix has an empty tensor name".to_string(),
-            ));
+            return Err(Error::invalid("a mix", "has an empty tensor name"));
         }
         if !self.mixed.insert(name) {
-            return Err(Error::InvalidArgument(format!(
-                "tensor `{name}` is mixed twice"
-            )));
+            return Err(Error::invalid(format!("tensor `{name}`"), "is mixed twice"));
         }
         let shape = mix
             .shape
@@ -389,7 +386,7 @@ impl<'m> DynamicPlan<'m> {
             .collect::<Result<Vec<_>>>()?;
         let bytes = element_count(&dims)
             .and_then(|n| n.checked_mul(4))
-            .ok_or_else(|| Error::InvalidArgument(format!("tensor `{name}`: stack too large")))?;
+            .ok_or_else(|| Error::invalid(format!("tensor `{name}`"), "has a stack too large"))?;
         let length = bytes.to_string();
         let (location, offset) = match &mix.source {
             StackSource::Supplied => (STACK_LOCATION, "0".to_string()),
@@ -418,20 +415,22 @@ impl<'m> DynamicPlan<'m> {
     ) -> Result<()> {
         let name = mix.name.as_str();
         if points == 0 {
-            return Err(Error::InvalidArgument(format!("tensor `{name}`: 0 points")));
+            return Err(Error::invalid(format!("tensor `{name}`"), "has 0 points"));
         }
         if mix.shape.contains(&0) {
-            return Err(Error::InvalidArgument(format!(
-                "tensor `{name}`: a MatMul mix cannot have a zero-size dimension"
-            )));
+            return Err(Error::invalid(
+                format!("tensor `{name}`"),
+                "has a zero-size dimension, which a MatMul mix cannot have",
+            ));
         }
         self.add_stack(mix)?;
         match self.coefs.get(coef) {
             Some(&p) if p == points => {}
             Some(&p) => {
-                return Err(Error::InvalidArgument(format!(
-                    "coefficient input `{coef}` is used with {p} and {points} points"
-                )));
+                return Err(Error::invalid(
+                    format!("coefficient input `{coef}`"),
+                    format!("is used with {p} and {points} points"),
+                ));
             }
             None => {
                 self.namer.value(coef, "coefficient input")?;
@@ -473,9 +472,7 @@ impl<'m> DynamicPlan<'m> {
     fn add_gather(&mut self, mix: &'m Mix, index: &'m str, members: usize) -> Result<()> {
         let name = mix.name.as_str();
         if members == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "tensor `{name}`: 0 members"
-            )));
+            return Err(Error::invalid(format!("tensor `{name}`"), "has 0 members"));
         }
         self.add_stack(mix)?;
         if !self.indices.contains(index) {
@@ -567,26 +564,29 @@ impl OnnxModel {
         let mut by_name: HashMap<&str, &NamedTensor<'_>> = HashMap::new();
         for t in tensors {
             if t.name.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "a tensor has an empty name".to_string(),
-                ));
+                return Err(Error::invalid("a tensor", "has an empty name"));
             }
             if by_name.insert(t.name, t).is_some() {
-                return Err(Error::InvalidArgument(format!(
-                    "tensor `{}` is given twice",
-                    t.name
-                )));
+                return Err(Error::invalid(
+                    format!("tensor `{}`", t.name),
+                    "is given twice",
+                ));
             }
             let count = element_count(t.dims).ok_or_else(|| {
-                Error::InvalidArgument(format!("tensor `{}`: invalid shape {:?}", t.name, t.dims))
+                Error::invalid(
+                    format!("tensor `{}`", t.name),
+                    format!("has an invalid shape {:?}", t.dims),
+                )
             })?;
             if t.data.len() != count {
-                return Err(Error::InvalidArgument(format!(
-                    "tensor `{}`: {} values for shape {:?}, which needs {count}",
-                    t.name,
-                    t.data.len(),
-                    t.dims
-                )));
+                return Err(Error::invalid(
+                    format!("tensor `{}`", t.name),
+                    format!(
+                        "has {} values for shape {:?}, which needs {count}",
+                        t.data.len(),
+                        t.dims
+                    ),
+                ));
             }
             check_target(self, t.name, t.dims)?;
         }
@@ -659,10 +659,10 @@ impl OnnxModel {
                 });
             }
             if element_count(&init.dims).is_none() {
-                return Err(Error::Onnx(format!(
-                    "initializer `{name}` has an invalid shape {:?}",
-                    init.dims
-                )));
+                return Err(Error::onnx(
+                    format!("initializer `{name}`"),
+                    format!("has an invalid shape {:?}", init.dims),
+                ));
             }
             if !lifted.insert(name) || self.graph_input(name).is_some() {
                 continue;

@@ -401,7 +401,7 @@ fn malformed_messages_are_errors_that_say_where() {
     for &(bytes, expected) in cases {
         let err = parse_message(bytes, 100, "Probe").expect_err("malformed");
         let msg = err.to_string();
-        assert!(matches!(err, Error::Onnx(_)), "{msg}");
+        assert!(matches!(err, Error::Onnx { .. }), "{msg}");
         assert!(msg.contains(expected), "{bytes:x?}: {msg}");
         assert!(msg.contains("Probe at byte 10"), "{msg}");
     }
@@ -737,7 +737,7 @@ fn malformed_models_are_errors() {
     ];
     for (what, bytes, expected) in cases {
         let err = OnnxModel::parse(&bytes).expect_err(what);
-        assert!(matches!(err, Error::Onnx(_)), "{what}: {err}");
+        assert!(matches!(err, Error::Onnx { .. }), "{what}: {err}");
         assert!(err.to_string().contains(expected), "{what}: {err}");
     }
     // A node name that is not UTF-8.
@@ -1120,7 +1120,7 @@ fn rewrite_dynamic_rejects_bad_mixes() {
 
     let invalid = |m: Vec<Mix>, needle: &str| {
         let err = model.rewrite_dynamic(&m).expect_err(needle);
-        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
         assert!(err.to_string().contains(needle), "{needle}: {err}");
     };
     let mut m = mixes(3, 2);
@@ -1326,7 +1326,7 @@ fn with_tensors_rejects_bad_tensors() {
             dims: &CONV_W,
             data: &data[..53],
         },
-        |e| matches!(e, Error::InvalidArgument(m) if m.contains("53 values")),
+        |e| matches!(e, ref e @ Error::InvalidArgument { .. } if e.to_string().contains("53 values")),
     );
     check(
         NamedTensor {
@@ -1334,7 +1334,7 @@ fn with_tensors_rejects_bad_tensors() {
             dims: &[-2, 27],
             data: &data,
         },
-        |e| matches!(e, Error::InvalidArgument(m) if m.contains("invalid shape")),
+        |e| matches!(e, ref e @ Error::InvalidArgument { .. } if e.to_string().contains("invalid shape")),
     );
     check(
         NamedTensor {
@@ -1359,7 +1359,7 @@ fn with_tensors_rejects_bad_tensors() {
     };
     let err = model.with_tensors(&[t, t]).expect_err("twice");
     assert!(
-        matches!(&err, Error::InvalidArgument(m) if m.contains("twice")),
+        matches!(&err, ref e @ Error::InvalidArgument { .. } if e.to_string().contains("twice")),
         "{err}"
     );
     // A scalar replaced by a scalar is fine.
@@ -1627,7 +1627,7 @@ fn lift_to_inputs_rejects_bad_names() {
         .lift_to_inputs(&["broken"])
         .expect_err("negative");
     assert!(
-        matches!(&err, Error::Onnx(m) if m.contains("broken") && m.contains("-3")),
+        matches!(&err, ref e @ Error::Onnx { .. } if e.to_string().contains("broken") && e.to_string().contains("-3")),
         "{err}"
     );
 }

@@ -142,11 +142,11 @@ struct Cursor<'a, 'w> {
 
 impl<'a> Cursor<'a, '_> {
     fn error(&self, at: usize, problem: impl std::fmt::Display) -> Error {
-        Error::Onnx(format!(
-            "{} at byte {}: {problem}",
-            self.what,
-            self.base + at
-        ))
+        Error::Onnx {
+            part: self.what.to_string(),
+            offset: Some(self.base + at),
+            reason: problem.to_string(),
+        }
     }
 
     fn varint(&mut self) -> Result<u64> {
@@ -288,13 +288,16 @@ pub(crate) fn parse_message<'a>(buf: &'a [u8], base: usize, what: &str) -> Resul
 
 impl<'a> Field<'a> {
     fn wrong_type(&self, what: &str, expected: WireType) -> Error {
-        Error::Onnx(format!(
-            "{what} at byte {}: field {} is {}, expected {}",
-            self.offset,
-            self.number,
-            self.value.wire_type().name(),
-            expected.name()
-        ))
+        Error::Onnx {
+            part: what.to_string(),
+            offset: Some(self.offset),
+            reason: format!(
+                "field {} is {}, expected {}",
+                self.number,
+                self.value.wire_type().name(),
+                expected.name()
+            ),
+        }
     }
 
     /// The payload of a varint field.
@@ -326,11 +329,10 @@ impl<'a> Field<'a> {
     /// A `string` field, which must be UTF-8.
     pub(crate) fn string(&self, what: &str) -> Result<&'a str> {
         let b = self.bytes(what)?;
-        std::str::from_utf8(b).map_err(|e| {
-            Error::Onnx(format!(
-                "{what} at byte {}: field {} is not valid UTF-8 ({e})",
-                self.offset, self.number
-            ))
+        std::str::from_utf8(b).map_err(|e| Error::Onnx {
+            part: what.to_string(),
+            offset: Some(self.offset),
+            reason: format!("field {} is not valid UTF-8 ({e})", self.number),
         })
     }
 
@@ -360,13 +362,10 @@ impl<'a> Field<'a> {
                 let mut pos = 0;
                 while pos < b.len() {
                     let start = pos;
-                    let v = read_varint(b, &mut pos).map_err(|e| {
-                        Error::Onnx(format!(
-                            "{what} at byte {}: packed field {}: {}",
-                            self.payload_offset() + start,
-                            self.number,
-                            e.describe()
-                        ))
+                    let v = read_varint(b, &mut pos).map_err(|e| Error::Onnx {
+                        part: what.to_string(),
+                        offset: Some(self.payload_offset() + start),
+                        reason: format!("packed field {}: {}", self.number, e.describe()),
                     })?;
                     out.push(v);
                 }
@@ -382,12 +381,15 @@ impl<'a> Field<'a> {
         match self.value {
             Value::Fixed32(_) => Ok(&self.raw[self.raw.len() - 4..]),
             Value::Len(b) if b.len() % 4 == 0 => Ok(b),
-            Value::Len(b) => Err(Error::Onnx(format!(
-                "{what} at byte {}: packed field {} has {} bytes, not a multiple of 4",
-                self.offset,
-                self.number,
-                b.len()
-            ))),
+            Value::Len(b) => Err(Error::Onnx {
+                part: what.to_string(),
+                offset: Some(self.offset),
+                reason: format!(
+                    "packed field {} has {} bytes, not a multiple of 4",
+                    self.number,
+                    b.len()
+                ),
+            }),
             _ => Err(self.wrong_type(what, WireType::Fixed32)),
         }
     }
