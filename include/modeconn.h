@@ -1,5 +1,6 @@
 /*
  * modeconn.h: the C API of the modeconn runtime (libmodeconn.so / libmodeconn.a).
+ * include/modeconn.hpp wraps it for C++17.
  *
  * Conventions
  *  - Every function that can fail returns a modeconn_status; MODECONN_STATUS_OK (0) is
@@ -7,17 +8,24 @@
  *    thread. Out-parameters are written only on success (a size query also on
  *    MODECONN_STATUS_BUFFER_TOO_SMALL, where the function says so).
  *  - Handles (modeconn_runtime, modeconn_ensemble) are opaque; create them with the matching
- *    _new/_open function and release them with _free. _free(NULL) does nothing. A handle that
- *    was freed is answered with MODECONN_STATUS_INVALID_HANDLE while its address has not been
- *    reused by a new handle; using a freed handle is undefined behaviour in general.
- *  - Pointers marked `const` are only read, and only during the call: the caller keeps
- *    ownership. Nothing allocated by the library is handed to the caller except the report of
- *    modeconn_train, released with modeconn_string_free.
+ *    _new or _open function and release them with _free. _free(NULL) does nothing. A handle
+ *    that was freed is answered with MODECONN_STATUS_INVALID_HANDLE while its address has not
+ *    been reused by a new handle; using a freed handle is undefined behaviour in general.
+ *  - Enumerations: each enum's constants are named MODECONN_<ENUM>_<VALUE>. Values passed in
+ *    (a device, a sampling mode, a member kind) travel as uint32_t and are checked: an
+ *    unknown number is MODECONN_STATUS_INVALID_ARGUMENT. Values the library writes have the
+ *    enum's type.
+ *  - Pointers to const are only read, and only during the call: the caller keeps ownership.
+ *    Strings the library lends (the last error, status names, metadata of an ensemble) stay
+ *    owned by it, for as long as each function says. The only allocation handed to the caller
+ *    is the report of modeconn_train, released with modeconn_string_free.
  *  - Threading: every function may be called from any thread. A runtime or ensemble handle may
  *    be used by several threads at once (predictions on one ensemble run in parallel, each on
  *    its own ONNX Runtime session); freeing a handle while other threads use it is safe (the
  *    calls in flight finish) but later calls with it are invalid.
- *  - No Rust panic crosses the boundary: it becomes MODECONN_STATUS_PANIC.
+ *  - No Rust panic crosses the boundary: it becomes MODECONN_STATUS_PANIC, or a harmless
+ *    default for the functions that return a value.
+ *  - Versions: compare modeconn_abi_version() with MODECONN_ABI_VERSION before anything else.
  */
 
 #ifndef MODECONN_H
@@ -30,19 +38,20 @@
 
 /** The version of the library this header describes (the modeconn-ffi crate's version). */
 #define MODECONN_VERSION_MAJOR 0
-#define MODECONN_VERSION_MINOR 1
+#define MODECONN_VERSION_MINOR 2
 #define MODECONN_VERSION_PATCH 0
 /** MODECONN_VERSION_MAJOR * 10000 + MODECONN_VERSION_MINOR * 100 + MODECONN_VERSION_PATCH:
  *  compare with modeconn_abi_version() at run time. */
 #define MODECONN_ABI_VERSION (MODECONN_VERSION_MAJOR * 10000 + MODECONN_VERSION_MINOR * 100 + MODECONN_VERSION_PATCH)
 
 
-// The result of every fallible function of the C API. `MODECONN_STATUS_OK` (0) is success;
-// on any other status `modeconn_last_error_message()` says what went wrong.
+// The result of every fallible function of the C API. MODECONN_STATUS_OK (0) is success; on
+// any other status modeconn_last_error_message() says what went wrong.
 //
-// Numbers 2 to 99 are the runtime's own error codes (`modeconn_runtime::Error::code`), 100 and
-// above belong to the C API. Numbers are never reused: a retired status keeps its number
-// reserved. New statuses may be added, so treat an unknown number as a failure.
+// Numbers 2 to 99 are the runtime's error codes, 100 and above belong to the C API and the
+// trainer plugin. Numbers are never reused: a retired status keeps its number reserved (50 and
+// 51, the trainer's before version 0.2, are now 110 and 111). New statuses may be added, so
+// treat an unknown number as a failure.
 enum modeconn_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -50,7 +59,7 @@ enum modeconn_status
  {
   // Success.
   MODECONN_STATUS_OK = 0,
-  // An error of the runtime that this version of the C API does not name.
+  // An error that this version of the C API does not name.
   MODECONN_STATUS_UNKNOWN = 1,
   // An argument is invalid on its own (zero counts, empty lists, an unknown enum value).
   MODECONN_STATUS_INVALID_ARGUMENT = 2,
@@ -84,7 +93,8 @@ enum modeconn_status
   MODECONN_STATUS_T_OUT_OF_RANGE = 30,
   // A snapshot member index is not below the number of members.
   MODECONN_STATUS_MEMBER_OUT_OF_RANGE = 31,
-  // A sampling request that cannot be honoured for this bundle.
+  // A sampling that cannot be honoured for this bundle (t for a snapshot set, members of a
+  // curve, nothing selected).
   MODECONN_STATUS_SAMPLING = 32,
   // The input batch does not match the bundle's input (wrong length or shape).
   MODECONN_STATUS_INPUT = 33,
@@ -96,8 +106,8 @@ enum modeconn_status
   MODECONN_STATUS_ORT = 42,
   // A pointer argument that must not be NULL is NULL.
   MODECONN_STATUS_NULL_ARGUMENT = 100,
-  // An output buffer is smaller than the result; the function's documentation says how to
-  // query the size needed.
+  // An output buffer is smaller than the result; modeconn_ensemble_output_sizes says how
+  // much room each output needs.
   MODECONN_STATUS_BUFFER_TOO_SMALL = 101,
   // A handle is not a live handle of its type (e.g. it was already freed).
   MODECONN_STATUS_INVALID_HANDLE = 102,
@@ -107,8 +117,11 @@ enum modeconn_status
   MODECONN_STATUS_UTF8 = 104,
   // The trainer plugin was not found, could not be loaded, or speaks another ABI version.
   MODECONN_STATUS_TRAINER_UNAVAILABLE = 110,
-  // The trainer ran the job and reported a failure (or an invalid job).
+  // The trainer ran the job and reported a failure.
   MODECONN_STATUS_TRAINER_FAILED = 111,
+  // The job is not valid JSON or not a valid job (an unknown command or field, a value of
+  // the wrong type).
+  MODECONN_STATUS_INVALID_JOB = 112,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -118,34 +131,13 @@ typedef uint32_t modeconn_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// Where to run (the `device` argument of `modeconn_runtime_new`).
-enum modeconn_device
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  // ONNX Runtime's CPU execution provider.
-  MODECONN_DEVICE_CPU = 0,
-  // The CUDA execution provider; `MODECONN_STATUS_DEVICE` when it cannot be used.
-  MODECONN_DEVICE_CUDA = 1,
-  // CUDA when it can be used, the CPU otherwise (see `modeconn_ensemble_provider`).
-  MODECONN_DEVICE_AUTO = 2,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum modeconn_device modeconn_device;
-#else
-typedef uint32_t modeconn_device;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-// The kind of a bundle (`modeconn_ensemble_kind`).
+// The kind of a bundle (modeconn_ensemble_kind).
 enum modeconn_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // A curve: members are points `w(t)`, `t` in [0, 1].
+  // A curve: members are points w(t), t in [0, 1].
   MODECONN_KIND_CURVE = 0,
   // A snapshot set: members are numbered from 0.
   MODECONN_KIND_SNAPSHOTS = 1,
@@ -158,7 +150,7 @@ typedef uint32_t modeconn_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// The basis of a curve (`modeconn_ensemble_basis`).
+// The basis of a curve (modeconn_ensemble_basis).
 enum modeconn_basis
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -179,7 +171,7 @@ typedef uint32_t modeconn_basis;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// The execution provider that runs an ensemble (`modeconn_ensemble_provider`).
+// The execution provider that runs an ensemble (modeconn_ensemble_provider).
 enum modeconn_provider
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -198,30 +190,51 @@ typedef uint32_t modeconn_provider;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// How a `modeconn_sampling` chooses the members that answer a query (its `mode` field).
+// Where to run (the device argument of modeconn_runtime_new).
+enum modeconn_device
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // ONNX Runtime's CPU execution provider.
+  MODECONN_DEVICE_CPU = 0,
+  // The CUDA execution provider; MODECONN_STATUS_DEVICE when it cannot be used.
+  MODECONN_DEVICE_CUDA = 1,
+  // CUDA when it can be used, the CPU otherwise (see modeconn_ensemble_provider).
+  MODECONN_DEVICE_AUTO = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum modeconn_device modeconn_device;
+#else
+typedef uint32_t modeconn_device;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// How a modeconn_sampling chooses the members that answer a query (its mode field).
 enum modeconn_sampling_mode
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // Curves: the `ts_len` values of `ts`.
+  // Curves: the ts_len values of ts.
   MODECONN_SAMPLING_MODE_AT = 0,
-  // Curves: `count >= 2` equally spaced t values from 0 to 1.
+  // Curves: count >= 2 equally spaced t values from 0 to 1.
   MODECONN_SAMPLING_MODE_GRID = 1,
-  // Curves: `count` t values drawn uniformly in [0, 1] from a generator seeded with `seed`.
+  // Curves: count t values drawn uniformly in [0, 1] from a generator seeded with seed.
   MODECONN_SAMPLING_MODE_UNIFORM = 2,
-  // Curves: `count` t values drawn uniformly in arc length, seeded with `seed`.
+  // Curves: count t values drawn uniformly in arc length, seeded with seed.
   MODECONN_SAMPLING_MODE_ARC_UNIFORM = 3,
   // Snapshot sets: every member.
   MODECONN_SAMPLING_MODE_ALL_MEMBERS = 4,
-  // Snapshot sets: the `members_len` members of `members`, in order.
+  // Snapshot sets: the members_len members of members, in order.
   MODECONN_SAMPLING_MODE_MEMBERS = 5,
-  // One member per sample drawn uniformly (a point of a grid of `count` points for curves,
-  // a member for snapshot sets), from the OS CSPRNG, or seeded with `seed` when `seeded`
-  // is non-zero (tests and reproducible experiments only).
+  // One member per sample drawn uniformly (a point of a grid of count points for curves,
+  // a member for snapshot sets), from the operating system's CSPRNG, or seeded with seed
+  // when seeded is non-zero (tests and reproducible experiments only).
   MODECONN_SAMPLING_MODE_RANDOMIZED = 6,
   // One member per sample chosen by a keyed hash of the sample's bytes with the 32-byte
-  // `key` (grid of `count` points for curves).
+  // key (grid of count points for curves).
   MODECONN_SAMPLING_MODE_KEYED = 7,
 };
 #ifndef __cplusplus
@@ -232,15 +245,15 @@ typedef uint32_t modeconn_sampling_mode;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// Whether a `modeconn_member` is a point of a curve or a member of a snapshot set.
+// Whether a modeconn_member is a point of a curve or a member of a snapshot set.
 enum modeconn_member_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // The point `w(t)` of a curve (`t` holds t).
+  // The point w(t) of a curve (t holds t).
   MODECONN_MEMBER_KIND_T = 0,
-  // Member `index` of a snapshot set.
+  // Member index of a snapshot set.
   MODECONN_MEMBER_KIND_INDEX = 1,
 };
 #ifndef __cplusplus
@@ -251,353 +264,444 @@ typedef uint32_t modeconn_member_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A loaded bundle ready to predict (opaque). Create it with `modeconn_ensemble_open` or
-// `modeconn_ensemble_open_with`, release it with `modeconn_ensemble_free`. Safe to use from
+// A loaded bundle ready to predict (opaque). Create it with modeconn_ensemble_open or
+// modeconn_ensemble_open_with, release it with modeconn_ensemble_free. Safe to use from
 // several threads at once.
 typedef struct modeconn_ensemble modeconn_ensemble;
 
 // A handle on ONNX Runtime with a chosen device (opaque). Create it with
-// `modeconn_runtime_new`, release it with `modeconn_runtime_free`.
+// modeconn_runtime_new, release it with modeconn_runtime_free.
 typedef struct modeconn_runtime modeconn_runtime;
-
-// How to choose the members of a prediction. Zero-initialise it and set the fields the mode
-// uses; the others are ignored. The pointers are borrowed during the call only.
-typedef struct modeconn_sampling {
-  // A `modeconn_sampling_mode` value.
-  uint32_t mode;
-  // Non-zero: use `seed` in `MODECONN_SAMPLING_MODE_RANDOMIZED`.
-  uint32_t seeded;
-  // M (grid), N (uniform, arc-uniform), or the grid size R (randomised, keyed; curves).
-  size_t count;
-  // Seed of `UNIFORM`, `ARC_UNIFORM`, and of `RANDOMIZED` when `seeded` is non-zero.
-  uint64_t seed;
-  // The t values of `AT` (`ts_len` of them).
-  const double *ts;
-  // Number of values in `ts`.
-  size_t ts_len;
-  // The member indices of `MEMBERS` (`members_len` of them).
-  const size_t *members;
-  // Number of values in `members`.
-  size_t members_len;
-  // The 32-byte key of `KEYED`.
-  const uint8_t *key;
-} modeconn_sampling;
 
 // One network of an ensemble: a point of a curve or a member of a snapshot set.
 typedef struct modeconn_member {
-  // A `modeconn_member_kind` value.
+  // A modeconn_member_kind value.
   uint32_t kind;
-  // t, for `MODECONN_MEMBER_KIND_T`.
+  // t, for MODECONN_MEMBER_KIND_T.
   double t;
-  // The index, for `MODECONN_MEMBER_KIND_INDEX`.
+  // The index, for MODECONN_MEMBER_KIND_INDEX.
   size_t index;
 } modeconn_member;
 
-// The progress callback of `modeconn_train`: called with one event (a NUL-terminated JSON
-// object tagged by `"event"`, owned by the plugin and valid only during the call) and the
-// `user` pointer given to `modeconn_train`. It runs on the thread that called
-// `modeconn_train`, before that call returns, and must not unwind (no C++ exception).
+// How to choose the members of a prediction. Zero-initialise it and set mode and the fields
+// the mode uses; the others are ignored. The pointers are borrowed during the call only.
+typedef struct modeconn_sampling {
+  // A modeconn_sampling_mode value.
+  uint32_t mode;
+  // Non-zero: use seed in MODECONN_SAMPLING_MODE_RANDOMIZED.
+  uint32_t seeded;
+  // M (grid), N (uniform, arc-uniform), or the grid size R (randomised, keyed; curves).
+  size_t count;
+  // Seed of UNIFORM, ARC_UNIFORM, and of RANDOMIZED when seeded is non-zero.
+  uint64_t seed;
+  // The t values of AT (ts_len of them).
+  const double *ts;
+  // Number of values in ts.
+  size_t ts_len;
+  // The member indices of MEMBERS (members_len of them).
+  const size_t *members;
+  // Number of values in members.
+  size_t members_len;
+  // The 32-byte key of KEYED.
+  const uint8_t *key;
+} modeconn_sampling;
+
+// The number of elements each output of modeconn_ensemble_predict needs
+// (modeconn_ensemble_output_sizes).
+typedef struct modeconn_output_sizes {
+  // Floats of probabilities: batch * classes.
+  size_t probabilities;
+  // Floats of per_member: members * batch * classes; 0 in the per-sample modes.
+  size_t per_member;
+  // modeconn_member values of members: the members a shared sampling selects, or batch in
+  // the per-sample modes.
+  size_t members;
+  // Floats of entropy: batch.
+  size_t entropy;
+  // Floats of disagreement: batch; 0 in the per-sample modes.
+  size_t disagreement;
+} modeconn_output_sizes;
+
+// An input batch: batch samples of the bundle's input shape (modeconn_ensemble_input_shape)
+// in row-major order. Borrowed during the call only.
+typedef struct modeconn_input {
+  // The values, len floats.
+  const float *data;
+  // Number of floats in data: batch times the product of the input shape after the batch
+  // axis.
+  size_t len;
+  // Number of samples (at least 1).
+  size_t batch;
+} modeconn_input;
+
+// Where modeconn_ensemble_predict writes its results: one buffer per output and its capacity
+// in elements. probabilities is required; every other buffer may be NULL (with capacity 0),
+// and that output is then not computed or not written. modeconn_ensemble_output_sizes gives
+// the size of each.
+typedef struct modeconn_outputs {
+  // Mean probabilities over the members, row-major [batch, classes].
+  float *probabilities;
+  // Capacity of probabilities, in floats.
+  size_t probabilities_len;
+  // Each member's probabilities, [members, batch, classes]. Not available in the
+  // per-sample modes RANDOMIZED and KEYED (MODECONN_STATUS_SAMPLING if asked for there).
+  float *per_member;
+  // Capacity of per_member, in floats.
+  size_t per_member_len;
+  // The members used, in order; one per sample in the per-sample modes.
+  struct modeconn_member *members;
+  // Capacity of members.
+  size_t members_len;
+  // Predictive entropy of each sample: the entropy, in nats, of its mean probabilities
+  // (-sum_c p_c ln p_c; 0 for a one-hot row, at most ln(classes)); batch floats.
+  float *entropy;
+  // Capacity of entropy, in floats.
+  size_t entropy_len;
+  // Disagreement of each sample: the fraction of members whose most probable class differs
+  // from the ensemble's; batch floats. Not available in the per-sample modes
+  // (MODECONN_STATUS_SAMPLING if asked for there).
+  float *disagreement;
+  // Capacity of disagreement, in floats.
+  size_t disagreement_len;
+} modeconn_outputs;
+
+// The progress callback of modeconn_train: called with one event (a NUL-terminated JSON
+// object tagged by "event", owned by the library and valid only during the call) and the
+// user pointer given to modeconn_train. It runs on the thread that called modeconn_train,
+// before that call returns, and must not unwind (no C++ exception). Calls it makes into this
+// library do not change the last error modeconn_train reports.
 typedef void (*modeconn_progress_fn)(const char *event_json, void *user);
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
-// The library's version as a string, e.g. `"0.1.0"`.
+// The library's version as a string, e.g. "0.2.0".
 //
 // Returns a static NUL-terminated string owned by the library (never NULL, never to be
 // freed). Cannot fail; safe from any thread.
 const char *modeconn_version(void);
 
-// The library's version as `major * 10000 + minor * 100 + patch`, to compare with the
-// header's `MODECONN_ABI_VERSION`: a program built against a header of another major version
-// (or, while the major version is 0, another minor version) must not use this library.
+// The library's version as major * 10000 + minor * 100 + patch, to compare with the header's
+// MODECONN_ABI_VERSION: a program built against a header of another major version (or, while
+// the major version is 0, another minor version) must not use this library. Version 0.2
+// brought the C ABI version 2 (one predict call, typed enums, metadata accessors).
 //
 // Cannot fail; safe from any thread.
 uint32_t modeconn_abi_version(void);
+
+// Opens a bundle file and prepares it to run on runtime.
+//
+// runtime: a live runtime handle (borrowed; it may be freed afterwards, the ensemble keeps
+// what it needs).
+//
+// path: the bundle's path, NUL-terminated UTF-8, borrowed during the call.
+//
+// out: receives the new handle, owned by the caller, to be released with
+// modeconn_ensemble_free. Written only on success.
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_HANDLE; UTF8; IO (missing or unreadable file); a
+// bundle error (TRUNCATED, HEADER, METADATA, UNKNOWN_KIND, UNKNOWN_BASIS, MISSING_TENSOR,
+// LEADING_AXIS, MISSING_GRAPH_INPUT, SHAPE_MISMATCH, DTYPE, NOT_FINITE, ONNX); ORT; PANIC.
+//
+// Thread-safe.
+//
+// Pointers: path is NULL or NUL-terminated; out is NULL or valid for writing one pointer.
+modeconn_status modeconn_ensemble_open(const struct modeconn_runtime *runtime, const char *path, struct modeconn_ensemble **out);
+
+// Opens a bundle file like modeconn_ensemble_open, with the ensemble's options.
+//
+// runtime, path, out: as for modeconn_ensemble_open.
+//
+// static_budget_bytes: bytes of weights that may be kept in static (materialised) sessions,
+// which run a frequently used member faster; 0 disables them (every member then runs in the
+// shared dynamic session). modeconn_ensemble_open uses 1 GiB. The predictions are the same
+// whatever the budget.
+//
+// max_sessions: ONNX Runtime sessions per model, i.e. how many threads can run one member at
+// the same time; 0 chooses the default (the number of CPUs available).
+//
+// Statuses: those of modeconn_ensemble_open. Thread-safe.
+//
+// Pointers: path is NULL or NUL-terminated; out is NULL or valid for writing one pointer.
+modeconn_status modeconn_ensemble_open_with(const struct modeconn_runtime *runtime, const char *path, size_t static_budget_bytes, size_t max_sessions, struct modeconn_ensemble **out);
+
+// Releases an ensemble handle. NULL does nothing (OK).
+//
+// Statuses: OK; INVALID_HANDLE when ensemble is not a live handle (e.g. freed twice; nothing
+// is done). Thread-safe: predictions in flight on other threads with this handle finish
+// normally, and the ensemble is released after the last of them. The strings its metadata
+// accessors lent are released with it.
+//
+// Pointers: ensemble is NULL or a handle returned by modeconn_ensemble_open or
+// modeconn_ensemble_open_with; it must not be used after this call.
+modeconn_status modeconn_ensemble_free(struct modeconn_ensemble *ensemble);
+
+// Writes the bundle's kind to out.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing.
+modeconn_status modeconn_ensemble_kind(const struct modeconn_ensemble *ensemble, modeconn_kind *out);
+
+// Writes the curve's basis to out (MODECONN_BASIS_NONE for snapshot sets).
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing.
+modeconn_status modeconn_ensemble_basis(const struct modeconn_ensemble *ensemble, modeconn_basis *out);
+
+// Writes the number of points to out: control points K of a curve, members M of a snapshot
+// set.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing.
+modeconn_status modeconn_ensemble_points(const struct modeconn_ensemble *ensemble, size_t *out);
+
+// Writes the number of classes (the width of each row of probabilities) to out.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing.
+modeconn_status modeconn_ensemble_classes(const struct modeconn_ensemble *ensemble, size_t *out);
+
+// Writes the execution provider that runs the ensemble to out: with MODECONN_DEVICE_AUTO,
+// this says whether CUDA is in use.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing.
+modeconn_status modeconn_ensemble_provider(const struct modeconn_ensemble *ensemble, modeconn_provider *out);
+
+// Writes to out the number of members currently held in static (materialised) sessions: the
+// members of fixed sets (grids, snapshot members, the grid of per-sample modes) that have
+// been asked for, within the static budget.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing.
+modeconn_status modeconn_ensemble_static_members(const struct modeconn_ensemble *ensemble, size_t *out);
+
+// Writes the softmax temperature T of the bundle to out: probabilities are
+// softmax(logits / T), 1 unless the bundle says otherwise.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing.
+modeconn_status modeconn_ensemble_temperature(const struct modeconn_ensemble *ensemble, double *out);
+
+// Writes to out the name of the graph input that the input batch feeds (e.g. "input").
+//
+// The string is NUL-terminated UTF-8 owned by the ensemble: valid until
+// modeconn_ensemble_free, never to be freed by the caller.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing one pointer.
+modeconn_status modeconn_ensemble_input_name(const struct modeconn_ensemble *ensemble, const char **out);
+
+// Writes to out the name of the graph output that holds the logits (e.g. "logits"). The
+// string is owned by the ensemble, as for modeconn_ensemble_input_name.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing one pointer.
+modeconn_status modeconn_ensemble_output_name(const struct modeconn_ensemble *ensemble, const char **out);
+
+// Writes to out the number of class labels the bundle names: 0 when it names none, else the
+// number of classes.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing.
+modeconn_status modeconn_ensemble_label_count(const struct modeconn_ensemble *ensemble, size_t *out);
+
+// Writes to out the label of class index. The string is owned by the ensemble, as for
+// modeconn_ensemble_input_name.
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_HANDLE; INVALID_ARGUMENT when index is not below
+// modeconn_ensemble_label_count (always, for a bundle without labels). Thread-safe.
+//
+// Pointers: out is NULL or valid for writing one pointer.
+modeconn_status modeconn_ensemble_label(const struct modeconn_ensemble *ensemble, size_t index, const char **out);
+
+// Writes to out the bundle's provenance (architecture, training configuration, endpoint
+// hashes, metrics) as JSON text, or NULL when the bundle records none. The string is owned by
+// the ensemble, as for modeconn_ensemble_input_name.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+//
+// Pointers: out is NULL or valid for writing one pointer.
+modeconn_status modeconn_ensemble_provenance(const struct modeconn_ensemble *ensemble, const char **out);
+
+// The per-channel normalisation the bundle asks callers to apply to raw inputs,
+// (x - mean[c]) / std[c] for channel c (the axis after the batch).
+//
+// channels (required) receives the number of channels, 0 when the bundle asks for none. mean
+// and std may be NULL with capacity 0 to ask for the count only; otherwise each must hold
+// capacity >= channels doubles and receives the values. With capacity < channels the call
+// returns BUFFER_TOO_SMALL, writes only channels, and leaves mean and std untouched.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE, BUFFER_TOO_SMALL. Thread-safe.
+//
+// Pointers: mean and std are NULL or valid for writing capacity doubles; channels is NULL or
+// valid for writing.
+modeconn_status modeconn_ensemble_preprocess(const struct modeconn_ensemble *ensemble, double *mean, double *std, size_t capacity, size_t *channels);
+
+// The bundle's input shape, batch axis first as -1 (e.g. {-1, 3, 32, 32}).
+//
+// rank (required) receives the number of axes. shape may be NULL with shape_len 0 to ask for
+// the rank only (OK). Otherwise shape must hold shape_len >= rank values and receives the
+// shape; when shape_len < rank the call returns BUFFER_TOO_SMALL, writes only rank, and
+// leaves shape untouched.
+//
+// Statuses: OK, NULL_ARGUMENT, INVALID_HANDLE, BUFFER_TOO_SMALL. Thread-safe.
+//
+// Pointers: shape is NULL or valid for writing shape_len values; rank is NULL or valid for
+// writing.
+modeconn_status modeconn_ensemble_input_shape(const struct modeconn_ensemble *ensemble, int64_t *shape, size_t shape_len, size_t *rank);
+
+// Writes a standalone ONNX model of one member (the bundle's graph with every varying tensor
+// fixed to its value there, runnable by any ONNX Runtime) to the file path, replacing it
+// atomically.
+//
+// member: for curves {MODECONN_MEMBER_KIND_T, t, 0}, for snapshot sets
+// {MODECONN_MEMBER_KIND_INDEX, 0, index}. Borrowed.
+//
+// path: NUL-terminated UTF-8, borrowed.
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_HANDLE; UTF8; INVALID_ARGUMENT (unknown member kind);
+// T_OUT_OF_RANGE; MEMBER_OUT_OF_RANGE; SAMPLING (t for a snapshot set or an index for a
+// curve); IO; ONNX; PANIC. Thread-safe.
+//
+// Pointers: member is NULL or points to a modeconn_member; path is NULL or NUL-terminated.
+modeconn_status modeconn_ensemble_materialize(const struct modeconn_ensemble *ensemble, const struct modeconn_member *member, const char *path);
+
+// The size of each output of modeconn_ensemble_predict for batch samples and this sampling:
+// see modeconn_output_sizes. The sampling is checked as modeconn_ensemble_predict checks it
+// before any work (mode, the kind of bundle it needs, counts), but not the t values or member
+// indices it lists.
+//
+// Statuses: OK; NULL_ARGUMENT (sampling, out); INVALID_HANDLE; INVALID_ARGUMENT (an unknown
+// mode, a grid of fewer than 2 points); SAMPLING (a mode that does not fit the bundle's kind,
+// nothing selected); INPUT (a batch whose outputs would overflow); PANIC. Thread-safe.
+//
+// Pointers: sampling is NULL or points to a modeconn_sampling whose pointers are valid for
+// their lengths; out is NULL or valid for writing.
+modeconn_status modeconn_ensemble_output_sizes(const struct modeconn_ensemble *ensemble, const struct modeconn_sampling *sampling, size_t batch, struct modeconn_output_sizes *out);
+
+// Predicts a batch: the mean softmax probabilities over the members sampling selects, and
+// the other outputs asked for.
+//
+// input: the batch (see modeconn_input); its len must be batch times the product of the
+// input shape after the batch axis, else INPUT.
+//
+// sampling: how to choose the members (see modeconn_sampling).
+//
+// outputs: the buffers to fill (see modeconn_outputs); probabilities is required.
+// modeconn_ensemble_output_sizes gives the sizes needed.
+//
+// Every argument and buffer is checked before any work: a buffer that is too small returns
+// BUFFER_TOO_SMALL and nothing is written. Outputs are written only on success; on failure
+// the buffers are left untouched.
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_HANDLE; BUFFER_TOO_SMALL; INPUT (wrong len, a batch of
+// 0); INVALID_ARGUMENT (unknown mode, a grid of fewer than 2 points); T_OUT_OF_RANGE;
+// MEMBER_OUT_OF_RANGE; SAMPLING (a mode that does not fit the bundle's kind, nothing
+// selected, per_member or disagreement asked for in a per-sample mode); NOT_FINITE; ORT;
+// PANIC.
+//
+// Thread-safe: several threads may predict with one ensemble at once.
+//
+// Pointers: input, sampling and outputs are NULL or point to their structs, whose non-NULL
+// pointers are valid for their lengths (reads for the input and sampling, writes for the
+// outputs); the output buffers must not overlap.
+modeconn_status modeconn_ensemble_predict(const struct modeconn_ensemble *ensemble, const struct modeconn_input *input, const struct modeconn_sampling *sampling, const struct modeconn_outputs *outputs);
+
+// Loads ONNX Runtime (once per process) and creates a runtime handle running on device.
+//
+// ort_library: path of libonnxruntime.so, or NULL to use the ORT_DYLIB_PATH environment
+// variable, then the folder of the executable. Borrowed during the call. ONNX Runtime is
+// loaded only once per process: the library of the first successful call is used by all
+// later ones.
+//
+// device: a modeconn_device value (MODECONN_DEVICE_CPU, MODECONN_DEVICE_CUDA or
+// MODECONN_DEVICE_AUTO), passed as its number.
+//
+// threads: operator threads (0: ONNX Runtime's default, one per core); the first runtime of
+// the process fixes it for all.
+//
+// out: receives the new handle, owned by the caller, to be released with
+// modeconn_runtime_free. Written only on success.
+//
+// Statuses: OK; NULL_ARGUMENT (out); UTF8 (ort_library); INVALID_ARGUMENT (an unknown
+// device); ORT_LIBRARY (ONNX Runtime not found or not loadable); DEVICE (CUDA asked for and
+// unavailable); ORT; PANIC.
+//
+// Thread-safe.
+//
+// Pointers: ort_library is NULL or a NUL-terminated string; out is NULL or valid for writing
+// one pointer.
+modeconn_status modeconn_runtime_new(const char *ort_library, uint32_t device, size_t threads, struct modeconn_runtime **out);
+
+// Releases a runtime handle. NULL does nothing (OK).
+//
+// Ensembles opened with it stay usable: they keep what they need. Statuses: OK;
+// INVALID_HANDLE when runtime is not a live handle (e.g. freed twice; nothing is done).
+// Thread-safe; calls in flight on other threads with this handle finish normally.
+//
+// Pointers: runtime is NULL or a handle returned by modeconn_runtime_new; it must not be used
+// after this call.
+modeconn_status modeconn_runtime_free(struct modeconn_runtime *runtime);
 
 // The message of the calling thread's last failed call, or an empty string when the last
 // call succeeded (or none was made).
 //
 // Returns a NUL-terminated UTF-8 string owned by the library, valid until the next call of
-// any other `modeconn_` function on the same thread; copy it to keep it. Never NULL, never to
+// any other modeconn_ function on the same thread; copy it to keep it. Never NULL, never to
 // be freed. Calling it does not change the last error. Each thread has its own.
 const char *modeconn_last_error_message(void);
 
-// The name of a status, e.g. `"MODECONN_STATUS_NULL_ARGUMENT"`; `"MODECONN_STATUS_UNKNOWN"`
-// for a number that is not a status.
+// The name of a status, e.g. "MODECONN_STATUS_NULL_ARGUMENT"; "MODECONN_STATUS_UNKNOWN" for
+// a number that is not a status.
 //
 // Returns a static NUL-terminated string (never NULL, never to be freed). Cannot fail; safe
 // from any thread; does not change the last error.
 const char *modeconn_status_name(uint32_t status);
 
-// Opens a bundle file and prepares it to run on `runtime`.
-//
-// - `runtime`: a live runtime handle (borrowed; it may be freed afterwards, the ensemble
-//   keeps what it needs).
-// - `path`: the bundle's path, NUL-terminated UTF-8, borrowed during the call.
-// - `out`: receives the new handle, owned by the caller, to be released with
-//   `modeconn_ensemble_free`. Written only on success.
-//
-// Statuses: `OK`; `NULL_ARGUMENT`; `INVALID_HANDLE`; `UTF8`; `IO` (missing or unreadable
-// file); a bundle error (`TRUNCATED`, `HEADER`, `METADATA`, `UNKNOWN_KIND`, `UNKNOWN_BASIS`,
-// `MISSING_TENSOR`, `LEADING_AXIS`, `MISSING_GRAPH_INPUT`, `SHAPE_MISMATCH`, `DTYPE`,
-// `NOT_FINITE`, `ONNX`); `ORT`; `PANIC`.
-//
-// Thread-safe.
-//
-// # Safety
-//
-// `path` must be NULL or NUL-terminated; `out` NULL or valid for writing one pointer.
-modeconn_status modeconn_ensemble_open(const struct modeconn_runtime *runtime, const char *path, struct modeconn_ensemble **out);
-
-// Opens a bundle file like `modeconn_ensemble_open`, with the ensemble's options.
-//
-// - `runtime`, `path`, `out`: as for `modeconn_ensemble_open`.
-// - `static_budget_bytes`: bytes of weights that may be kept in static (materialised)
-//   sessions, which run a frequently used member faster; 0 disables them (every member then
-//   runs in the shared dynamic session). `modeconn_ensemble_open` uses 1 GiB. The predictions
-//   are the same whatever the budget.
-// - `max_sessions`: ONNX Runtime sessions per model, i.e. how many threads can run one member
-//   at the same time; 0 chooses the default (the number of CPUs available).
-//
-// Statuses: those of `modeconn_ensemble_open`. Thread-safe.
-//
-// # Safety
-//
-// `path` must be NULL or NUL-terminated; `out` NULL or valid for writing one pointer.
-modeconn_status modeconn_ensemble_open_with(const struct modeconn_runtime *runtime, const char *path, size_t static_budget_bytes, size_t max_sessions, struct modeconn_ensemble **out);
-
-// Releases an ensemble handle. NULL does nothing (`OK`).
-//
-// Statuses: `OK`; `INVALID_HANDLE` when `ensemble` is not a live handle (e.g. freed twice;
-// nothing is done). Thread-safe: predictions in flight on other threads with this handle
-// finish normally, and the ensemble is released after the last of them.
-//
-// # Safety
-//
-// `ensemble` must be NULL or a handle returned by `modeconn_ensemble_open` or
-// `modeconn_ensemble_open_with`; it must not be used after this call.
-modeconn_status modeconn_ensemble_free(struct modeconn_ensemble *ensemble);
-
-// Writes the bundle's kind (a `modeconn_kind` value) to `out`.
-//
-// Statuses: `OK`, `NULL_ARGUMENT`, `INVALID_HANDLE`. Thread-safe.
-//
-// # Safety
-//
-// `out` must be NULL or valid for writing.
-modeconn_status modeconn_ensemble_kind(const struct modeconn_ensemble *ensemble, uint32_t *out);
-
-// Writes the curve's basis (a `modeconn_basis` value; `MODECONN_BASIS_NONE` for snapshot
-// sets) to `out`.
-//
-// Statuses: `OK`, `NULL_ARGUMENT`, `INVALID_HANDLE`. Thread-safe.
-//
-// # Safety
-//
-// `out` must be NULL or valid for writing.
-modeconn_status modeconn_ensemble_basis(const struct modeconn_ensemble *ensemble, uint32_t *out);
-
-// Writes the number of points to `out`: control points K of a curve, members M of a snapshot
-// set.
-//
-// Statuses: `OK`, `NULL_ARGUMENT`, `INVALID_HANDLE`. Thread-safe.
-//
-// # Safety
-//
-// `out` must be NULL or valid for writing.
-modeconn_status modeconn_ensemble_points(const struct modeconn_ensemble *ensemble, size_t *out);
-
-// Writes the number of classes (the width of each row of probabilities) to `out`.
-//
-// Statuses: `OK`, `NULL_ARGUMENT`, `INVALID_HANDLE`. Thread-safe.
-//
-// # Safety
-//
-// `out` must be NULL or valid for writing.
-modeconn_status modeconn_ensemble_classes(const struct modeconn_ensemble *ensemble, size_t *out);
-
-// Writes the execution provider that runs the ensemble (a `modeconn_provider` value) to
-// `out`: with device `AUTO`, this says whether CUDA is in use.
-//
-// Statuses: `OK`, `NULL_ARGUMENT`, `INVALID_HANDLE`. Thread-safe.
-//
-// # Safety
-//
-// `out` must be NULL or valid for writing.
-modeconn_status modeconn_ensemble_provider(const struct modeconn_ensemble *ensemble, uint32_t *out);
-
-// The bundle's input shape, batch axis first as -1 (e.g. `{-1, 3, 32, 32}`).
-//
-// Size query: `rank` (required) receives the number of axes. `shape` may be NULL with
-// `shape_len` 0 to ask for the rank only (`OK`). Otherwise `shape` must hold `shape_len >=
-// rank` values and receives the shape; when `shape_len < rank` the call returns
-// `BUFFER_TOO_SMALL`, writes only `rank`, and leaves `shape` untouched.
-//
-// Statuses: `OK`, `NULL_ARGUMENT`, `INVALID_HANDLE`, `BUFFER_TOO_SMALL`. Thread-safe.
-//
-// # Safety
-//
-// `shape` must be NULL or valid for writing `shape_len` values; `rank` NULL or valid for
-// writing.
-modeconn_status modeconn_ensemble_input_shape(const struct modeconn_ensemble *ensemble, int64_t *shape, size_t shape_len, size_t *rank);
-
-// The sizes of the outputs of `modeconn_ensemble_predict` for `batch` samples: the number of
-// floats of `probabilities` (`batch * classes`), of `per_member` (`members * batch * classes`,
-// 0 in the per-sample modes `RANDOMIZED` and `KEYED`, which have no per-member
-// probabilities), and the number of `modeconn_member` of `members` (the members a shared
-// sampling selects, or `batch` in per-sample modes). The `entropy` output of
-// `modeconn_ensemble_predict_entropy` always holds `batch` floats.
-//
-// Each out-pointer may be NULL (that size is not written). The sampling is not otherwise
-// checked here: `modeconn_ensemble_predict` does that.
-//
-// Statuses: `OK`, `NULL_ARGUMENT` (`sampling`), `INVALID_HANDLE`, `INVALID_ARGUMENT` (an
-// unknown mode), `PANIC`. Thread-safe.
-//
-// # Safety
-//
-// `sampling` must be NULL or point to a `modeconn_sampling` whose pointers are valid for
-// their lengths; each out-pointer NULL or valid for writing.
-modeconn_status modeconn_ensemble_predict_sizes(const struct modeconn_ensemble *ensemble, const struct modeconn_sampling *sampling, size_t batch, size_t *probabilities_len, size_t *per_member_len, size_t *members_len);
-
-// Predicts a batch: the mean softmax probabilities over the members `sampling` selects.
-//
-// - `input`: `input_len` floats, `batch` samples of the bundle's input shape in row-major
-//   order (`input_len` must be `batch` times the product of the shape after the batch axis,
-//   else `INPUT`). Borrowed during the call.
-// - `sampling`: how to choose the members (see `modeconn_sampling`). Borrowed.
-// - `probabilities`: receives `batch * classes` floats, row-major `[batch, classes]`;
-//   `probabilities_len` is its capacity in floats.
-// - `per_member`: NULL, or receives each member's probabilities, `[members, batch, classes]`
-//   (`per_member_len` floats of capacity). Not available in the per-sample modes (`SAMPLING`
-//   if asked for there).
-// - `members`: NULL, or receives the members used, in order (one per sample in per-sample
-//   modes); `members_len` is its capacity.
-//
-// `modeconn_ensemble_predict_sizes` gives the sizes needed. Buffers are checked before any
-// work: one that is too small returns `BUFFER_TOO_SMALL` and nothing is written. Outputs are
-// written only on success; on failure the buffers are left untouched.
-//
-// Statuses: `OK`; `NULL_ARGUMENT`; `INVALID_HANDLE`; `BUFFER_TOO_SMALL`; `INPUT` (wrong
-// `input_len`, zero batch); `INVALID_ARGUMENT` (unknown mode, zero counts, empty lists);
-// `T_OUT_OF_RANGE`; `MEMBER_OUT_OF_RANGE`; `SAMPLING` (a mode that does not fit the bundle's
-// kind); `NOT_FINITE`; `ORT`; `PANIC`.
-//
-// Thread-safe: several threads may predict with one ensemble at once.
-//
-// # Safety
-//
-// Every non-NULL pointer must be valid for its length (reads for `input`, writes for the
-// outputs), and the buffers must not overlap.
-modeconn_status modeconn_ensemble_predict(const struct modeconn_ensemble *ensemble, const float *input, size_t input_len, size_t batch, const struct modeconn_sampling *sampling, float *probabilities, size_t probabilities_len, float *per_member, size_t per_member_len, struct modeconn_member *members, size_t members_len);
-
-// Predicts a batch like `modeconn_ensemble_predict` and writes the predictive entropy of each
-// sample: the entropy, in nats, of the sample's mean probabilities (`-sum_c p_c ln p_c`; 0 for
-// a one-hot row, at most `ln(classes)`).
-//
-// - `input`, `input_len`, `batch`, `sampling`, `probabilities`, `probabilities_len`: as for
-//   `modeconn_ensemble_predict`.
-// - `entropy`: receives `batch` floats, one per sample in order; `entropy_len` is its
-//   capacity in floats (at least `batch`). Required (not NULL).
-//
-// Buffers are checked before any work: one that is too small returns `BUFFER_TOO_SMALL` and
-// nothing is written. Outputs are written only on success; on failure the buffers are left
-// untouched.
-//
-// Statuses: those of `modeconn_ensemble_predict`. Thread-safe.
-//
-// # Safety
-//
-// Every non-NULL pointer must be valid for its length (reads for `input`, writes for the
-// outputs), and the buffers must not overlap.
-modeconn_status modeconn_ensemble_predict_entropy(const struct modeconn_ensemble *ensemble, const float *input, size_t input_len, size_t batch, const struct modeconn_sampling *sampling, float *probabilities, size_t probabilities_len, float *entropy, size_t entropy_len);
-
-// Writes a standalone ONNX model of one member (the bundle's graph with every varying tensor
-// fixed to its value there, runnable by any ONNX Runtime) to the file `path`, replacing it
-// atomically.
-//
-// - `member`: for curves `{MODECONN_MEMBER_KIND_T, t, 0}`, for snapshot sets
-//   `{MODECONN_MEMBER_KIND_INDEX, 0, index}`. Borrowed.
-// - `path`: NUL-terminated UTF-8, borrowed.
-//
-// Statuses: `OK`; `NULL_ARGUMENT`; `INVALID_HANDLE`; `UTF8`; `INVALID_ARGUMENT` (unknown
-// member kind); `T_OUT_OF_RANGE`; `MEMBER_OUT_OF_RANGE`; `SAMPLING` (t for a snapshot set or
-// an index for a curve); `IO`; `ONNX`; `PANIC`. Thread-safe.
-//
-// # Safety
-//
-// `member` must be NULL or point to a `modeconn_member`; `path` NULL or NUL-terminated.
-modeconn_status modeconn_ensemble_materialize(const struct modeconn_ensemble *ensemble, const struct modeconn_member *member, const char *path);
-
-// Loads ONNX Runtime (once per process) and creates a runtime handle running on `device`.
-//
-// - `ort_library`: path of `libonnxruntime.so`, or NULL to use `ORT_DYLIB_PATH`, then the
-//   folder of the executable. Borrowed during the call. ONNX Runtime is loaded only once per
-//   process: the library of the first successful call is used by all later ones.
-// - `device`: a `modeconn_device` value (`MODECONN_DEVICE_CPU`, `_CUDA`, `_AUTO`).
-// - `threads`: operator threads (0: ONNX Runtime's default, one per core); the first runtime
-//   of the process fixes it for all.
-// - `out`: receives the new handle, owned by the caller, to be released with
-//   `modeconn_runtime_free`. Written only on success.
-//
-// Statuses: `OK`; `NULL_ARGUMENT` (`out`); `UTF8` (`ort_library`); `INVALID_ARGUMENT` (an
-// unknown device); `ORT_LIBRARY` (ONNX Runtime not found or not loadable); `DEVICE` (CUDA
-// asked for and unavailable); `ORT`; `PANIC`.
-//
-// Thread-safe.
-//
-// # Safety
-//
-// `ort_library` must be NULL or a NUL-terminated string; `out` must be NULL or valid for
-// writing one pointer.
-modeconn_status modeconn_runtime_new(const char *ort_library, uint32_t device, size_t threads, struct modeconn_runtime **out);
-
-// Releases a runtime handle. NULL does nothing (`OK`).
-//
-// Ensembles opened with it stay usable: they keep what they need. Statuses: `OK`;
-// `INVALID_HANDLE` when `runtime` is not a live handle (e.g. freed twice; nothing is done).
-// Thread-safe; calls in flight on other threads with this handle finish normally.
-//
-// # Safety
-//
-// `runtime` must be NULL or a handle returned by `modeconn_runtime_new`; it must not be used
-// after this call.
-modeconn_status modeconn_runtime_free(struct modeconn_runtime *runtime);
-
 // Runs a training job (train, curve, fge or eval) through the trainer plugin.
 //
-// - `plugin`: path of `libmodeconn_trainer.so`, or NULL to search `MODECONN_TRAINER`, then
-//   the folder of `libmodeconn.so`, then the folder of the executable. Borrowed.
-// - `job_json`: the job as a NUL-terminated JSON object (see `docs/` and the CLI's training
-//   commands). Borrowed during the call.
-// - `progress`: NULL, or called with each progress event (see `modeconn_progress_fn`) on the
-//   calling thread while the job runs; `user` is passed to it unchanged.
-// - `report`: receives the report (a NUL-terminated JSON object with `"ok": true` and the
-//   metrics), owned by the caller, to be released with `modeconn_string_free`. Written only
-//   on success.
+// plugin: path of libmodeconn_trainer.so, or NULL to search MODECONN_TRAINER, then the
+// folder of libmodeconn.so, then the folder of the executable. Borrowed.
 //
-// Statuses: `OK`; `NULL_ARGUMENT`; `UTF8`; `TRAINER_UNAVAILABLE` (plugin not found, not
-// loadable, not a plugin, or another ABI version); `TRAINER_FAILED` (the job was refused or
-// failed: the message is the trainer's error); `PANIC`.
+// job_json: the job as a NUL-terminated JSON object tagged by "command", the same the CLI's
+// training commands send (docs/c-api.md lists the fields). Borrowed during the call.
+//
+// progress: NULL, or called with each progress event (see modeconn_progress_fn) on the
+// calling thread while the job runs; user is passed to it unchanged.
+//
+// report: receives the report (a NUL-terminated JSON object with "ok": true and the
+// metrics), owned by the caller, to be released with modeconn_string_free. Written only on
+// success.
+//
+// Statuses: OK; NULL_ARGUMENT; UTF8; TRAINER_UNAVAILABLE (plugin not found, not loadable,
+// not a plugin, or another ABI version); INVALID_JOB (the job is not JSON or not a valid job;
+// the message names the field); TRAINER_FAILED (the trainer refused the job or failed: the
+// message is the trainer's error); PANIC.
 //
 // Thread-safe (jobs on several threads compete for libtorch's threads and devices). The
 // plugin stays loaded for the rest of the process.
 //
-// # Safety
-//
-// `plugin` must be NULL or NUL-terminated; `job_json` NULL or NUL-terminated; `progress`
-// NULL or a function safe to call with `user`; `report` NULL or valid for writing a pointer.
+// Pointers: plugin and job_json are NULL or NUL-terminated; progress is NULL or a function
+// safe to call with user; report is NULL or valid for writing a pointer.
 modeconn_status modeconn_train(const char *plugin, const char *job_json, modeconn_progress_fn progress, void *user, char **report);
 
-// Releases a string returned by this library (the report of `modeconn_train`). NULL does
-// nothing. Always returns `OK`. Any thread may release it.
+// Releases a string returned by this library (the report of modeconn_train). NULL does
+// nothing. Always returns OK. Any thread may release it.
 //
-// # Safety
-//
-// `s` must be NULL or a string returned by this library and not yet released; it must not be
-// used afterwards. Never pass it to `free`.
+// Pointers: s is NULL or a string returned by this library and not yet released; it must not
+// be used afterwards. Never pass it to free.
 modeconn_status modeconn_string_free(char *s);
 
 #ifdef __cplusplus

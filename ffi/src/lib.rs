@@ -1,24 +1,35 @@
 //! The C ABI of the modeconn runtime: `libmodeconn.so`, `libmodeconn.a` and
-//! `include/modeconn.h` (generated from this crate by cbindgen; see `docs/c-api.md`).
+//! `include/modeconn.h` (generated from this crate by cbindgen; see `docs/c-api.md`), with
+//! `include/modeconn.hpp`, a header-only C++17 wrapper over it.
 //!
-//! Conventions (`STYLE.md` section 3): one `modeconn_` prefix; opaque handles with matching
-//! `_new`/`_free`; every fallible function returns a [`modeconn_status`]; the message of the
-//! last error of each thread through [`modeconn_last_error_message`]; outputs written only on
-//! success; every pointer and length checked; no panic crosses the boundary
-//! (the `ffi_boundary!` macro, a `catch_unwind` around every body).
+//! One module per C object, named after its prefix: [`runtime`] (`modeconn_runtime_*`),
+//! [`ensemble`] (`modeconn_ensemble_open`, properties and metadata), [`predict`] (the input,
+//! sampling and outputs of `modeconn_ensemble_predict`), [`member`] (`modeconn_member`,
+//! materialising one), [`trainer`] (`modeconn_train`), [`status`] (statuses, the last error).
+//!
+//! Conventions (`STYLE.md` section 3): opaque handles with matching `_new`/`_free`; every
+//! fallible function returns a [`modeconn_status`]; the message of the last error of each
+//! thread through [`modeconn_last_error_message`]; outputs written only on success; every
+//! pointer and length checked; no panic crosses the boundary: fallible functions run inside
+//! `ffi_boundary!`, the others inside `ffi_value!`, both a `catch_unwind`.
 //!
 //! Handles are tokens: a live handle's address is registered with the object it stands for
 //! (behind an `Arc`), and every call looks it up first. A freed handle is therefore answered
 //! with [`modeconn_status::InvalidHandle`] without being dereferenced (until its address is
 //! reused by a new handle), and freeing a handle while other threads still use it lets their
 //! calls finish.
+//!
+//! The doc comments of the `extern "C"` items are the header's comments, so they are written
+//! for C programmers: plain text, no Rust markup; the contract on pointers is stated in each
+//! function's "Pointers" paragraph rather than a rustdoc `# Safety` section.
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 // The C names (`modeconn_status`, `modeconn_runtime`, ...) are the API.
 #![allow(non_camel_case_types)]
+// See the crate documentation: the safety contract is in each function's "Pointers" paragraph.
+#![allow(clippy::missing_safety_doc)]
 
-use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Wraps the body of an `extern "C"` function returning [`modeconn_status`]: clears the
@@ -27,6 +38,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 macro_rules! ffi_boundary {
     ($($body:tt)*) => {
         crate::boundary(move || -> crate::FfiResult { $($body)* })
+    };
+}
+
+/// Wraps the body of an `extern "C"` function that returns a value rather than a status:
+/// a panic is caught and answered with `$fallback`.
+macro_rules! ffi_value {
+    ($fallback:expr, $($body:tt)*) => {
+        crate::guard_value($fallback, move || { $($body)* })
     };
 }
 
@@ -42,15 +61,19 @@ macro_rules! not_null {
     };
 }
 
-mod ensemble;
+pub mod ensemble;
 mod handle;
-mod runtime;
-mod status;
-mod trainer;
+pub mod member;
+pub mod predict;
+pub mod runtime;
+pub mod status;
+pub mod trainer;
 
 pub use ensemble::*;
+pub use member::*;
+pub use predict::*;
 pub use runtime::*;
-pub use status::modeconn_status;
+pub use status::*;
 pub use trainer::*;
 
 /// What a failed call reports: its status and a message for the thread's last error.
@@ -67,48 +90,21 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// An [`modeconn_status::InvalidArgument`] failure.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Failure::new(modeconn_status::InvalidArgument, message)
+    }
 }
 
 impl From<::modeconn_runtime::Error> for Failure {
     fn from(e: ::modeconn_runtime::Error) -> Self {
-        // The trainer plugin's errors have statuses of the C ABI's own (110 and 111), not the
-        // runtime's numbers.
-        let status = match e {
-            ::modeconn_runtime::Error::TrainerUnavailable { .. } => {
-                modeconn_status::TrainerUnavailable
-            }
-            ::modeconn_runtime::Error::TrainerFailed(_) => modeconn_status::TrainerFailed,
-            _ => modeconn_status::from_code(e.code()),
-        };
-        Failure::new(status, e.to_string())
+        Failure::new(e.code().into(), e.to_string())
     }
 }
 
 /// Result of the body of an `extern "C"` function.
 pub(crate) type FfiResult = Result<(), Failure>;
-
-thread_local! {
-    /// The message of the calling thread's last error (empty after a success).
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
-
-/// Records the message of a failure for [`modeconn_last_error_message`].
-pub(crate) fn set_last_error(message: &str) {
-    // Interior NULs cannot be represented in a C string: replace them.
-    let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|cell| *cell.borrow_mut() = text);
-}
-
-/// Clears the calling thread's last error (at the start of every call).
-pub(crate) fn clear_last_error() {
-    LAST_ERROR.with(|cell| {
-        if let Ok(mut last) = cell.try_borrow_mut()
-            && !last.as_bytes().is_empty()
-        {
-            *last = CString::default();
-        }
-    });
-}
 
 /// Turns a panic payload into text.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -125,15 +121,15 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// panic, and turns the body's `Result<(), Failure>` into a [`modeconn_status`], recording the
 /// message of a failure.
 pub(crate) fn boundary(body: impl FnOnce() -> FfiResult) -> modeconn_status {
-    clear_last_error();
+    status::clear_last_error();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => modeconn_status::Ok,
         Ok(Err(failure)) => {
-            set_last_error(&failure.message);
+            status::set_last_error(&failure.message);
             failure.status
         }
         Err(payload) => {
-            set_last_error(&format!(
+            status::set_last_error(&format!(
                 "internal error (a panic was caught at the C boundary): {}",
                 panic_message(payload.as_ref())
             ));
@@ -142,11 +138,17 @@ pub(crate) fn boundary(body: impl FnOnce() -> FfiResult) -> modeconn_status {
     }
 }
 
+/// Runs the body of an `extern "C"` function that returns a value: a panic is answered with
+/// `fallback`. The thread's last error is left alone.
+pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
 /// Borrows a NUL-terminated UTF-8 argument.
 ///
 /// # Safety
 ///
-/// `ptr` must be non-NULL and point to a NUL-terminated string valid during the call.
+/// `ptr` must be NULL or point to a NUL-terminated string valid during the call.
 pub(crate) unsafe fn c_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, Failure> {
     if ptr.is_null() {
         return Err(Failure::new(
@@ -184,10 +186,9 @@ pub(crate) unsafe fn slice_in<'a, T>(
         ));
     }
     if !ptr.is_aligned() {
-        return Err(Failure::new(
-            modeconn_status::InvalidArgument,
-            format!("argument `{name}` is not aligned"),
-        ));
+        return Err(Failure::invalid(format!(
+            "argument `{name}` is not aligned"
+        )));
     }
     // SAFETY: non-NULL, aligned, `len` items (the caller's contract).
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
@@ -203,23 +204,27 @@ pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
     unsafe { ptr.write(value) }
 }
 
-/// The library's version as a string, e.g. `"0.1.0"`.
+/// The library's version as a string, e.g. "0.2.0".
 ///
 /// Returns a static NUL-terminated string owned by the library (never NULL, never to be
 /// freed). Cannot fail; safe from any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn modeconn_version() -> *const c_char {
-    static VERSION: &CStr =
-        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-            Ok(v) => v,
-            Err(_) => c"unknown",
-        };
-    VERSION.as_ptr()
+    ffi_value! {
+        c"unknown".as_ptr(),
+        static VERSION: &CStr =
+            match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+                Ok(v) => v,
+                Err(_) => c"unknown",
+            };
+        VERSION.as_ptr()
+    }
 }
 
-/// The library's version as `major * 10000 + minor * 100 + patch`, to compare with the
-/// header's `MODECONN_ABI_VERSION`: a program built against a header of another major version
-/// (or, while the major version is 0, another minor version) must not use this library.
+/// The library's version as major * 10000 + minor * 100 + patch, to compare with the header's
+/// MODECONN_ABI_VERSION: a program built against a header of another major version (or, while
+/// the major version is 0, another minor version) must not use this library. Version 0.2
+/// brought the C ABI version 2 (one predict call, typed enums, metadata accessors).
 ///
 /// Cannot fail; safe from any thread.
 #[unsafe(no_mangle)]
@@ -238,31 +243,4 @@ pub extern "C" fn modeconn_abi_version() -> u32 {
         + parse(env!("CARGO_PKG_VERSION_MINOR")) * 100
         + parse(env!("CARGO_PKG_VERSION_PATCH"));
     ABI
-}
-
-/// The message of the calling thread's last failed call, or an empty string when the last
-/// call succeeded (or none was made).
-///
-/// Returns a NUL-terminated UTF-8 string owned by the library, valid until the next call of
-/// any other `modeconn_` function on the same thread; copy it to keep it. Never NULL, never to
-/// be freed. Calling it does not change the last error. Each thread has its own.
-#[unsafe(no_mangle)]
-pub extern "C" fn modeconn_last_error_message() -> *const c_char {
-    // Cannot panic: `with` only fails during thread teardown, handled by `try_with`.
-    LAST_ERROR
-        .try_with(|cell| match cell.try_borrow() {
-            Ok(s) => s.as_ptr(),
-            Err(_) => c"".as_ptr(),
-        })
-        .unwrap_or(c"".as_ptr())
-}
-
-/// The name of a status, e.g. `"MODECONN_STATUS_NULL_ARGUMENT"`; `"MODECONN_STATUS_UNKNOWN"`
-/// for a number that is not a status.
-///
-/// Returns a static NUL-terminated string (never NULL, never to be freed). Cannot fail; safe
-/// from any thread; does not change the last error.
-#[unsafe(no_mangle)]
-pub extern "C" fn modeconn_status_name(status: u32) -> *const c_char {
-    status::name(status).as_ptr()
 }

@@ -5,71 +5,82 @@ use std::ffi::c_char;
 use ::modeconn_runtime::{Device, Runtime, RuntimeOptions};
 
 use crate::handle::Registry;
-use crate::{Failure, c_str, modeconn_status, write_out};
+use crate::{Failure, c_str, write_out};
 
 /// A handle on ONNX Runtime with a chosen device (opaque). Create it with
-/// `modeconn_runtime_new`, release it with `modeconn_runtime_free`.
+/// modeconn_runtime_new, release it with modeconn_runtime_free.
 pub struct modeconn_runtime {
     _token: u8,
 }
 
 pub(crate) static RUNTIMES: Registry<Runtime> = Registry::new("runtime");
 
-/// Where to run (the `device` argument of `modeconn_runtime_new`).
+/// Where to run (the device argument of modeconn_runtime_new).
 #[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::FromRepr)]
 pub enum modeconn_device {
     /// ONNX Runtime's CPU execution provider.
     Cpu = 0,
-    /// The CUDA execution provider; `MODECONN_STATUS_DEVICE` when it cannot be used.
+    /// The CUDA execution provider; MODECONN_STATUS_DEVICE when it cannot be used.
     Cuda = 1,
-    /// CUDA when it can be used, the CPU otherwise (see `modeconn_ensemble_provider`).
+    /// CUDA when it can be used, the CPU otherwise (see modeconn_ensemble_provider).
     Auto = 2,
 }
 
-/// Loads ONNX Runtime (once per process) and creates a runtime handle running on `device`.
+impl From<modeconn_device> for Device {
+    fn from(d: modeconn_device) -> Self {
+        match d {
+            modeconn_device::Cpu => Device::Cpu,
+            modeconn_device::Cuda => Device::Cuda,
+            modeconn_device::Auto => Device::Auto,
+        }
+    }
+}
+
+/// Loads ONNX Runtime (once per process) and creates a runtime handle running on device.
 ///
-/// - `ort_library`: path of `libonnxruntime.so`, or NULL to use `ORT_DYLIB_PATH`, then the
-///   folder of the executable. Borrowed during the call. ONNX Runtime is loaded only once per
-///   process: the library of the first successful call is used by all later ones.
-/// - `device`: a `modeconn_device` value (`MODECONN_DEVICE_CPU`, `_CUDA`, `_AUTO`).
-/// - `threads`: operator threads (0: ONNX Runtime's default, one per core); the first runtime
-///   of the process fixes it for all.
-/// - `out`: receives the new handle, owned by the caller, to be released with
-///   `modeconn_runtime_free`. Written only on success.
+/// ort_library: path of libonnxruntime.so, or NULL to use the ORT_DYLIB_PATH environment
+/// variable, then the folder of the executable. Borrowed during the call. ONNX Runtime is
+/// loaded only once per process: the library of the first successful call is used by all
+/// later ones.
 ///
-/// Statuses: `OK`; `NULL_ARGUMENT` (`out`); `UTF8` (`ort_library`); `INVALID_ARGUMENT` (an
-/// unknown device); `ORT_LIBRARY` (ONNX Runtime not found or not loadable); `DEVICE` (CUDA
-/// asked for and unavailable); `ORT`; `PANIC`.
+/// device: a modeconn_device value (MODECONN_DEVICE_CPU, MODECONN_DEVICE_CUDA or
+/// MODECONN_DEVICE_AUTO), passed as its number.
+///
+/// threads: operator threads (0: ONNX Runtime's default, one per core); the first runtime of
+/// the process fixes it for all.
+///
+/// out: receives the new handle, owned by the caller, to be released with
+/// modeconn_runtime_free. Written only on success.
+///
+/// Statuses: OK; NULL_ARGUMENT (out); UTF8 (ort_library); INVALID_ARGUMENT (an unknown
+/// device); ORT_LIBRARY (ONNX Runtime not found or not loadable); DEVICE (CUDA asked for and
+/// unavailable); ORT; PANIC.
 ///
 /// Thread-safe.
 ///
-/// # Safety
-///
-/// `ort_library` must be NULL or a NUL-terminated string; `out` must be NULL or valid for
-/// writing one pointer.
+/// Pointers: ort_library is NULL or a NUL-terminated string; out is NULL or valid for writing
+/// one pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn modeconn_runtime_new(
     ort_library: *const c_char,
     device: u32,
     threads: usize,
     out: *mut *mut modeconn_runtime,
-) -> modeconn_status {
+) -> crate::modeconn_status {
     ffi_boundary! {
         not_null!(out, "out");
-        let device = match device {
-            0 => Device::Cpu,
-            1 => Device::Cuda,
-            2 => Device::Auto,
-            other => {
-                return Err(Failure::new(
-                    modeconn_status::InvalidArgument,
-                    format!("device {other} is not a modeconn_device (0 cpu, 1 cuda, 2 auto)"),
-                ));
-            }
-        };
+        let device = modeconn_device::from_repr(device).ok_or_else(|| {
+            Failure::invalid(format!(
+                "device {device} is not a modeconn_device (MODECONN_DEVICE_CPU {}, \
+                 MODECONN_DEVICE_CUDA {}, MODECONN_DEVICE_AUTO {})",
+                modeconn_device::Cpu as u32,
+                modeconn_device::Cuda as u32,
+                modeconn_device::Auto as u32,
+            ))
+        })?;
         let mut options = RuntimeOptions::default()
-            .with_device(device)
+            .with_device(device.into())
             .with_intra_threads(threads);
         if !ort_library.is_null() {
             // SAFETY: non-NULL and NUL-terminated (this function's contract).
@@ -85,18 +96,18 @@ pub unsafe extern "C" fn modeconn_runtime_new(
     }
 }
 
-/// Releases a runtime handle. NULL does nothing (`OK`).
+/// Releases a runtime handle. NULL does nothing (OK).
 ///
-/// Ensembles opened with it stay usable: they keep what they need. Statuses: `OK`;
-/// `INVALID_HANDLE` when `runtime` is not a live handle (e.g. freed twice; nothing is done).
+/// Ensembles opened with it stay usable: they keep what they need. Statuses: OK;
+/// INVALID_HANDLE when runtime is not a live handle (e.g. freed twice; nothing is done).
 /// Thread-safe; calls in flight on other threads with this handle finish normally.
 ///
-/// # Safety
-///
-/// `runtime` must be NULL or a handle returned by `modeconn_runtime_new`; it must not be used
+/// Pointers: runtime is NULL or a handle returned by modeconn_runtime_new; it must not be used
 /// after this call.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn modeconn_runtime_free(runtime: *mut modeconn_runtime) -> modeconn_status {
+pub unsafe extern "C" fn modeconn_runtime_free(
+    runtime: *mut modeconn_runtime,
+) -> crate::modeconn_status {
     ffi_boundary! {
         if runtime.is_null() {
             return Ok(());

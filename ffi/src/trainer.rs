@@ -1,22 +1,29 @@
 //! Training from C: runs a job through the trainer plugin (`libmodeconn_trainer.so`).
 //!
-//! The plugin is found, loaded and called by [`modeconn_runtime::plugin`], as the CLI does, plus
+//! The plugin is found, loaded and called by [`modeconn_jobs::plugin`], as the CLI does, plus
 //! the folder of this library: the explicit path, then `MODECONN_TRAINER`, then beside
 //! `libmodeconn.so` (when the library is loaded as a shared object), then beside the
-//! executable. A path given explicitly or by the variable must exist. The plugin's ABI is
-//! `trainer/src/plugin.rs`.
+//! executable. A path given explicitly or by the variable must exist. The job is the same JSON
+//! the CLI sends (`modeconn_jobs::Job`), checked here before the plugin runs it.
 
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::path::{Path, PathBuf};
 
-use modeconn_runtime::plugin::TrainerPlugin;
+use modeconn_jobs::{Job, TrainerPlugin};
 
 use crate::{Failure, c_str, modeconn_status, write_out};
 
-/// The progress callback of `modeconn_train`: called with one event (a NUL-terminated JSON
-/// object tagged by `"event"`, owned by the plugin and valid only during the call) and the
-/// `user` pointer given to `modeconn_train`. It runs on the thread that called
-/// `modeconn_train`, before that call returns, and must not unwind (no C++ exception).
+impl From<modeconn_jobs::Error> for Failure {
+    fn from(e: modeconn_jobs::Error) -> Self {
+        Failure::new(e.code().into(), e.to_string())
+    }
+}
+
+/// The progress callback of modeconn_train: called with one event (a NUL-terminated JSON
+/// object tagged by "event", owned by the library and valid only during the call) and the
+/// user pointer given to modeconn_train. It runs on the thread that called modeconn_train,
+/// before that call returns, and must not unwind (no C++ exception). Calls it makes into this
+/// library do not change the last error modeconn_train reports.
 pub type modeconn_progress_fn =
     Option<unsafe extern "C" fn(event_json: *const c_char, user: *mut c_void)>;
 
@@ -43,27 +50,29 @@ fn own_folder() -> Option<PathBuf> {
 
 /// Runs a training job (train, curve, fge or eval) through the trainer plugin.
 ///
-/// - `plugin`: path of `libmodeconn_trainer.so`, or NULL to search `MODECONN_TRAINER`, then
-///   the folder of `libmodeconn.so`, then the folder of the executable. Borrowed.
-/// - `job_json`: the job as a NUL-terminated JSON object (see `docs/` and the CLI's training
-///   commands). Borrowed during the call.
-/// - `progress`: NULL, or called with each progress event (see `modeconn_progress_fn`) on the
-///   calling thread while the job runs; `user` is passed to it unchanged.
-/// - `report`: receives the report (a NUL-terminated JSON object with `"ok": true` and the
-///   metrics), owned by the caller, to be released with `modeconn_string_free`. Written only
-///   on success.
+/// plugin: path of libmodeconn_trainer.so, or NULL to search MODECONN_TRAINER, then the
+/// folder of libmodeconn.so, then the folder of the executable. Borrowed.
 ///
-/// Statuses: `OK`; `NULL_ARGUMENT`; `UTF8`; `TRAINER_UNAVAILABLE` (plugin not found, not
-/// loadable, not a plugin, or another ABI version); `TRAINER_FAILED` (the job was refused or
-/// failed: the message is the trainer's error); `PANIC`.
+/// job_json: the job as a NUL-terminated JSON object tagged by "command", the same the CLI's
+/// training commands send (docs/c-api.md lists the fields). Borrowed during the call.
+///
+/// progress: NULL, or called with each progress event (see modeconn_progress_fn) on the
+/// calling thread while the job runs; user is passed to it unchanged.
+///
+/// report: receives the report (a NUL-terminated JSON object with "ok": true and the
+/// metrics), owned by the caller, to be released with modeconn_string_free. Written only on
+/// success.
+///
+/// Statuses: OK; NULL_ARGUMENT; UTF8; TRAINER_UNAVAILABLE (plugin not found, not loadable,
+/// not a plugin, or another ABI version); INVALID_JOB (the job is not JSON or not a valid job;
+/// the message names the field); TRAINER_FAILED (the trainer refused the job or failed: the
+/// message is the trainer's error); PANIC.
 ///
 /// Thread-safe (jobs on several threads compete for libtorch's threads and devices). The
 /// plugin stays loaded for the rest of the process.
 ///
-/// # Safety
-///
-/// `plugin` must be NULL or NUL-terminated; `job_json` NULL or NUL-terminated; `progress`
-/// NULL or a function safe to call with `user`; `report` NULL or valid for writing a pointer.
+/// Pointers: plugin and job_json are NULL or NUL-terminated; progress is NULL or a function
+/// safe to call with user; report is NULL or valid for writing a pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn modeconn_train(
     plugin: *const c_char,
@@ -75,7 +84,7 @@ pub unsafe extern "C" fn modeconn_train(
     ffi_boundary! {
         not_null!(report, "report");
         // SAFETY: NULL or NUL-terminated (this function's contract).
-        let job = unsafe { c_str(job_json, "job_json") }?;
+        let text = unsafe { c_str(job_json, "job_json") }?;
         let explicit = if plugin.is_null() {
             None
         } else {
@@ -85,14 +94,27 @@ pub unsafe extern "C" fn modeconn_train(
         let extra: Vec<PathBuf> = own_folder().into_iter().collect();
         let path = TrainerPlugin::locate(explicit.as_deref(), &extra)?;
         let trainer = TrainerPlugin::load(&path)?;
-        let mut on_event = |event: &str| {
-            if let (Some(f), Ok(event)) = (progress, CString::new(event)) {
+        let job = Job::from_json(text)?;
+        let mut on_event = |event: &modeconn_jobs::Event| {
+            let Some(f) = progress else {
+                return;
+            };
+            let Ok(event) = serde_json::to_string(event).map(CString::new) else {
+                return;
+            };
+            if let Ok(event) = event {
                 // SAFETY: `event` is a C string alive during the call; `progress` and `user`
                 // are the caller's, called as `modeconn_progress_fn` documents.
                 unsafe { f(event.as_ptr(), user) };
             }
         };
-        let text = trainer.run(job, &mut on_event)?;
+        let done = trainer.run(&job, &mut on_event)?;
+        // A callback that called into this library left its own last error behind; the
+        // outcome of this call is what it reports.
+        crate::status::clear_last_error();
+        let text = serde_json::to_string(&done).map_err(|e| {
+            Failure::new(modeconn_status::TrainerFailed, format!("the report cannot be written: {e}"))
+        })?;
         let out = CString::new(text).map_err(|_| {
             Failure::new(modeconn_status::TrainerFailed, "the report contains a NUL")
         })?;
@@ -102,13 +124,11 @@ pub unsafe extern "C" fn modeconn_train(
     }
 }
 
-/// Releases a string returned by this library (the report of `modeconn_train`). NULL does
-/// nothing. Always returns `OK`. Any thread may release it.
+/// Releases a string returned by this library (the report of modeconn_train). NULL does
+/// nothing. Always returns OK. Any thread may release it.
 ///
-/// # Safety
-///
-/// `s` must be NULL or a string returned by this library and not yet released; it must not be
-/// used afterwards. Never pass it to `free`.
+/// Pointers: s is NULL or a string returned by this library and not yet released; it must not
+/// be used afterwards. Never pass it to free.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn modeconn_string_free(s: *mut c_char) -> modeconn_status {
     ffi_boundary! {
