@@ -6,13 +6,26 @@
 //! Runtime from `ORT_DYLIB_PATH`. Set `MODECONN_TEST_TOL` to change the comparison tolerance and
 //! `MODECONN_TEST_BIN` to test another `modeconn` executable than the one Cargo builds.
 
+mod predictors;
 mod util;
 
 mod cli;
 mod concurrency;
 mod materialize;
 mod pack;
-mod predict;
+mod references;
 mod runtime_api;
 mod serve;
 mod trainer_cli;
+
+/// The prediction cases through `modeconn predict`.
+mod predict {
+    use crate::predictors::cli as predictor;
+    include!("predict.rs");
+}
+
+/// The same prediction cases through the C ABI (`include/modeconn.h`).
+mod predict_c_abi {
+    use crate::predictors::c_abi as predictor;
+    include!("predict.rs");
+}
