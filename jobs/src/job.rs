@@ -1,0 +1,527 @@
+//! Jobs: what the trainer is asked to do, as the CLI builds them and the plugin receives them
+//! (a JSON object tagged by `"command"`), with the defaults of their optional fields.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+named_enum! {
+    /// Where the trainer runs.
+    Device ("device") {
+        /// The CPU.
+        Cpu = "cpu",
+        /// The first CUDA device (an error when there is none).
+        Cuda = "cuda",
+        /// CUDA when available, else the CPU.
+        Auto = "auto",
+    }
+}
+
+named_enum! {
+    /// The basis of a curve's control points (see the design's mathematics).
+    Basis ("basis") {
+        /// Bezier: Bernstein polynomials of degree K - 1.
+        Bezier = "bezier",
+        /// Polygonal chain through the control points, bends evenly spaced in t.
+        Polychain = "polychain",
+    }
+}
+
+/// The defaults of the jobs' optional fields: what the trainer uses when a job leaves a field
+/// out, and what the CLI's flags show and send.
+pub mod defaults {
+    use super::{Basis, Device};
+
+    /// Initial learning rate (`lr`).
+    pub const fn lr() -> f64 {
+        0.05
+    }
+    /// Weight decay (`wd`).
+    pub const fn wd() -> f64 {
+        5e-4
+    }
+    /// SGD momentum (`momentum`).
+    pub const fn momentum() -> f64 {
+        0.9
+    }
+    /// Mini-batch size of training (`batch_size`).
+    pub const fn batch_size() -> usize {
+        128
+    }
+    /// Mini-batch size of evaluation (`batch_size` of `eval`).
+    pub const fn eval_batch_size() -> usize {
+        256
+    }
+    /// Seed of every random choice (`seed`).
+    pub const fn seed() -> u64 {
+        1
+    }
+    /// Device (`device`).
+    pub const fn device() -> Device {
+        Device::Auto
+    }
+    /// Basis of a curve (`basis`).
+    pub const fn basis() -> Basis {
+        Basis::Bezier
+    }
+    /// Interior control points of a curve (`bends`).
+    pub const fn bends() -> usize {
+        1
+    }
+    /// Points of the batch-norm statistics grid (`bn_grid`).
+    pub const fn bn_grid() -> usize {
+        21
+    }
+    /// Points of the t grid of an evaluation (`points`).
+    pub const fn points() -> usize {
+        61
+    }
+}
+
+/// Options every training command shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingOptions {
+    /// The data: `digits`, an `.npz` file, or a CIFAR-10/100 or MNIST folder.
+    pub data: String,
+    /// Number of epochs.
+    pub epochs: usize,
+    /// Initial learning rate.
+    #[serde(default = "defaults::lr")]
+    pub lr: f64,
+    /// Weight decay (L2 penalty `wd/2 · ||w||²`).
+    #[serde(default = "defaults::wd")]
+    pub wd: f64,
+    /// SGD momentum.
+    #[serde(default = "defaults::momentum")]
+    pub momentum: f64,
+    /// Mini-batch size.
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// Seed of every random choice (initialisation, shuffles, augmentation, t draws).
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// Where to run.
+    #[serde(default = "defaults::device")]
+    pub device: Device,
+    /// Take this many training samples as the test split (model selection).
+    #[serde(default)]
+    pub held_out: Option<usize>,
+    /// Use only the first N training samples.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Override the data set's default augmentation.
+    #[serde(default)]
+    pub augment: Option<bool>,
+    /// Checkpoint file (default: the output path with `.ckpt` appended).
+    #[serde(default)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint if there is one.
+    #[serde(default)]
+    pub resume: bool,
+}
+
+/// Train one network from scratch: writes a one-member snapshot bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainJob {
+    /// Architecture name, e.g. `preresnet20`, `mlp`.
+    pub arch: String,
+    /// Hidden sizes for `mlp`.
+    #[serde(default)]
+    pub hidden: Option<Vec<i64>>,
+    /// Shared training options.
+    #[serde(flatten)]
+    pub training: TrainingOptions,
+    /// Where to write the bundle.
+    pub out: PathBuf,
+}
+
+/// Fit a curve between two trained endpoints: writes a curve bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurveJob {
+    /// The start endpoint (a bundle written by `train`).
+    pub start: PathBuf,
+    /// The end endpoint.
+    pub end: PathBuf,
+    /// The basis.
+    #[serde(default = "defaults::basis")]
+    pub basis: Basis,
+    /// Interior control points (1 bend means 3 control points).
+    #[serde(default = "defaults::bends")]
+    pub bends: usize,
+    /// Train the start point too.
+    #[serde(default)]
+    pub train_start: bool,
+    /// Train the end point too.
+    #[serde(default)]
+    pub train_end: bool,
+    /// Points of the batch-norm statistics grid.
+    #[serde(default = "defaults::bn_grid")]
+    pub bn_grid: usize,
+    /// Shared training options.
+    #[serde(flatten)]
+    pub training: TrainingOptions,
+    /// Where to write the bundle.
+    pub out: PathBuf,
+}
+
+/// Fast Geometric Ensembling from a trained network: writes a snapshot-set bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FgeJob {
+    /// The network to start from (a bundle written by `train`).
+    pub init: PathBuf,
+    /// Cycle length in epochs (the cycle in iterations is this times the steps per epoch,
+    /// rounded up to an even number).
+    pub cycle: usize,
+    /// Largest learning rate of the cycle.
+    pub lr1: f64,
+    /// Smallest learning rate, where snapshots are taken.
+    pub lr2: f64,
+    /// Shared training options (`lr` is unused).
+    #[serde(flatten)]
+    pub training: TrainingOptions,
+    /// Where to write the bundle.
+    pub out: PathBuf,
+}
+
+/// Evaluate a bundle along its curve (or over its members).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalJob {
+    /// The bundle.
+    pub bundle: PathBuf,
+    /// The data.
+    pub data: String,
+    /// Points of the t grid for curves.
+    #[serde(default = "defaults::points")]
+    pub points: usize,
+    /// Also evaluate the straight segment between the endpoints.
+    #[serde(default)]
+    pub segment: bool,
+    /// Mini-batch size.
+    #[serde(default = "defaults::eval_batch_size")]
+    pub batch_size: usize,
+    /// Where to run.
+    #[serde(default = "defaults::device")]
+    pub device: Device,
+    /// Take this many training samples as the test split.
+    #[serde(default)]
+    pub held_out: Option<usize>,
+    /// Use only the first N training samples.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Seed for the held-out split.
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+}
+
+/// A job: what to do, tagged by `"command"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Job {
+    /// Train an endpoint.
+    Train(TrainJob),
+    /// Fit a curve.
+    Curve(CurveJob),
+    /// Run FGE.
+    Fge(FgeJob),
+    /// Evaluate a bundle.
+    Eval(EvalJob),
+}
+
+impl Job {
+    /// The command, as the job's `"command"` tag (and its report's) says it.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Job::Train(_) => "train",
+            Job::Curve(_) => "curve",
+            Job::Fge(_) => "fge",
+            Job::Eval(_) => "eval",
+        }
+    }
+
+    /// Parses a job from JSON, with a message that names the field at fault: its path (e.g.
+    /// `epochs: invalid type: string "three", expected usize`, `hidden[1]: ...`), or the field
+    /// itself for unknown and missing fields. Malformed JSON is answered with its line and
+    /// column.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidJob`] with that message.
+    pub fn from_json(text: &str) -> Result<Job> {
+        let error = match serde_json::from_str::<Job>(text) {
+            Ok(job) => return Ok(job),
+            Err(e) => e,
+        };
+        if error.classify() != serde_json::error::Category::Data {
+            return Err(Error::InvalidJob {
+                message: error.to_string(),
+            });
+        }
+        // The tag (`command`) and `#[serde(flatten)]` make serde buffer the job before the
+        // variant's struct sees it, which loses the path to the faulty field. Parse the
+        // variant's struct again on its own to find that path.
+        let located = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(locate_error);
+        Err(Error::InvalidJob {
+            message: located.unwrap_or_else(|| error.to_string()),
+        })
+    }
+}
+
+/// The error of a job that does not parse, prefixed with the path to the field at fault, or
+/// `None` when the job parses or its command is not known here.
+fn locate_error(value: serde_json::Value) -> Option<String> {
+    let mut fields = match value {
+        serde_json::Value::Object(fields) => fields,
+        other => {
+            let kind = match other {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            };
+            return Some(format!(
+                "a job is a JSON object tagged by `command`, not {kind}"
+            ));
+        }
+    };
+    let command = match fields.remove("command")? {
+        serde_json::Value::String(c) => c,
+        _ => return None,
+    };
+    match command.as_str() {
+        "train" => located::<TrainJob>(fields, true),
+        "curve" => located::<CurveJob>(fields, true),
+        "fge" => located::<FgeJob>(fields, true),
+        "eval" => located::<EvalJob>(fields, false),
+        _ => None,
+    }
+}
+
+/// Parses `fields` as a `T` and returns its error with the path to the field at fault.
+/// `flattened`: `T` holds [`TrainingOptions`] through `#[serde(flatten)]`, whose errors are
+/// located by parsing the training options among `fields` on their own.
+fn located<T: serde::de::DeserializeOwned>(
+    fields: serde_json::Map<String, serde_json::Value>,
+    flattened: bool,
+) -> Option<String> {
+    let training: serde_json::Map<String, serde_json::Value> = if flattened {
+        let names = struct_fields::<TrainingOptions>();
+        fields
+            .iter()
+            .filter(|(k, _)| names.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    } else {
+        serde_json::Map::new()
+    };
+    let error =
+        serde_path_to_error::deserialize::<_, T>(serde_json::Value::Object(fields)).err()?;
+    let with_path = |e: &serde_path_to_error::Error<serde_json::Error>| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        // The root has no name, and an unknown field names itself.
+        if path == "." || message.starts_with("unknown field") {
+            None
+        } else {
+            Some(format!("{path}: {message}"))
+        }
+    };
+    if let Some(message) = with_path(&error) {
+        return Some(message);
+    }
+    if flattened
+        && let Err(e) = serde_path_to_error::deserialize::<_, TrainingOptions>(
+            serde_json::Value::Object(training),
+        )
+        && let Some(message) = with_path(&e)
+    {
+        return Some(message);
+    }
+    Some(error.into_inner().to_string())
+}
+
+/// The field names the derived `Deserialize` of a struct asks for (empty for anything else).
+fn struct_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    let mut capture = FieldCapture::default();
+    let _ = T::deserialize(&mut capture);
+    capture.fields
+}
+
+/// A deserializer that fails at once, noting the field names of the struct asked for.
+#[derive(Default)]
+struct FieldCapture {
+    fields: &'static [&'static str],
+}
+
+impl<'de> serde::Deserializer<'de> for &mut FieldCapture {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.fields = fields;
+        Err(serde::de::Error::custom("fields noted"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message of a job that must not parse.
+    fn error(text: &str) -> String {
+        match Job::from_json(text) {
+            Ok(job) => panic!("parsed: {job:?}"),
+            Err(Error::InvalidJob { message }) => message,
+            Err(e) => panic!("not an invalid job: {e}"),
+        }
+    }
+
+    const TRAIN: &str = r#""command":"train","arch":"mlp","data":"digits","out":"x""#;
+
+    #[test]
+    fn type_errors_in_flattened_options_name_the_field() {
+        let m = error(&format!(r#"{{{TRAIN},"epochs":"three"}}"#));
+        assert_eq!(m, r#"epochs: invalid type: string "three", expected usize"#);
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"lr":"fast"}}"#));
+        assert!(m.starts_with("lr: invalid type"), "{m}");
+        let m = error(&format!(r#"{{{TRAIN},"epochs":-3}}"#));
+        assert!(m.starts_with("epochs: invalid value"), "{m}");
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"limit":1.5}}"#));
+        assert!(m.starts_with("limit: invalid type"), "{m}");
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"resume":"yes"}}"#));
+        assert!(m.starts_with("resume: invalid type"), "{m}");
+    }
+
+    #[test]
+    fn type_errors_in_the_jobs_own_fields_name_the_field() {
+        let m = error(r#"{"command":"train","arch":3,"data":"digits","epochs":3,"out":"x"}"#);
+        assert!(m.starts_with("arch: invalid type: integer `3`"), "{m}");
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"hidden":[8,"a"]}}"#));
+        assert!(m.starts_with("hidden[1]: invalid type"), "{m}");
+        let m = error(
+            r#"{"command":"curve","start":"a","end":"b","bends":"one","data":"digits","epochs":1,"out":"c"}"#,
+        );
+        assert!(m.starts_with("bends: invalid type"), "{m}");
+        let m = error(
+            r#"{"command":"curve","start":"a","end":"b","data":"digits","epochs":1.5,"out":"c"}"#,
+        );
+        assert!(m.starts_with("epochs: invalid type"), "{m}");
+        let m = error(
+            r#"{"command":"fge","init":"a","cycle":2,"lr1":"big","lr2":0.001,"data":"digits","epochs":2,"out":"f"}"#,
+        );
+        assert!(m.starts_with("lr1: invalid type"), "{m}");
+        let m = error(
+            r#"{"command":"fge","init":"a","cycle":2,"lr1":0.05,"lr2":0.001,"data":"digits","epochs":2,"seed":"s","out":"f"}"#,
+        );
+        assert!(m.starts_with("seed: invalid type"), "{m}");
+        let m = error(r#"{"command":"eval","bundle":"b","data":"digits","points":"many"}"#);
+        assert!(m.starts_with("points: invalid type"), "{m}");
+    }
+
+    #[test]
+    fn unknown_missing_and_malformed_are_named() {
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"epoch":4}}"#));
+        assert!(m.contains("unknown field `epoch`"), "{m}");
+        let m = error(r#"{"command":"eval","bundle":"b","data":"digits","pionts":3}"#);
+        assert!(
+            m.starts_with("unknown field `pionts`, expected one of"),
+            "{m}"
+        );
+        let m = error(&format!(r#"{{{TRAIN}}}"#));
+        assert!(m.contains("missing field `epochs`"), "{m}");
+        let m = error(r#"{"command":"train","data":"digits","epochs":3,"out":"x"}"#);
+        assert!(m.contains("missing field `arch`"), "{m}");
+        let m = error(r#"{"command":"trian","arch":"mlp"}"#);
+        assert!(m.contains("unknown variant `trian`"), "{m}");
+        let m = error(r#"{"arch":"mlp"}"#);
+        assert!(m.contains("missing field `command`"), "{m}");
+        let m = error(r#"{"command":"train","arch":"mlp","#);
+        assert!(m.contains("line 1"), "{m}");
+        let m = error("[1, 2]");
+        assert_eq!(
+            m,
+            "a job is a JSON object tagged by `command`, not an array"
+        );
+    }
+
+    #[test]
+    fn valid_jobs_still_parse() {
+        let job = Job::from_json(&format!(r#"{{{TRAIN},"epochs":3,"hidden":[8],"lr":1}}"#))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Job::Train(t) = job else {
+            panic!("not a train job");
+        };
+        assert_eq!(t.training.epochs, 3);
+        assert_eq!(t.training.lr, 1.0);
+        assert_eq!(t.hidden, Some(vec![8]));
+        let text = serde_json::to_string(&Job::Train(t.clone())).unwrap_or_default();
+        assert_eq!(Job::from_json(&text).ok(), Some(Job::Train(t)));
+    }
+
+    #[test]
+    fn names_are_checked_and_named() {
+        let m = error(&format!(r#"{{{TRAIN},"epochs":3,"device":"tpu"}}"#));
+        assert!(m.starts_with("device: unknown variant `tpu`"), "{m}");
+        let m = error(
+            r#"{"command":"curve","start":"a","end":"b","basis":"spline","data":"digits","epochs":1,"out":"c"}"#,
+        );
+        assert!(m.starts_with("basis: unknown variant `spline`"), "{m}");
+        for device in [Device::Cpu, Device::Cuda, Device::Auto] {
+            assert_eq!(device.as_str().parse::<Device>().ok(), Some(device));
+            let wire = serde_json::to_value(device).unwrap_or_default();
+            assert_eq!(wire, device.as_str());
+        }
+        let e = "tpu".parse::<Device>().err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("`tpu` is not a valid device: expected one of cpu, cuda, auto")
+        );
+        assert_eq!("polychain".parse::<Basis>().ok(), Some(Basis::Polychain));
+    }
+
+    #[test]
+    fn defaults_fill_what_a_job_leaves_out() {
+        let job = Job::from_json(r#"{"command":"eval","bundle":"b","data":"digits"}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(job.command(), "eval");
+        let Job::Eval(e) = job else {
+            panic!("not an eval job");
+        };
+        assert_eq!(e.points, defaults::points());
+        assert_eq!(e.batch_size, defaults::eval_batch_size());
+        assert_eq!(e.device, defaults::device());
+        assert_eq!(e.seed, defaults::seed());
+    }
+
+    #[test]
+    fn the_training_options_fields_are_known() {
+        let names = struct_fields::<TrainingOptions>();
+        for name in ["data", "epochs", "lr", "seed", "resume", "checkpoint"] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        assert!(struct_fields::<String>().is_empty());
+    }
+}

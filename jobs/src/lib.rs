@@ -1,0 +1,109 @@
+//! modeconn-jobs: the contract between the callers of the trainer (the `modeconn` CLI, the C
+//! API) and the trainer plugin (`libmodeconn_trainer.so`, the `cdylib` of `modeconn-trainer`).
+//!
+//! Everything both sides must agree on is here, once, with no libtorch and no ONNX Runtime:
+//!
+//! - [`job`]: what to do ([`Job`]: train, curve, fge, eval), with the defaults of every
+//!   optional field in [`defaults`], which the CLI's flags show as theirs;
+//! - [`event`]: the progress the trainer reports while it runs ([`Event`]);
+//! - [`report`]: what a finished job reports ([`Report`]), and the per-epoch [`HistoryRow`]
+//!   that checkpoints and bundle provenance keep;
+//! - [`plugin`]: finding, loading and calling the plugin ([`TrainerPlugin`]), which speaks
+//!   version [`ABI_VERSION`] of the ABI;
+//! - [`error`]: the one [`Error`], whose [`Error::code`] is the C API's status.
+//!
+//! On the wire (the plugin's C ABI) a job is a JSON object tagged by `"command"`, each event a
+//! JSON object tagged by `"event"`, and the report a JSON object with `"ok"`.
+//!
+//! ```
+//! use modeconn_jobs::{Device, Job, defaults};
+//!
+//! let job = Job::from_json(
+//!     r#"{"command": "train", "arch": "mlp", "data": "digits", "epochs": 3, "out": "a.safetensors"}"#,
+//! )?;
+//! let Job::Train(train) = &job else {
+//!     unreachable!("the command is train");
+//! };
+//! assert_eq!(train.training.lr, defaults::lr());
+//! assert_eq!(train.training.device, Device::Auto);
+//!
+//! // Errors name the field at fault.
+//! let error = Job::from_json(r#"{"command": "eval", "bundle": "b", "data": "digits", "points": "many"}"#)
+//!     .unwrap_err();
+//! assert!(error.to_string().starts_with("invalid job: points: invalid type"));
+//! # Ok::<(), modeconn_jobs::Error>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::unwrap_used)]
+
+/// Defines a fieldless enum whose values have one name each, on the wire (serde) and on the
+/// command line (`FromStr`, `Display`).
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident ($what:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
+        }
+
+        impl $name {
+            /// The names of every value, in order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// The name of the value, as JSON and the command line spell it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = crate::Error;
+
+            fn from_str(s: &str) -> crate::Result<Self> {
+                match s {
+                    $( $text => Ok($name::$variant), )+
+                    _ => Err(crate::Error::UnknownName {
+                        what: $what,
+                        value: s.to_string(),
+                        expected: Self::NAMES,
+                    }),
+                }
+            }
+        }
+    };
+}
+
+pub mod error;
+pub mod event;
+pub mod job;
+pub mod plugin;
+pub mod report;
+
+pub use error::{Error, ErrorCode, Result, Searched};
+pub use event::{EpochScores, Event, Phase};
+pub use job::{Basis, CurveJob, Device, EvalJob, FgeJob, Job, TrainJob, TrainingOptions, defaults};
+pub use plugin::TrainerPlugin;
+pub use report::{
+    Along, CurveEvaluation, CurveReport, EnsembleScores, EvalReport, Evaluation, FgeReport,
+    HistoryRow, PointRow, Report, Scores, SnapshotsEvaluation, Stats, Summary, TrainReport,
+    Trained,
+};
+
+/// The version of the plugin's C ABI: the plugin returns it from
+/// `modeconn_trainer_abi_version()`, and the loader refuses a plugin of another version.
+///
+/// Version 2: the epoch event says `test_nll` (was `test_loss`), as history rows and reports do.
+pub const ABI_VERSION: u32 = 2;

@@ -1,0 +1,398 @@
+//! Reports: what a finished job tells its caller, and the per-epoch history rows that
+//! checkpoints and bundle provenance keep.
+//!
+//! On the wire a report is a JSON object with `"ok": true` and its `"command"`, its fields
+//! beside them (nested objects where the fields below say so); a failure is
+//! `{"ok": false, "error": "..."}` instead (see [`crate::plugin`]). Accuracies are fractions in
+//! `[0, 1]`, errors `1 - accuracy`, losses and NLLs mean negative log-likelihoods in nats.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::EpochScores;
+use crate::job::{Basis, Device};
+
+/// One completed epoch, as checkpoints and the provenance of the bundle record it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    /// The epoch (1-based).
+    pub epoch: usize,
+    /// The epoch's learning rate, for commands with one rate per epoch (`train`, `curve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Its scores (`train_loss`, `train_accuracy`, and `test_nll`, `test_accuracy` when
+    /// evaluated).
+    #[serde(flatten)]
+    pub scores: EpochScores,
+    /// Wall time of the epoch in seconds.
+    pub seconds: f64,
+    /// Ensemble members collected so far (`fge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<usize>,
+}
+
+/// What every training report says (`train`, `curve`, `fge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    /// The bundle written.
+    pub out: PathBuf,
+    /// Where it ran: `cpu` or `cuda`.
+    pub device: Device,
+    /// Epochs of the run.
+    pub epochs: usize,
+    /// Mean wall time of the epochs run (of all the run's epochs, a resumed run included).
+    pub seconds_per_epoch: f64,
+}
+
+/// Loss and accuracy of one network on both splits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// Training loss (during the last epoch, or of the finished network when nothing was left
+    /// to train).
+    pub train_loss: f64,
+    /// Training accuracy, likewise.
+    pub train_accuracy: f64,
+    /// Test NLL of the finished network.
+    pub test_nll: f64,
+    /// Test accuracy of the finished network.
+    pub test_accuracy: f64,
+}
+
+/// The report of `train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// The architecture.
+    pub arch: String,
+    /// The bundle, the device, the epochs and their time.
+    #[serde(flatten)]
+    pub run: Trained,
+    /// The scores of the network written.
+    #[serde(flatten)]
+    pub scores: Scores,
+}
+
+/// The report of `curve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurveReport {
+    /// The basis.
+    pub basis: Basis,
+    /// Control points, endpoints included.
+    pub points: usize,
+    /// Points of the batch-norm grid (0 for networks without batch norm).
+    pub bn_grid: usize,
+    /// The bundle, the device, the epochs and their time.
+    #[serde(flatten)]
+    pub run: Trained,
+    /// Mean training loss of the last epoch run (0 when nothing was left to train).
+    pub train_loss: f64,
+    /// Training accuracy of the last epoch run.
+    pub train_accuracy: f64,
+}
+
+/// The report of `fge`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FgeReport {
+    /// Members (snapshots) written.
+    pub members: usize,
+    /// The cycle in iterations (mini-batches), even.
+    pub cycle_iterations: usize,
+    /// Test accuracy of each member.
+    pub member_test_accuracy: Vec<f64>,
+    /// Test NLL of each member.
+    pub member_test_nll: Vec<f64>,
+    /// Test accuracy of the ensemble (mean of the members' probabilities).
+    pub ensemble_test_accuracy: f64,
+    /// Test NLL of the ensemble.
+    pub ensemble_test_nll: f64,
+    /// The bundle, the device, the epochs and their time.
+    #[serde(flatten)]
+    pub run: Trained,
+}
+
+/// The scores of one network evaluated: a point of a curve, or a member of a set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PointRow {
+    /// Where on the curve (curves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<f64>,
+    /// Which member (snapshot sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<usize>,
+    /// Training loss (NLL).
+    pub train_loss: f64,
+    /// Training error.
+    pub train_error: f64,
+    /// Test NLL.
+    pub test_nll: f64,
+    /// Test error.
+    pub test_error: f64,
+}
+
+/// Statistics of one metric over the points of a curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Mean over the points.
+    pub mean: f64,
+    /// Length-weighted mean: the trapezoid rule weighted by the distances between neighbouring
+    /// points, divided by the length (the mean when the length is 0).
+    pub integral: f64,
+}
+
+/// [`Stats`] of each metric of a [`PointRow`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Of the training loss.
+    pub train_loss: Stats,
+    /// Of the training error.
+    pub train_error: Stats,
+    /// Of the test NLL.
+    pub test_nll: Stats,
+    /// Of the test error.
+    pub test_error: Stats,
+}
+
+/// The scores of an ensemble (mean of the members' probabilities) on the test split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleScores {
+    /// Members in the ensemble.
+    pub members: usize,
+    /// Test NLL.
+    pub test_nll: f64,
+    /// Test error.
+    pub test_error: f64,
+}
+
+/// An evaluation along a curve (or the segment): each point of the t grid, their summary and
+/// their ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Along {
+    /// One row per point of the grid, in order of t.
+    pub points: Vec<PointRow>,
+    /// The metrics over the points.
+    pub summary: Summary,
+    /// The ensemble of the grid's points.
+    pub ensemble: EnsembleScores,
+}
+
+/// The evaluation of a curve bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurveEvaluation {
+    /// The basis.
+    pub basis: Basis,
+    /// Control points, endpoints included.
+    pub control_points: usize,
+    /// Arc length of the curve in weight space.
+    pub length: f64,
+    /// Distance between the endpoints.
+    pub segment_length: f64,
+    /// `length / segment_length`.
+    pub length_ratio: f64,
+    /// Along the curve.
+    pub curve: Along,
+    /// Along the straight segment between the endpoints, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Along>,
+}
+
+/// The evaluation of a snapshot-set bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotsEvaluation {
+    /// One row per member, in order.
+    pub members: Vec<PointRow>,
+    /// The ensemble of the first 1, 2, ... members.
+    pub running_ensemble: Vec<EnsembleScores>,
+    /// The ensemble of all members.
+    pub ensemble: EnsembleScores,
+}
+
+/// What an evaluation found, by the bundle's kind (`"kind"` on the wire).
+// One report per job: its size does not matter, and boxing would only make building and
+// matching reports clumsier.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evaluation {
+    /// A curve bundle.
+    Curve(CurveEvaluation),
+    /// A snapshot-set bundle.
+    Snapshots(SnapshotsEvaluation),
+}
+
+/// The report of `eval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// The bundle evaluated.
+    pub bundle: PathBuf,
+    /// Where it ran: `cpu` or `cuda`.
+    pub device: Device,
+    /// The bundle's kind and what was found.
+    #[serde(flatten)]
+    pub evaluation: Evaluation,
+}
+
+/// The report of a finished job, by its command (`"command"` on the wire).
+///
+/// It serialises as the plugin's success report: with `"ok": true` beside the command and the
+/// fields. Parsing ignores `"ok"`.
+// One report per job (see `Evaluation`).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Report {
+    /// Of `train`.
+    Train(TrainReport),
+    /// Of `curve`.
+    Curve(CurveReport),
+    /// Of `fge`.
+    Fge(FgeReport),
+    /// Of `eval`.
+    Eval(EvalReport),
+}
+
+impl Report {
+    /// The command, as the report's `"command"` tag (and its job's) says it.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Report::Train(_) => "train",
+            Report::Curve(_) => "curve",
+            Report::Fge(_) => "fge",
+            Report::Eval(_) => "eval",
+        }
+    }
+
+    /// The bundle a training job wrote (`None` for `eval`).
+    pub fn out(&self) -> Option<&Path> {
+        match self {
+            Report::Train(r) => Some(&r.run.out),
+            Report::Curve(r) => Some(&r.run.out),
+            Report::Fge(r) => Some(&r.run.out),
+            Report::Eval(_) => None,
+        }
+    }
+}
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The report borrowed, tagged as [`Report`] is.
+        #[derive(Serialize)]
+        #[serde(tag = "command", rename_all = "snake_case")]
+        enum Tagged<'a> {
+            Train(&'a TrainReport),
+            Curve(&'a CurveReport),
+            Fge(&'a FgeReport),
+            Eval(&'a EvalReport),
+        }
+        /// The success report of the wire.
+        #[derive(Serialize)]
+        struct Success<'a> {
+            ok: bool,
+            #[serde(flatten)]
+            report: Tagged<'a>,
+        }
+        let report = match self {
+            Report::Train(r) => Tagged::Train(r),
+            Report::Curve(r) => Tagged::Curve(r),
+            Report::Fge(r) => Tagged::Fge(r),
+            Report::Eval(r) => Tagged::Eval(r),
+        };
+        Success { ok: true, report }.serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn trained() -> Trained {
+        Trained {
+            out: "a.safetensors".into(),
+            device: Device::Cpu,
+            epochs: 3,
+            seconds_per_epoch: 0.5,
+        }
+    }
+
+    #[test]
+    fn reports_are_flat_objects_that_say_ok() {
+        let report = Report::Train(TrainReport {
+            arch: "mlp".into(),
+            run: trained(),
+            scores: Scores {
+                train_loss: 0.5,
+                train_accuracy: 0.75,
+                test_nll: 0.25,
+                test_accuracy: 1.0,
+            },
+        });
+        let wire = json!({"ok": true, "command": "train", "arch": "mlp", "out": "a.safetensors",
+            "device": "cpu", "epochs": 3, "seconds_per_epoch": 0.5, "train_loss": 0.5,
+            "train_accuracy": 0.75, "test_nll": 0.25, "test_accuracy": 1.0});
+        assert_eq!(serde_json::to_value(&report).ok(), Some(wire.clone()));
+        assert_eq!(
+            serde_json::from_value::<Report>(wire).ok(),
+            Some(report.clone())
+        );
+        assert_eq!(report.command(), "train");
+        assert_eq!(report.out(), Some(Path::new("a.safetensors")));
+    }
+
+    #[test]
+    fn eval_reports_keep_their_nesting() {
+        let row = PointRow {
+            t: None,
+            member: Some(0),
+            train_loss: 0.1,
+            train_error: 0.0,
+            test_nll: 0.2,
+            test_error: 0.5,
+        };
+        let ensemble = EnsembleScores {
+            members: 1,
+            test_nll: 0.2,
+            test_error: 0.5,
+        };
+        let report = Report::Eval(EvalReport {
+            bundle: "f.safetensors".into(),
+            device: Device::Cuda,
+            evaluation: Evaluation::Snapshots(SnapshotsEvaluation {
+                members: vec![row],
+                running_ensemble: vec![ensemble],
+                ensemble,
+            }),
+        });
+        let v = serde_json::to_value(&report).unwrap_or_default();
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["kind"], "snapshots");
+        assert_eq!(v["members"][0]["member"], 0);
+        assert!(v["members"][0].get("t").is_none(), "{v}");
+        assert_eq!(v["ensemble"]["test_nll"], 0.2);
+        assert_eq!(v["running_ensemble"][0]["members"], 1);
+        assert_eq!(serde_json::from_value::<Report>(v).ok(), Some(report));
+    }
+
+    #[test]
+    fn history_rows_leave_out_what_a_command_has_not() {
+        let row = HistoryRow {
+            epoch: 1,
+            lr: None,
+            scores: EpochScores {
+                train_loss: 0.5,
+                train_accuracy: 0.25,
+                test_nll: None,
+                test_accuracy: None,
+            },
+            seconds: 2.0,
+            members: Some(3),
+        };
+        let wire = json!({"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.25,
+                          "seconds": 2.0, "members": 3});
+        assert_eq!(serde_json::to_value(row).ok(), Some(wire.clone()));
+        assert_eq!(serde_json::from_value::<HistoryRow>(wire).ok(), Some(row));
+    }
+}
