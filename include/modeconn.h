@@ -109,6 +109,8 @@ enum modeconn_status
   MODECONN_STATUS_TRAINER_UNAVAILABLE = 110,
   // The trainer ran the job and reported a failure (or an invalid job).
   MODECONN_STATUS_TRAINER_FAILED = 111,
+  // The job JSON does not parse or has invalid fields.
+  MODECONN_STATUS_INVALID_JOB = 112,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -579,8 +581,10 @@ modeconn_status modeconn_runtime_free(struct modeconn_runtime *runtime);
 //   on success.
 //
 // Statuses: `OK`; `NULL_ARGUMENT`; `UTF8`; `TRAINER_UNAVAILABLE` (plugin not found, not
-// loadable, not a plugin, or another ABI version); `TRAINER_FAILED` (the job was refused or
-// failed: the message is the trainer's error); `PANIC`.
+// loadable, not a plugin, or another ABI version; checked before the job is read);
+// `INVALID_JOB` (the job JSON does not parse or has invalid fields: the message names the
+// field); `TRAINER_FAILED` (the trainer refused the job or failed: the message is the
+// trainer's error); `PANIC`.
 //
 // Thread-safe (jobs on several threads compete for libtorch's threads and devices). The
 // plugin stays loaded for the rest of the process.

@@ -71,16 +71,7 @@ impl Failure {
 
 impl From<::modeconn_runtime::Error> for Failure {
     fn from(e: ::modeconn_runtime::Error) -> Self {
-        // The trainer plugin's errors have statuses of the C ABI's own (110 and 111), not the
-        // runtime's numbers.
-        let status = match e {
-            ::modeconn_runtime::Error::TrainerUnavailable { .. } => {
-                modeconn_status::TrainerUnavailable
-            }
-            ::modeconn_runtime::Error::TrainerFailed(_) => modeconn_status::TrainerFailed,
-            _ => modeconn_status::from_code(e.code()),
-        };
-        Failure::new(status, e.to_string())
+        Failure::new(modeconn_status::from_code(e.code()), e.to_string())
     }
 }
 

@@ -72,10 +72,12 @@ pub enum modeconn_status {
     TrainerUnavailable = 110,
     /// The trainer ran the job and reported a failure (or an invalid job).
     TrainerFailed = 111,
+    /// The job JSON does not parse or has invalid fields.
+    InvalidJob = 112,
 }
 
 /// Every status, in order of number.
-const ALL: [modeconn_status; 30] = {
+const ALL: [modeconn_status; 31] = {
     use modeconn_status as S;
     [
         S::Ok,
@@ -108,6 +110,7 @@ const ALL: [modeconn_status; 30] = {
         S::Utf8,
         S::TrainerUnavailable,
         S::TrainerFailed,
+        S::InvalidJob,
     ]
 };
 
@@ -159,6 +162,7 @@ pub(crate) fn name(status: u32) -> &'static CStr {
         S::Utf8 => c"MODECONN_STATUS_UTF8",
         S::TrainerUnavailable => c"MODECONN_STATUS_TRAINER_UNAVAILABLE",
         S::TrainerFailed => c"MODECONN_STATUS_TRAINER_FAILED",
+        S::InvalidJob => c"MODECONN_STATUS_INVALID_JOB",
     }
 }
 

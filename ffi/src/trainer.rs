@@ -1,17 +1,31 @@
 //! Training from C: runs a job through the trainer plugin (`libmodeconn_trainer.so`).
 //!
-//! The plugin is found, loaded and called by [`modeconn_runtime::plugin`], as the CLI does, plus
+//! The plugin is found, loaded and called by [`modeconn_jobs::plugin`], as the CLI does, plus
 //! the folder of this library: the explicit path, then `MODECONN_TRAINER`, then beside
 //! `libmodeconn.so` (when the library is loaded as a shared object), then beside the
 //! executable. A path given explicitly or by the variable must exist. The plugin's ABI is
-//! `trainer/src/plugin.rs`.
+//! `trainer/src/plugin.rs`; the job, its events and its report are the types of
+//! `modeconn-jobs`.
 
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::path::{Path, PathBuf};
 
-use modeconn_runtime::plugin::TrainerPlugin;
+use modeconn_jobs::{ErrorCode, Event, Job, TrainerPlugin};
 
 use crate::{Failure, c_str, modeconn_status, write_out};
+
+impl From<modeconn_jobs::Error> for Failure {
+    fn from(e: modeconn_jobs::Error) -> Self {
+        // The statuses have the numbers of the codes.
+        let status = match e.code() {
+            ErrorCode::TrainerUnavailable => modeconn_status::TrainerUnavailable,
+            ErrorCode::TrainerFailed => modeconn_status::TrainerFailed,
+            ErrorCode::InvalidJob => modeconn_status::InvalidJob,
+            _ => modeconn_status::Unknown,
+        };
+        Failure::new(status, e.to_string())
+    }
+}
 
 /// The progress callback of `modeconn_train`: called with one event (a NUL-terminated JSON
 /// object tagged by `"event"`, owned by the plugin and valid only during the call) and the
@@ -54,8 +68,10 @@ fn own_folder() -> Option<PathBuf> {
 ///   on success.
 ///
 /// Statuses: `OK`; `NULL_ARGUMENT`; `UTF8`; `TRAINER_UNAVAILABLE` (plugin not found, not
-/// loadable, not a plugin, or another ABI version); `TRAINER_FAILED` (the job was refused or
-/// failed: the message is the trainer's error); `PANIC`.
+/// loadable, not a plugin, or another ABI version; checked before the job is read);
+/// `INVALID_JOB` (the job JSON does not parse or has invalid fields: the message names the
+/// field); `TRAINER_FAILED` (the trainer refused the job or failed: the message is the
+/// trainer's error); `PANIC`.
 ///
 /// Thread-safe (jobs on several threads compete for libtorch's threads and devices). The
 /// plugin stays loaded for the rest of the process.
@@ -85,17 +101,24 @@ pub unsafe extern "C" fn modeconn_train(
         let extra: Vec<PathBuf> = own_folder().into_iter().collect();
         let path = TrainerPlugin::locate(explicit.as_deref(), &extra)?;
         let trainer = TrainerPlugin::load(&path)?;
-        let mut on_event = |event: &str| {
-            if let (Some(f), Ok(event)) = (progress, CString::new(event)) {
+        let job = Job::from_json(job)?;
+        let mut on_event = |event: &Event| {
+            let Some(f) = progress else {
+                return;
+            };
+            // Events serialise without fail, and JSON escapes NUL.
+            let text = serde_json::to_string(event).ok().and_then(|t| CString::new(t).ok());
+            if let Some(event) = text {
                 // SAFETY: `event` is a C string alive during the call; `progress` and `user`
                 // are the caller's, called as `modeconn_progress_fn` documents.
                 unsafe { f(event.as_ptr(), user) };
             }
         };
-        let text = trainer.run(job, &mut on_event)?;
-        let out = CString::new(text).map_err(|_| {
-            Failure::new(modeconn_status::TrainerFailed, "the report contains a NUL")
-        })?;
+        let finished = trainer.run(&job, &mut on_event)?;
+        let failed = |what: &str| Failure::new(modeconn_status::TrainerFailed, what);
+        let text = serde_json::to_string(&finished)
+            .map_err(|e| failed(&format!("the report cannot be serialised: {e}")))?;
+        let out = CString::new(text).map_err(|_| failed("the report contains a NUL"))?;
         // SAFETY: checked non-NULL; valid for writes (this function's contract).
         unsafe { write_out(report, out.into_raw()) };
         Ok(())
@@ -117,5 +140,30 @@ pub unsafe extern "C" fn modeconn_string_free(s: *mut c_char) -> modeconn_status
             drop(unsafe { CString::from_raw(s) });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trainer_errors_have_the_status_of_their_code() {
+        let errors = [
+            modeconn_jobs::Error::Missing {
+                searched: modeconn_jobs::Searched::Folders(Vec::new()),
+            },
+            modeconn_jobs::Error::Failed {
+                message: "no".into(),
+            },
+            modeconn_jobs::Error::InvalidJob {
+                message: "epochs".into(),
+            },
+        ];
+        for e in errors {
+            let code = e.code() as u32;
+            let failure = Failure::from(e);
+            assert_eq!(failure.status as u32, code, "{}", failure.message);
+        }
     }
 }

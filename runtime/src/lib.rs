@@ -66,7 +66,6 @@ pub mod error;
 pub mod fs;
 pub mod graph;
 pub mod npy;
-pub mod plugin;
 pub mod session;
 
 pub use bundle::{Bundle, BundleWriter, Member};
