@@ -178,7 +178,9 @@ impl FileGuard {
         if now != self.identity {
             return Err(Error::io(
                 &self.path,
-                io::Error::other("the bundle file was replaced or changed while open; open it again"),
+                io::Error::other(
+                    "the bundle file was replaced or changed while open; open it again",
+                ),
             ));
         }
         Ok(())

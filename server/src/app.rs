@@ -22,11 +22,11 @@ use tokio::sync::oneshot;
 use crate::audit::{AuditLog, Entry};
 use crate::batcher::{Batcher, Job, Limits};
 use crate::config::{Mode, Options};
-use modeconn_runtime::fs::hex;
 use crate::metrics::{Metrics, ModelMode, ProviderLabel};
 use crate::model::ServedModel;
 use crate::protocol::{self, HEADER_LENGTH, json_response};
 use crate::{ApiError, Error, Result};
+use modeconn_runtime::fs::hex;
 
 /// Label used in metrics for model names that are not served.
 const UNKNOWN_MODEL: &str = "_unknown";

@@ -18,8 +18,8 @@ use modeconn_runtime::Member;
 use ndarray::ArrayD;
 use serde_json::json;
 
-use modeconn_runtime::fs::hex;
 use crate::{Error, Result};
+use modeconn_runtime::fs::hex;
 
 const FINGERPRINT_CONTEXT: &str = "modeconn audit 2026 input fingerprint";
 const SEAL_CONTEXT: &str = "modeconn audit 2026 point seal";

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{Mode, Policy};
 use crate::protocol::{Data, InferRequest, InferResponse, OutputTensor, bool_param};
-use crate::{ApiError, Error, Result};
+use crate::{ApiError, Result};
 
 /// Outputs a client may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +135,10 @@ impl std::fmt::Debug for ServedModel {
 
 /// SHA-256 of a file, as `sha256:<hex>`.
 pub fn file_digest(path: &Path) -> Result<String> {
-    Ok(format!("sha256:{}", modeconn_runtime::fs::sha256_file(path)?))
+    Ok(format!(
+        "sha256:{}",
+        modeconn_runtime::fs::sha256_file(path)?
+    ))
 }
 
 impl ServedModel {
