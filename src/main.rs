@@ -3,6 +3,8 @@
 
 mod cmd;
 mod plugin;
+mod progress;
+mod summary;
 
 use std::process::ExitCode;
 

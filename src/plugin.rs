@@ -1,6 +1,6 @@
 //! The trainer plugin (`libmodeconn_trainer.so`) as the CLI uses it: a thin layer over
-//! [`modeconn_runtime::plugin`], which finds, loads and calls it. The CLI never links
-//! libtorch: the plugin does, and it is only loaded when a training command runs.
+//! [`modeconn_jobs::plugin`], which finds, loads and calls it. The CLI never links libtorch:
+//! the plugin does, and it is only loaded when a training command runs.
 //!
 //! Where the plugin is looked for, first match wins:
 //! 1. `--trainer PATH`;
@@ -11,44 +11,36 @@
 //! A path given by the flag or the variable must exist: a stale setting is an error, never a
 //! silent fall back to another plugin.
 
-use std::path::Path;
+use std::io::IsTerminal;
+use std::path::PathBuf;
 
-use anyhow::Context;
-use modeconn_runtime::plugin::TrainerPlugin;
-use serde_json::Value;
+use modeconn_jobs::{Job, Report, TrainerPlugin};
 
-/// A loaded trainer plugin.
-pub struct Trainer {
-    plugin: TrainerPlugin,
+use crate::progress::ProgressView;
+
+/// Which trainer plugin runs the job, and how much it shows.
+#[derive(clap::Args)]
+pub struct PluginArgs {
+    /// The trainer plugin, libmodeconn_trainer.so (default: MODECONN_TRAINER, then beside
+    /// this executable).
+    #[arg(long, value_name = "PATH")]
+    pub trainer: Option<PathBuf>,
+    /// No progress bars (they are also off when stderr is not a terminal).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
-impl Trainer {
-    /// Finds (`--trainer`, `MODECONN_TRAINER`, beside the executable) and loads the plugin,
-    /// checking its ABI version first.
-    ///
-    /// The library stays loaded until the process ends: libtorch does not support being
-    /// unloaded (its thread pools outlive `dlclose`).
-    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Trainer> {
-        let path = TrainerPlugin::locate(explicit, &[])?;
-        let plugin = TrainerPlugin::load(&path)?;
-        Ok(Trainer { plugin })
-    }
-
-    /// Runs a job, calling `on_event` with each progress event, and returns the report of a
-    /// successful run; an error report becomes an error carrying its message. Events that are
-    /// not JSON are dropped.
-    pub fn run(&self, job: &Value, on_event: &mut dyn FnMut(&Value)) -> anyhow::Result<Value> {
-        let mut on_text = |text: &str| {
-            if let Ok(event) = serde_json::from_str::<Value>(text) {
-                on_event(&event);
-            }
-        };
-        let report = self.plugin.run(&job.to_string(), &mut on_text)?;
-        serde_json::from_str(&report).with_context(|| {
-            format!(
-                "the trainer plugin {} returned a report that is not JSON",
-                self.plugin.path().display()
-            )
-        })
-    }
+/// Finds and loads the plugin (checking its ABI version first) and runs `job`, drawing
+/// progress unless told not to or stderr is not a terminal. Returns the report of a successful
+/// run; an error report is an error carrying its message.
+///
+/// The library stays loaded until the process ends: libtorch does not support being unloaded
+/// (its thread pools outlive `dlclose`).
+pub fn run_job(plugin: &PluginArgs, job: &Job) -> anyhow::Result<Report> {
+    let path = TrainerPlugin::locate(plugin.trainer.as_deref(), &[])?;
+    let trainer = TrainerPlugin::load(&path)?;
+    let mut view = ProgressView::new(!plugin.quiet && std::io::stderr().is_terminal());
+    let result = trainer.run(job, &mut |event| view.event(event));
+    view.finish();
+    Ok(result?)
 }

@@ -14,8 +14,8 @@ use ::modeconn_runtime::{
 use criterion::{Criterion, criterion_group, criterion_main};
 use modeconn::{
     modeconn_ensemble, modeconn_ensemble_free, modeconn_ensemble_open, modeconn_ensemble_predict,
-    modeconn_runtime, modeconn_runtime_free, modeconn_runtime_new, modeconn_sampling,
-    modeconn_sampling_mode, modeconn_status,
+    modeconn_input, modeconn_outputs, modeconn_runtime, modeconn_runtime_free,
+    modeconn_runtime_new, modeconn_sampling, modeconn_sampling_mode, modeconn_status,
 };
 
 fn bundle(path: &std::path::Path) {
@@ -90,6 +90,11 @@ fn overhead(c: &mut Criterion) {
         key: std::ptr::null(),
     };
     let mut prob = [0f32; 3];
+    let c_input = modeconn_input {
+        data: x.as_ptr(),
+        len: 2,
+        batch: 1,
+    };
 
     let mut group = c.benchmark_group("predict_batch1_one_t");
     group.bench_function("rust_api", |b| {
@@ -97,21 +102,21 @@ fn overhead(c: &mut Criterion) {
     });
     group.bench_function("c_api", |b| {
         b.iter(|| {
+            let outputs = modeconn_outputs {
+                probabilities: prob.as_mut_ptr(),
+                probabilities_len: 3,
+                per_member: std::ptr::null_mut(),
+                per_member_len: 0,
+                members: std::ptr::null_mut(),
+                members_len: 0,
+                entropy: std::ptr::null_mut(),
+                entropy_len: 0,
+                disagreement: std::ptr::null_mut(),
+                disagreement_len: 0,
+            };
             // SAFETY: live handle, buffers of the lengths given.
             let s = unsafe {
-                modeconn_ensemble_predict(
-                    ens,
-                    black_box(x.as_ptr()),
-                    2,
-                    1,
-                    &c_sampling,
-                    prob.as_mut_ptr(),
-                    3,
-                    std::ptr::null_mut(),
-                    0,
-                    std::ptr::null_mut(),
-                    0,
-                )
+                modeconn_ensemble_predict(ens, black_box(&c_input), &c_sampling, &outputs)
             };
             black_box((s, prob))
         })

@@ -190,6 +190,10 @@ pub struct FgeJob {
 }
 
 /// Evaluate a bundle along its curve (or over its members).
+///
+/// Its data fields (`data`, `device`, `held_out`, `limit`, `seed`) repeat those of
+/// [`TrainingOptions`] on purpose: a job is one flat JSON object that refuses unknown fields,
+/// and serde cannot flatten two structs into such an object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalJob {

@@ -190,8 +190,8 @@ pub struct CurveEvaluation {
     pub length: f64,
     /// Distance between the endpoints.
     pub segment_length: f64,
-    /// `length / segment_length`.
-    pub length_ratio: f64,
+    /// `length / segment_length`; `null` when the endpoints coincide.
+    pub length_ratio: Option<f64>,
     /// Along the curve.
     pub curve: Along,
     /// Along the straight segment between the endpoints, when asked for.

@@ -3,39 +3,31 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use serde_json::{Map, Value, json};
+use modeconn_jobs::{EvalJob, Job, defaults};
 
-use super::train::{PluginArgs, insert, path_text, print_summary, run_job};
+use super::training::DataArgs;
+use crate::plugin::{PluginArgs, run_job};
+use crate::summary::print_summary;
 
 /// Arguments of `eval`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The bundle: a curve, or a snapshot set.
     bundle: PathBuf,
-    /// The data: `digits` (embedded), an `.npz` file, or a CIFAR-10/100 or MNIST folder.
-    #[arg(long, value_name = "D")]
-    data: String,
-    /// Points of the t grid along a curve [trainer default: 61].
-    #[arg(long, value_name = "N")]
-    points: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Points of the t grid along a curve.
+    #[arg(long, value_name = "N", default_value_t = defaults::points())]
+    points: usize,
     /// Also evaluate the straight segment between the curve's endpoints.
     #[arg(long)]
     segment: bool,
-    /// Mini-batch size [trainer default: 256].
-    #[arg(long, value_name = "N")]
-    batch_size: Option<usize>,
-    /// cpu, cuda or auto [trainer default: auto, CUDA when available].
-    #[arg(long)]
-    device: Option<String>,
-    /// Take this many training samples as the test split (as the bundle was trained with).
-    #[arg(long, value_name = "N")]
-    held_out: Option<usize>,
-    /// Use only the first N training samples.
-    #[arg(long, value_name = "N")]
-    limit: Option<usize>,
-    /// Seed of the held-out split [trainer default: 1].
-    #[arg(long)]
-    seed: Option<u64>,
+    /// Mini-batch size.
+    #[arg(long, value_name = "N", default_value_t = defaults::eval_batch_size())]
+    batch_size: usize,
+    /// Seed of the held-out split.
+    #[arg(long, default_value_t = defaults::seed())]
+    seed: u64,
     /// Also write the whole report, one JSON object, to this file.
     #[arg(long, value_name = "REPORT.json")]
     json: Option<PathBuf>,
@@ -45,20 +37,18 @@ pub struct Args {
 
 /// Runs `eval`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut job = Map::new();
-    job.insert("command".into(), json!("eval"));
-    job.insert("bundle".into(), json!(path_text(&args.bundle)?));
-    job.insert("data".into(), json!(args.data));
-    insert(&mut job, "points", args.points);
-    if args.segment {
-        job.insert("segment".into(), json!(true));
-    }
-    insert(&mut job, "batch_size", args.batch_size);
-    insert(&mut job, "device", args.device.as_deref());
-    insert(&mut job, "held_out", args.held_out);
-    insert(&mut job, "limit", args.limit);
-    insert(&mut job, "seed", args.seed);
-    let report = run_job(&args.plugin, &Value::Object(job))?;
+    let job = Job::Eval(EvalJob {
+        bundle: args.bundle,
+        data: args.data.data,
+        points: args.points,
+        segment: args.segment,
+        batch_size: args.batch_size,
+        device: args.data.device,
+        held_out: args.data.held_out,
+        limit: args.data.limit,
+        seed: args.seed,
+    });
+    let report = run_job(&args.plugin, &job)?;
     if let Some(path) = &args.json {
         let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');

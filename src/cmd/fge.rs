@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use serde_json::{Map, Value, json};
+use modeconn_jobs::{FgeJob, Job, defaults};
 
-use super::train::{PluginArgs, TrainingArgs, path_text, print_summary, run_job};
+use super::training::TrainingArgs;
+use crate::plugin::{PluginArgs, run_job};
+use crate::summary::print_summary;
 
 /// Arguments of `fge`.
 #[derive(clap::Args)]
@@ -33,15 +35,15 @@ pub struct Args {
 
 /// Runs `fge`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut job = Map::new();
-    job.insert("command".into(), json!("fge"));
-    job.insert("init".into(), json!(path_text(&args.init)?));
-    job.insert("cycle".into(), json!(args.cycle));
-    job.insert("lr1".into(), json!(args.lr1));
-    job.insert("lr2".into(), json!(args.lr2));
-    args.training.insert_into(&mut job)?;
-    job.insert("out".into(), json!(path_text(&args.out)?));
-    let report = run_job(&args.plugin, &Value::Object(job))?;
-    print_summary(&report);
+    let job = Job::Fge(FgeJob {
+        init: args.init,
+        cycle: args.cycle,
+        lr1: args.lr1,
+        lr2: args.lr2,
+        // FGE's rates are `lr1` and `lr2`; the job's `lr` is unused.
+        training: args.training.options(defaults::lr()),
+        out: args.out,
+    });
+    print_summary(&run_job(&args.plugin, &job)?);
     Ok(())
 }

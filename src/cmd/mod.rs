@@ -9,6 +9,7 @@ pub mod pack;
 pub mod predict;
 pub mod serve;
 pub mod train;
+pub mod training;
 pub mod unseal;
 
 use std::path::{Path, PathBuf};

@@ -1,11 +1,13 @@
 //! Checkpoints: everything a run needs to continue after being killed, written atomically
-//! (temporary file, then rename) at the end of every epoch.
+//! (temporary file, then rename) at the end of every epoch, and the run's bookkeeping around
+//! them ([`Run`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Tensor};
 
+use crate::job::{Event, HistoryRow};
 use crate::{Error, Result};
 
 /// Name of the tensor holding the JSON state inside a checkpoint file.
@@ -29,101 +31,35 @@ pub fn default_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The prefix of the temporary files of `path`: a writer adds its process id.
-fn temporary_prefix(path: &Path) -> std::ffi::OsString {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp-");
-    tmp
-}
-
-/// Writes a checkpoint atomically: to `PATH.tmp-PID`, flushed to disk, then renamed over
-/// `path`, so that a reader (or a resumed run after a kill at any moment) sees the previous
-/// checkpoint or the new one, never a part of one. Temporary files that killed writers left
-/// behind are removed.
+/// Writes a checkpoint atomically with the workspace's one atomic writer
+/// ([`modeconn_runtime::fs::write_atomic_via`]: a temporary `.NAME.tmp-PID` beside `path`,
+/// synced, then renamed over it), so that a reader (or a resumed run after a kill at any
+/// moment) sees the previous checkpoint or the new one, never a part of one. Temporary files
+/// that killed writers left behind are removed.
 pub fn save(
     path: &Path,
     epoch: usize,
     state: &serde_json::Value,
     tensors: &[(String, &Tensor)],
 ) -> Result<()> {
-    remove_stale_temporaries(path);
     let state = serde_json::json!({ "epoch": epoch, "state": state });
     let bytes = state.to_string().into_bytes();
     let state_tensor = Tensor::f_from_slice(&bytes)?;
     let mut named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), *t)).collect();
     named.push((STATE, &state_tensor));
-    let mut tmp = temporary_prefix(path);
-    tmp.push(std::process::id().to_string());
-    let tmp = PathBuf::from(tmp);
-    let result = Tensor::save_multi(&named, &tmp)
-        .map_err(Error::from)
-        .and_then(|()| {
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(&tmp, e))
-        })
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    } else {
-        sync_folder(path);
-    }
-    result
+    modeconn_runtime::fs::write_atomic_via(path, |tmp| {
+        Tensor::save_multi(&named, tmp).map_err(std::io::Error::other)
+    })?;
+    Ok(())
 }
 
-/// Makes a rename in the folder of `path` durable (best effort; Unix only).
-fn sync_folder(path: &Path) {
-    #[cfg(unix)]
-    {
-        let folder = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if let Ok(f) = std::fs::File::open(folder) {
-            let _ = f.sync_all();
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
-/// Removes `PATH.tmp-PID` files whose writer is no longer running (it was killed while
-/// writing). Only where running processes can be told (Linux, through `/proc` of this PID
-/// namespace); other files are left alone. Two runs writing one checkpoint at once are a
-/// mistake of their own, which this does not try to untangle.
-fn remove_stale_temporaries(path: &Path) {
-    #[cfg(target_os = "linux")]
-    {
-        let folder = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let Some(prefix) = path
-            .file_name()
-            .map(|n| temporary_prefix(Path::new(n)))
-            .and_then(|p| p.into_string().ok())
-        else {
-            return;
-        };
-        let Ok(entries) = std::fs::read_dir(folder) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(prefix.as_str()))
-                .and_then(|pid| pid.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = path;
+/// Copies a checkpoint's tensor `name` into `slot`, the tensor it restores; `None` (no such
+/// tensor in the run) is an error that names it.
+pub fn restore_tensor(slot: Option<&mut Tensor>, name: &str, value: &Tensor) -> Result<()> {
+    let slot =
+        slot.ok_or_else(|| Error::Config(format!("checkpoint has unknown tensor `{name}`")))?;
+    tch::no_grad(|| slot.f_copy_(value))?;
+    Ok(())
 }
 
 /// Reads a checkpoint, or `None` when there is none at `path`. A file that is not a whole
@@ -179,8 +115,8 @@ pub struct Run {
     pub job: serde_json::Value,
     /// The checkpoint file.
     pub path: PathBuf,
-    /// One JSON object per completed epoch.
-    pub history: Vec<serde_json::Value>,
+    /// One row per completed epoch.
+    pub history: Vec<HistoryRow>,
     /// Epochs completed before this process started (0 unless resumed).
     pub start: usize,
 }
@@ -204,7 +140,7 @@ impl Run {
         &mut self,
         resume: bool,
         device: Device,
-        on_event: &mut dyn FnMut(&crate::job::Event),
+        on_event: &mut dyn FnMut(&Event),
     ) -> Result<Option<Checkpoint>> {
         if !resume {
             return Ok(None);
@@ -218,9 +154,14 @@ impl Run {
                 self.path.display()
             )));
         }
-        self.history = serde_json::from_value(c.state["history"].clone()).unwrap_or_default();
+        self.history = serde_json::from_value(c.state["history"].clone()).map_err(|e| {
+            Error::Config(format!(
+                "{} has a damaged history ({e}); remove it to start afresh",
+                self.path.display()
+            ))
+        })?;
         self.start = c.epoch;
-        on_event(&crate::job::Event::Message {
+        on_event(&Event::Message {
             text: format!(
                 "resuming after epoch {} from {}",
                 self.start,
@@ -252,16 +193,8 @@ impl Run {
 
     /// Mean wall time of the recorded epochs, in seconds.
     pub fn mean_seconds(&self) -> f64 {
-        let s: Vec<f64> = self
-            .history
-            .iter()
-            .filter_map(|h| h["seconds"].as_f64())
-            .collect();
-        if s.is_empty() {
-            0.0
-        } else {
-            s.iter().sum::<f64>() / s.len() as f64
-        }
+        let total: f64 = self.history.iter().map(|h| h.seconds).sum();
+        total / self.history.len().max(1) as f64
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use tch::Device;
 
-use crate::{Error, Result};
+use crate::{Error, Result, job};
 
 /// Loads `libtorch_cuda.so` if it can be found; whether it could.
 fn load_torch_cuda() -> bool {
@@ -34,27 +34,23 @@ pub fn cuda_available() -> bool {
 }
 
 /// The device for `cpu`, `cuda` (an error when there is none) or `auto` (CUDA when available).
-pub fn select(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" if cuda_available() => Ok(Device::Cuda(0)),
-        "cuda" => Err(Error::Device(
+pub fn select(device: job::Device) -> Result<Device> {
+    match device {
+        job::Device::Cpu => Ok(Device::Cpu),
+        job::Device::Cuda | job::Device::Auto if cuda_available() => Ok(Device::Cuda(0)),
+        job::Device::Cuda => Err(Error::Device(
             "cuda: no CUDA device, or libtorch_cuda.so could not be loaded (is torch/lib on \
              LD_LIBRARY_PATH?)"
                 .into(),
         )),
-        "auto" if cuda_available() => Ok(Device::Cuda(0)),
-        "auto" => Ok(Device::Cpu),
-        other => Err(Error::Config(format!(
-            "device `{other}`: expected cpu, cuda or auto"
-        ))),
+        job::Device::Auto => Ok(Device::Cpu),
     }
 }
 
-/// The name of a device for reports.
-pub fn name(device: Device) -> &'static str {
+/// The device for reports: `cpu` or `cuda`.
+pub fn reported(device: Device) -> job::Device {
     match device {
-        Device::Cpu => "cpu",
-        _ => "cuda",
+        Device::Cpu => job::Device::Cpu,
+        _ => job::Device::Cuda,
     }
 }

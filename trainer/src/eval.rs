@@ -11,8 +11,11 @@ use crate::bn;
 use crate::curve::{Points, point_at};
 use crate::data::{Data, DataOptions};
 use crate::device;
-use crate::fit::{self, Scores};
-use crate::job::{EvalJob, Event};
+use crate::fit::{self, MeanProbabilities, Pass, Scores};
+use crate::job::{
+    self, Along, CurveEvaluation, EnsembleScores, EvalJob, EvalReport, Evaluation, Event, Phase,
+    PointRow, SnapshotsEvaluation, Stats, Summary,
+};
 use crate::model_io::{self, Loaded};
 use crate::{Error, Result};
 
@@ -34,68 +37,72 @@ fn score_point(
     if recompute {
         bn::recompute(&loaded.net, params, data, job.batch_size, device)?;
     }
-    let train = fit::evaluate(
-        &loaded.net,
-        params,
-        data,
-        &data.train,
-        job.batch_size,
-        device,
-    )?;
-    let probs = fit::probabilities(
-        &loaded.net,
-        params,
-        data,
-        &data.test,
-        job.batch_size,
-        device,
-    )?;
+    let train = Pass::train(data, job.batch_size, device).evaluate(&loaded.net, params)?;
+    let probs = Pass::test(data, job.batch_size, device).probabilities(&loaded.net, params)?;
     let test = fit::score_probabilities(&probs, &data.test.y)?;
     Ok(PointScores { train, test, probs })
 }
 
-fn row(t: Option<f64>, index: Option<usize>, s: &PointScores) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "train_loss": s.train.loss, "train_error": 1.0 - s.train.accuracy,
-        "test_nll": s.test.loss, "test_error": 1.0 - s.test.accuracy,
-    });
-    if let Some(t) = t {
-        v["t"] = serde_json::json!(t);
+/// The row of a point of a curve (`t`) or a member of a set (`member`).
+fn row(t: Option<f64>, member: Option<usize>, s: &PointScores) -> PointRow {
+    PointRow {
+        t,
+        member,
+        train_loss: s.train.loss,
+        train_error: 1.0 - s.train.accuracy,
+        test_nll: s.test.loss,
+        test_error: 1.0 - s.test.accuracy,
     }
-    if let Some(i) = index {
-        v["member"] = serde_json::json!(i);
+}
+
+/// An ensemble's scores as a report says them.
+fn ensemble_scores(members: usize, s: Scores) -> EnsembleScores {
+    EnsembleScores {
+        members,
+        test_nll: s.loss,
+        test_error: 1.0 - s.accuracy,
     }
-    v
 }
 
 /// Min, max, mean and the length-weighted integral (trapezoid rule with the distances between
-/// neighbouring points as weights, divided by the total length) of each metric.
-fn summary(rows: &[serde_json::Value], distances: &[f64]) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    for metric in ["train_loss", "train_error", "test_nll", "test_error"] {
-        let v: Vec<f64> = rows.iter().filter_map(|r| r[metric].as_f64()).collect();
-        let (min, max) = v
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                (a.min(x), b.max(x))
-            });
-        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-        let total: f64 = distances.iter().sum();
-        let integral = if total > 0.0 {
-            v.windows(2)
-                .zip(distances)
-                .map(|(w, d)| 0.5 * (w[0] + w[1]) * d)
-                .sum::<f64>()
-                / total
-        } else {
-            mean
-        };
-        out.insert(
-            metric.into(),
-            serde_json::json!({"min": min, "max": max, "mean": mean, "integral": integral}),
-        );
+/// neighbouring points as weights, divided by the total length) of one metric.
+fn stats(v: &[f64], distances: &[f64]) -> Stats {
+    let (min, max) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let total: f64 = distances.iter().sum();
+    let integral = if total > 0.0 {
+        v.windows(2)
+            .zip(distances)
+            .map(|(w, d)| 0.5 * (w[0] + w[1]) * d)
+            .sum::<f64>()
+            / total
+    } else {
+        mean
+    };
+    Stats {
+        min,
+        max,
+        mean,
+        integral,
     }
-    serde_json::Value::Object(out)
+}
+
+/// [`stats`] of each metric of the rows.
+fn summary(rows: &[PointRow], distances: &[f64]) -> Summary {
+    let of = |metric: fn(&PointRow) -> f64| {
+        let v: Vec<f64> = rows.iter().map(metric).collect();
+        stats(&v, distances)
+    };
+    Summary {
+        train_loss: of(|r| r.train_loss),
+        train_error: of(|r| r.train_error),
+        test_nll: of(|r| r.test_nll),
+        test_error: of(|r| r.test_error),
+    }
 }
 
 /// What every evaluation of a run shares.
@@ -106,15 +113,41 @@ struct Context<'a> {
     device: tch::Device,
 }
 
+/// Scores `total` networks in order as `phase`: `score(i)` scores the i-th. Reports a step
+/// with its test scores after each, between the phase's begin and end events.
+fn each_point(
+    phase: Phase,
+    total: usize,
+    on_event: &mut dyn FnMut(&Event),
+    mut score: impl FnMut(usize) -> Result<PointScores>,
+) -> Result<Vec<PointScores>> {
+    on_event(&Event::Begin { phase, total });
+    let mut out = Vec::with_capacity(total);
+    for i in 0..total {
+        let s = score(i)?;
+        on_event(&Event::Step {
+            phase,
+            done: i + 1,
+            total,
+            loss: Some(s.test.loss),
+            accuracy: Some(s.test.accuracy),
+            lr: None,
+        });
+        out.push(s);
+    }
+    on_event(&Event::End { phase });
+    Ok(out)
+}
+
 /// Evaluates `points` (control points of trained parameters) with `basis` at `ts`; `gram`
 /// gives the distances between neighbouring points.
 fn along(
     cx: &Context<'_>,
     curve: (&Points, Basis, &rcurve::Gram),
     ts: &[f64],
-    phase: &str,
+    phase: Phase,
     on_event: &mut dyn FnMut(&Event),
-) -> Result<serde_json::Value> {
+) -> Result<Along> {
     let Context {
         loaded,
         data,
@@ -122,17 +155,10 @@ fn along(
         device,
     } = *cx;
     let (points, basis, gram) = curve;
-    let k = points.len();
-    on_event(&Event::Begin {
-        phase: phase.into(),
-        total: ts.len(),
-    });
-    let mut rows = Vec::with_capacity(ts.len());
-    let mut sum: Option<Tensor> = None;
-    let mut distances = Vec::with_capacity(ts.len());
-    let mut previous: Option<Vec<f64>> = None;
-    for (i, &t) in ts.iter().enumerate() {
-        let c = basis.coefficients(k, t)?;
+    let mut coefficients = Vec::with_capacity(ts.len());
+    let mut mean = MeanProbabilities::default();
+    let scores = each_point(phase, ts.len(), on_event, |i| {
+        let c = basis.coefficients(points.len(), ts[i])?;
         let mut params = tch::no_grad(|| point_at(points, &c))?;
         // Statistics for this t, recomputed on the training data.
         for p in loaded.net.params.iter().filter(|p| p.kind.is_statistic()) {
@@ -142,48 +168,111 @@ fn along(
             );
         }
         let s = score_point(loaded, &mut params, data, job, device, true)?;
-        if let Some(prev) = &previous {
-            let diff: Vec<f64> = c.iter().zip(prev).map(|(a, b)| a - b).collect();
-            distances.push(gram.norm(&diff));
-        }
-        previous = Some(c);
-        rows.push(row(Some(t), None, &s));
-        sum = Some(match sum {
-            None => s.probs,
-            Some(acc) => acc.f_add(&s.probs)?,
-        });
-        on_event(&Event::Step {
-            phase: phase.into(),
-            done: i + 1,
-            total: ts.len(),
-            loss: Some(s.test.loss),
-            accuracy: Some(s.test.accuracy),
-            lr: None,
-        });
-    }
-    on_event(&Event::End {
-        phase: phase.into(),
-    });
-    let ensemble = match sum {
-        Some(s) => fit::score_probabilities(&s.f_div_scalar(ts.len() as f64)?, &data.test.y)?,
-        None => Scores::default(),
+        mean.add(&s.probs)?;
+        coefficients.push(c);
+        Ok(s)
+    })?;
+    let distances: Vec<f64> = coefficients
+        .windows(2)
+        .map(|w| {
+            let diff: Vec<f64> = w[1].iter().zip(&w[0]).map(|(a, b)| a - b).collect();
+            gram.norm(&diff)
+        })
+        .collect();
+    let rows: Vec<PointRow> = scores
+        .iter()
+        .zip(ts)
+        .map(|(s, &t)| row(Some(t), None, s))
+        .collect();
+    Ok(Along {
+        summary: summary(&rows, &distances),
+        points: rows,
+        ensemble: ensemble_scores(ts.len(), mean.scores(&data.test.y)?),
+    })
+}
+
+/// Evaluates the curve of a curve bundle (and the segment between its ends when asked).
+fn curve(cx: &Context<'_>, on_event: &mut dyn FnMut(&Event)) -> Result<CurveEvaluation> {
+    let meta = cx.loaded.bundle.metadata();
+    let basis = meta
+        .basis
+        .ok_or_else(|| Error::Config("curve bundle without a basis".into()))?;
+    let names: Vec<&str> = cx
+        .loaded
+        .net
+        .params
+        .iter()
+        .filter(|p| !p.kind.is_statistic())
+        .map(|p| p.name.as_str())
+        .collect();
+    let points: Points = (0..meta.points)
+        .map(|k| model_io::slices(cx.loaded, names.iter().copied(), k, cx.device))
+        .collect::<Result<_>>()?;
+    let gram = cx.loaded.bundle.gram()?;
+    let arc = ArcLength::new(basis, &gram);
+    let ts = rcurve::grid(cx.job.points)?;
+    let curve = along(cx, (&points, basis, &gram), &ts, Phase::Eval, on_event)?;
+    let segment = if cx.job.segment {
+        let ends: Points = vec![
+            points[0].shallow_copy()?,
+            points[meta.points - 1].shallow_copy()?,
+        ];
+        // The segment's Gram matrix is its squared length, the curve's endpoint distance.
+        let seg_gram = rcurve::Gram::from_matrix(2, vec![arc.segment().powi(2)])?;
+        let seg = (&ends, Basis::Polychain, &seg_gram);
+        Some(along(cx, seg, &ts, Phase::Segment, on_event)?)
+    } else {
+        None
     };
-    Ok(serde_json::json!({
-        "points": rows,
-        "summary": summary(&rows, &distances),
-        "ensemble": {"members": ts.len(), "test_nll": ensemble.loss, "test_error": 1.0 - ensemble.accuracy},
-    }))
+    Ok(CurveEvaluation {
+        basis: match basis {
+            Basis::Bezier => job::Basis::Bezier,
+            Basis::Polychain => job::Basis::Polychain,
+        },
+        control_points: meta.points,
+        length: arc.total(),
+        segment_length: arc.segment(),
+        length_ratio: arc.ratio(),
+        curve,
+        segment,
+    })
+}
+
+/// Evaluates each member of a snapshot set, and the ensembles of the first 1, 2, ... members.
+fn snapshots(cx: &Context<'_>, on_event: &mut dyn FnMut(&Event)) -> Result<SnapshotsEvaluation> {
+    let count = cx.loaded.bundle.metadata().points;
+    let mut mean = MeanProbabilities::default();
+    let mut running = Vec::with_capacity(count);
+    let scores = each_point(Phase::Eval, count, on_event, |m| {
+        let mut params = model_io::member(cx.loaded, m, cx.device)?;
+        let s = score_point(cx.loaded, &mut params, cx.data, cx.job, cx.device, false)?;
+        mean.add(&s.probs)?;
+        running.push(ensemble_scores(m + 1, mean.scores(&cx.data.test.y)?));
+        Ok(s)
+    })?;
+    let ensemble = *running
+        .last()
+        .ok_or_else(|| Error::Config("the snapshot set has no members".into()))?;
+    Ok(SnapshotsEvaluation {
+        members: scores
+            .iter()
+            .enumerate()
+            .map(|(m, s)| row(None, Some(m), s))
+            .collect(),
+        running_ensemble: running,
+        ensemble,
+    })
 }
 
 /// Evaluates the bundle of `job`.
-pub fn eval(job: &EvalJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json::Value> {
+pub fn eval(job: &EvalJob, on_event: &mut dyn FnMut(&Event)) -> Result<EvalReport> {
     if job.points < 2 {
         return Err(Error::Config("`points` must be at least 2".into()));
     }
     if job.batch_size == 0 {
         return Err(Error::Config("`batch_size` must be at least 1".into()));
     }
-    let device = device::select(&job.device)?;
+    let device = device::select(job.device)?;
     let loaded = model_io::load(&job.bundle)?;
     let data = crate::data::load(
         &job.data,
@@ -200,95 +289,21 @@ pub fn eval(job: &EvalJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_jso
             data.input, data.classes, loaded.spec.input, loaded.spec.classes
         )));
     }
-    let meta = loaded.bundle.metadata().clone();
-    let mut report = serde_json::json!({
-        "ok": true, "command": "eval", "bundle": job.bundle, "kind": meta.kind.as_str(),
-        "device": device::name(device),
-    });
-    match meta.kind {
-        Kind::Curve => {
-            let basis = meta
-                .basis
-                .ok_or_else(|| Error::Config("curve bundle without a basis".into()))?;
-            let names: Vec<&str> = loaded
-                .net
-                .params
-                .iter()
-                .filter(|p| !p.kind.is_statistic())
-                .map(|p| p.name.as_str())
-                .collect();
-            let points: Points = (0..meta.points)
-                .map(|k| model_io::slices(&loaded, names.iter().copied(), k, device))
-                .collect::<Result<_>>()?;
-            let gram = loaded.bundle.gram()?;
-            let arc = ArcLength::new(basis, &gram);
-            let ts = rcurve::grid(job.points)?;
-            let cx = Context {
-                loaded: &loaded,
-                data: &data,
-                job,
-                device,
-            };
-            let curve = along(&cx, (&points, basis, &gram), &ts, "eval", on_event)?;
-            report["basis"] = serde_json::json!(basis.as_str());
-            report["control_points"] = serde_json::json!(meta.points);
-            report["length"] = serde_json::json!(arc.total());
-            report["segment_length"] = serde_json::json!(arc.segment());
-            report["length_ratio"] = serde_json::json!(arc.ratio());
-            report["curve"] = curve;
-            if job.segment {
-                let ends: Points = vec![
-                    points[0].shallow_copy()?,
-                    points[meta.points - 1].shallow_copy()?,
-                ];
-                // The segment's Gram matrix is its squared length, the curve's endpoint distance.
-                let seg_gram = rcurve::Gram::from_matrix(2, vec![arc.segment().powi(2)])?;
-                report["segment"] = along(
-                    &cx,
-                    (&ends, Basis::Polychain, &seg_gram),
-                    &ts,
-                    "segment",
-                    on_event,
-                )?;
-            }
-        }
-        Kind::Snapshots => {
-            on_event(&Event::Begin {
-                phase: "eval".into(),
-                total: meta.points,
-            });
-            let mut rows = Vec::new();
-            let mut running = Vec::new();
-            let mut sum: Option<Tensor> = None;
-            for m in 0..meta.points {
-                let mut params = model_io::member(&loaded, m, device)?;
-                let s = score_point(&loaded, &mut params, &data, job, device, false)?;
-                rows.push(row(None, Some(m), &s));
-                let acc = match sum {
-                    None => s.probs.shallow_clone(),
-                    Some(a) => a.f_add(&s.probs)?,
-                };
-                let e = fit::score_probabilities(&acc.f_div_scalar((m + 1) as f64)?, &data.test.y)?;
-                running.push(serde_json::json!({"members": m + 1, "test_nll": e.loss, "test_error": 1.0 - e.accuracy}));
-                sum = Some(acc);
-                on_event(&Event::Step {
-                    phase: "eval".into(),
-                    done: m + 1,
-                    total: meta.points,
-                    loss: Some(s.test.loss),
-                    accuracy: Some(s.test.accuracy),
-                    lr: None,
-                });
-            }
-            on_event(&Event::End {
-                phase: "eval".into(),
-            });
-            report["members"] = serde_json::json!(rows);
-            report["running_ensemble"] = serde_json::json!(running);
-            report["ensemble"] = running.last().cloned().unwrap_or_default();
-        }
-    }
-    Ok(report)
+    let cx = Context {
+        loaded: &loaded,
+        data: &data,
+        job,
+        device,
+    };
+    let evaluation = match loaded.bundle.metadata().kind {
+        Kind::Curve => Evaluation::Curve(curve(&cx, on_event)?),
+        Kind::Snapshots => Evaluation::Snapshots(snapshots(&cx, on_event)?),
+    };
+    Ok(EvalReport {
+        bundle: job.bundle.clone(),
+        device: device::reported(device),
+        evaluation,
+    })
 }
 
 /// Shallow copies of a parameter map (the tensors share storage).

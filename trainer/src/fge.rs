@@ -4,21 +4,23 @@
 
 use std::collections::BTreeMap;
 
-use tch::Tensor;
+use tch::{Device, Tensor};
 
-use crate::arch::{self, Mode, Params};
+use crate::arch::{Net, Params};
 use crate::bn;
-use crate::checkpoint::Run;
+use crate::checkpoint::Checkpoint;
+use crate::data::Data;
 use crate::device;
-use crate::fit;
-use crate::job::{Event, FgeJob};
+use crate::epochs::{self, EpochEnd, Epochs, Trainee};
+use crate::fit::{self, MeanProbabilities, Pass};
+use crate::job::{Event, FgeJob, FgeReport, Phase};
 use crate::model_io;
-use crate::optim::{Sgd, cyclic_lr, is_snapshot_step};
-use crate::train::epoch_seed;
+use crate::optim::{cyclic_lr, is_snapshot_step};
+use crate::train::Network;
 use crate::{Error, Result};
 
 /// Runs FGE as `job` says and writes the snapshot set.
-pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json::Value> {
+pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<FgeReport> {
     let t = &job.training;
     fit::check_options(t)?;
     if job.cycle == 0 {
@@ -30,7 +32,7 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json:
             job.lr1, job.lr2
         )));
     }
-    let device = device::select(&t.device)?;
+    let device = device::select(t.device)?;
     let init = model_io::load(&job.init)?;
     let data = fit::load_data(t)?;
     if data.input != init.spec.input || data.classes != init.spec.classes {
@@ -40,115 +42,29 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json:
         )));
     }
     let net = init.net.clone();
-    let mut params = model_io::member(&init, 0, device)?;
-    let trainable = fit::trained_names(&net);
+    let params = model_io::member(&init, 0, device)?;
     let steps = data.train_steps(t.batch_size);
-    let c = (job.cycle * steps).div_ceil(2) * 2;
-    let mut sgd = Sgd::new(t.momentum, t.wd);
-    let mut members: Vec<Params> = Vec::new();
-    let mut run = Run::new(job, t.checkpoint.as_deref(), &job.out)?;
-    if let Some(ck) = run.resume(t.resume, device, on_event)? {
-        {
-            let count = ck.state["members"].as_u64().unwrap_or(0) as usize;
-            members = (0..count).map(|_| BTreeMap::new()).collect();
-            let mut rest = BTreeMap::new();
-            for (name, value) in ck.tensors {
-                if let Some((i, n)) = name.strip_prefix("member").and_then(|m| m.split_once('/')) {
-                    let i: usize = i
-                        .parse()
-                        .map_err(|_| Error::Config(format!("bad checkpoint tensor `{name}`")))?;
-                    if let Some(slot) = members.get_mut(i) {
-                        slot.insert(n.to_string(), value);
-                        continue;
-                    }
-                }
-                rest.insert(name, value);
-            }
-            crate::train::restore(&mut params, &mut sgd, rest)?;
-        }
-    }
-    let start = run.start;
-    fit::track_gradients(&mut params, &trainable)?;
-    on_event(&Event::Begin {
-        phase: "fge".into(),
-        total: t.epochs,
-    });
-    for epoch in start..t.epochs {
-        tch::manual_seed(
-            (t.seed as i64)
-                .wrapping_mul(1_000_003)
-                .wrapping_add(epoch as i64),
-        );
-        let mut i = epoch * steps;
-        let mut snapshots: Vec<Params> = Vec::new();
-        let (scores, seconds) = fit::timed(|| {
-            let plan = fit::EpochPlan {
-                phase: "fge",
-                data: &data,
-                batch_size: t.batch_size,
-                seed: epoch_seed(t.seed, epoch),
-                device,
-                lr: cyclic_lr(job.lr1, job.lr2, epoch * steps + 1, c),
-                epoch: epoch + 1,
-            };
-            fit::epoch(plan, on_event, |x, y| {
-                i += 1;
-                let lr = cyclic_lr(job.lr1, job.lr2, i, c);
-                let logits = arch::forward(&net, &params, x, Mode::Train)?;
-                let loss = fit::cross_entropy(&logits, y)?;
-                loss.f_backward()?;
-                sgd.step(params.iter_mut().filter(|(n, _)| trainable.contains(n)), lr)?;
-                if is_snapshot_step(i, c) {
-                    let copy = params
-                        .iter()
-                        .map(|(n, p)| Ok((n.clone(), fit::deep_copy(p)?)))
-                        .collect::<Result<Params>>()?;
-                    snapshots.push(copy);
-                }
-                Ok((loss, logits))
-            })
-        })?;
-        for mut snap in snapshots {
-            bn::recompute(&net, &mut snap, &data, 256, device)?;
-            members.push(snap);
-            on_event(&Event::Message {
-                text: format!("snapshot {} taken in epoch {}", members.len(), epoch + 1),
-            });
-        }
-        on_event(&Event::Epoch {
-            epoch: epoch + 1,
-            epochs: t.epochs,
-            train_loss: scores.loss,
-            train_accuracy: scores.accuracy,
-            test_loss: None,
-            test_accuracy: None,
-            seconds,
-        });
-        run.history.push(serde_json::json!({
-            "epoch": epoch + 1, "train_loss": scores.loss, "train_accuracy": scores.accuracy,
-            "seconds": seconds, "members": members.len(),
-        }));
-        let mut tensors: Vec<(String, &Tensor)> = params
-            .iter()
-            .map(|(n, p)| (format!("param/{n}"), p))
-            .collect();
-        tensors.extend(
-            sgd.buffers()
-                .iter()
-                .map(|(n, b)| (format!("momentum/{n}"), b)),
-        );
-        for (m, member) in members.iter().enumerate() {
-            tensors.extend(member.iter().map(|(n, p)| (format!("member{m}/{n}"), p)));
-        }
-        run.save(
-            epoch + 1,
-            serde_json::json!({ "members": members.len() }),
-            &tensors,
-        )?;
-    }
-    on_event(&Event::End {
-        phase: "fge".into(),
-    });
+    let mut ensembling = Ensembling {
+        network: Network::new(&net, params, t),
+        net: &net,
+        data: &data,
+        device,
+        job,
+        steps,
+        cycle: (job.cycle * steps).div_ceil(2) * 2,
+        iteration: 0,
+        snapshots: Vec::new(),
+        members: Vec::new(),
+    };
+    let epochs = Epochs {
+        phase: Phase::Fge,
+        training: t,
+        data: &data,
+        device,
+        out: &job.out,
+    };
+    let finished = epochs::drive(epochs, job, &mut ensembling, on_event)?;
+    let members = &ensembling.members;
     if members.is_empty() {
         return Err(Error::Config(format!(
             "no snapshot was taken: {} epochs are shorter than half a cycle of {} epochs",
@@ -157,34 +73,140 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<serde_json:
     }
     // Each member and the ensemble on the test split.
     let mut per_member = Vec::new();
-    let mut sum: Option<Tensor> = None;
-    for m in &members {
-        let p = fit::probabilities(&net, m, &data, &data.test, 256, device)?;
+    let mut mean = MeanProbabilities::default();
+    let test = Pass::test(&data, 256, device);
+    for m in members {
+        let p = test.probabilities(&net, m)?;
         per_member.push(fit::score_probabilities(&p, &data.test.y)?);
-        sum = Some(match sum {
-            None => p,
-            Some(s) => s.f_add(&p)?,
-        });
+        mean.add(&p)?;
     }
-    let ensemble = match sum {
-        Some(s) => fit::score_probabilities(&s.f_div_scalar(members.len() as f64)?, &data.test.y)?,
-        None => fit::Scores::default(),
-    };
+    let ensemble = mean.scores(&data.test.y)?;
+    let run = &finished.run;
     model_io::write_snapshots(
         &job.out,
         &net,
         &init.spec,
-        &members,
+        members,
         serde_json::json!({ "command": "fge", "job": run.job, "history": run.history,
-            "init": crate::curve::file_sha256(&job.init)? }),
+            "init": modeconn_runtime::fs::sha256_file(&job.init)? }),
     )?;
     run.finish();
-    Ok(serde_json::json!({
-        "ok": true, "command": "fge", "out": job.out, "members": members.len(),
-        "cycle_iterations": c, "device": device::name(device),
-        "member_test_accuracy": per_member.iter().map(|s| s.accuracy).collect::<Vec<_>>(),
-        "member_test_nll": per_member.iter().map(|s| s.loss).collect::<Vec<_>>(),
-        "ensemble_test_accuracy": ensemble.accuracy, "ensemble_test_nll": ensemble.loss,
-        "seconds_per_epoch": run.mean_seconds(),
-    }))
+    Ok(FgeReport {
+        members: members.len(),
+        cycle_iterations: ensembling.cycle,
+        member_test_accuracy: per_member.iter().map(|s| s.accuracy).collect(),
+        member_test_nll: per_member.iter().map(|s| s.loss).collect(),
+        ensemble_test_accuracy: ensemble.accuracy,
+        ensemble_test_nll: ensemble.loss,
+        run: finished.trained(&job.out),
+    })
+}
+
+/// A network under FGE, and the members it left so far.
+struct Ensembling<'a> {
+    network: Network,
+    net: &'a Net,
+    data: &'a Data,
+    device: Device,
+    job: &'a FgeJob,
+    /// Mini-batches per epoch.
+    steps: usize,
+    /// The cycle in iterations (even).
+    cycle: usize,
+    /// The last iteration run (1-based over the whole run).
+    iteration: usize,
+    /// Snapshots of the current epoch, whose statistics are not recomputed yet.
+    snapshots: Vec<Params>,
+    members: Vec<Params>,
+}
+
+/// The prefix of the members' names in checkpoints: `member{index}/NAME`.
+const MEMBER: &str = "member";
+
+impl Trainee for Ensembling<'_> {
+    fn lr(&self, epoch: usize) -> f64 {
+        cyclic_lr(
+            self.job.lr1,
+            self.job.lr2,
+            epoch * self.steps + 1,
+            self.cycle,
+        )
+    }
+
+    fn lr_in_history(&self) -> bool {
+        false
+    }
+
+    fn resume(&mut self, checkpoint: Option<Checkpoint>) -> Result<()> {
+        if let Some(c) = checkpoint {
+            let count = c.state["members"].as_u64().unwrap_or(0) as usize;
+            self.members = (0..count).map(|_| BTreeMap::new()).collect();
+            let mut rest = BTreeMap::new();
+            for (name, value) in c.tensors {
+                if let Some((i, n)) = name.strip_prefix(MEMBER).and_then(|m| m.split_once('/')) {
+                    let i: usize = i
+                        .parse()
+                        .map_err(|_| Error::Config(format!("bad checkpoint tensor `{name}`")))?;
+                    if let Some(slot) = self.members.get_mut(i) {
+                        slot.insert(n.to_string(), value);
+                        continue;
+                    }
+                }
+                rest.insert(name, value);
+            }
+            self.network.restore(rest)?;
+        }
+        self.network.track_gradients()
+    }
+
+    fn begin_epoch(&mut self, epoch: usize) -> Result<()> {
+        self.iteration = epoch * self.steps;
+        self.snapshots.clear();
+        Ok(())
+    }
+
+    fn step(&mut self, x: &Tensor, y: &Tensor, _: f64) -> Result<(Tensor, Tensor)> {
+        self.iteration += 1;
+        let (i, c) = (self.iteration, self.cycle);
+        let out = self
+            .network
+            .step(self.net, x, y, cyclic_lr(self.job.lr1, self.job.lr2, i, c))?;
+        if is_snapshot_step(i, c) {
+            let copy = self
+                .network
+                .params
+                .iter()
+                .map(|(n, p)| Ok((n.clone(), fit::deep_copy(p)?)))
+                .collect::<Result<Params>>()?;
+            self.snapshots.push(copy);
+        }
+        Ok(out)
+    }
+
+    fn end_epoch(&mut self, epoch: usize, on_event: &mut dyn FnMut(&Event)) -> Result<EpochEnd> {
+        for mut snap in std::mem::take(&mut self.snapshots) {
+            bn::recompute(self.net, &mut snap, self.data, 256, self.device)?;
+            self.members.push(snap);
+            on_event(&Event::Message {
+                text: format!(
+                    "snapshot {} taken in epoch {}",
+                    self.members.len(),
+                    epoch + 1
+                ),
+            });
+        }
+        Ok(EpochEnd {
+            test: None,
+            members: Some(self.members.len()),
+        })
+    }
+
+    fn checkpoint(&self) -> (serde_json::Value, Vec<(String, &Tensor)>) {
+        let mut tensors = self.network.tensors();
+        for (m, member) in self.members.iter().enumerate() {
+            tensors.extend(member.iter().map(|(n, p)| (format!("{MEMBER}{m}/{n}"), p)));
+        }
+        let state = serde_json::json!({ "members": self.members.len() });
+        (state, tensors)
+    }
 }

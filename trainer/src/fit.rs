@@ -1,5 +1,5 @@
 //! Pieces every training command shares: checking options, loading data, running an epoch of
-//! SGD with progress events, evaluating, and keeping checkpoints.
+//! SGD with progress events, and evaluating.
 
 use std::time::Instant;
 
@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::arch::{self, Mode, Net, Params};
 use crate::data::{self, Data, DataOptions, Split};
-use crate::job::{Event, TrainingOptions};
+use crate::job::{Event, Phase, TrainingOptions};
 use crate::{Error, Result};
 
 /// Checks the numbers of a job before anything runs.
@@ -108,47 +108,113 @@ impl Meter {
     }
 }
 
-/// Loss and accuracy of `params` on a split, in evaluation mode, without gradients.
-pub fn evaluate(
-    net: &Net,
-    params: &Params,
-    data: &Data,
-    split: &Split,
-    batch_size: usize,
-    device: Device,
-) -> Result<Scores> {
-    let _guard = tch::no_grad_guard();
-    let mut meter = Meter::default();
-    for batch in data.eval_batches(split, batch_size, device)? {
-        let (x, y) = batch?;
-        let logits = arch::forward(net, params, &x, Mode::Eval)?;
-        let loss = cross_entropy(&logits, &y)?.f_double_value(&[])?;
-        meter.add(loss, &logits, &y)?;
-    }
-    Ok(meter.scores())
+/// A split to run networks over in evaluation mode (no gradients, no dropout, running
+/// statistics): in order, in mini-batches, on a device.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass<'a> {
+    /// The data.
+    pub data: &'a Data,
+    /// The split of `data`.
+    pub split: &'a Split,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Where batches go.
+    pub device: Device,
 }
 
-/// Softmax probabilities of `params` on a split, in order (evaluation mode).
-pub fn probabilities(
-    net: &Net,
-    params: &Params,
-    data: &Data,
-    split: &Split,
-    batch_size: usize,
-    device: Device,
-) -> Result<Tensor> {
-    let _guard = tch::no_grad_guard();
-    let mut parts = Vec::new();
-    for batch in data.eval_batches(split, batch_size, device)? {
-        let (x, _) = batch?;
-        let logits = arch::forward(net, params, &x, Mode::Eval)?;
-        parts.push(
-            logits
-                .f_softmax(-1, Kind::Float)?
-                .f_to_device(Device::Cpu)?,
-        );
+impl<'a> Pass<'a> {
+    /// Over the training split.
+    pub fn train(data: &'a Data, batch_size: usize, device: Device) -> Self {
+        Pass {
+            data,
+            split: &data.train,
+            batch_size,
+            device,
+        }
     }
-    Ok(Tensor::f_cat(&parts, 0)?)
+
+    /// Over the test split.
+    pub fn test(data: &'a Data, batch_size: usize, device: Device) -> Self {
+        Pass {
+            data,
+            split: &data.test,
+            batch_size,
+            device,
+        }
+    }
+
+    /// Loss and accuracy of `params`.
+    pub fn evaluate(&self, net: &Net, params: &Params) -> Result<Scores> {
+        let mut meter = Meter::default();
+        self.each_batch(net, params, |logits, y| {
+            let loss = cross_entropy(logits, y)?.f_double_value(&[])?;
+            meter.add(loss, logits, y)
+        })?;
+        Ok(meter.scores())
+    }
+
+    /// Softmax probabilities of `params` `[N, C]`, in the split's order, on the CPU.
+    pub fn probabilities(&self, net: &Net, params: &Params) -> Result<Tensor> {
+        let mut parts = Vec::new();
+        self.each_batch(net, params, |logits, _| {
+            let p = logits.f_softmax(-1, Kind::Float)?;
+            parts.push(p.f_to_device(Device::Cpu)?);
+            Ok(())
+        })?;
+        Ok(Tensor::f_cat(&parts, 0)?)
+    }
+
+    /// Runs `net` with `params` over the split, handing each batch's logits and labels to
+    /// `take`.
+    fn each_batch(
+        &self,
+        net: &Net,
+        params: &Params,
+        mut take: impl FnMut(&Tensor, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for batch in self
+            .data
+            .eval_batches(self.split, self.batch_size, self.device)?
+        {
+            let (x, y) = batch?;
+            let logits = arch::forward(net, params, &x, Mode::Eval)?;
+            take(&logits, &y)?;
+        }
+        Ok(())
+    }
+}
+
+/// The mean of members' probabilities, built one member at a time.
+#[derive(Debug, Default)]
+pub struct MeanProbabilities {
+    sum: Option<Tensor>,
+    members: usize,
+}
+
+impl MeanProbabilities {
+    /// Adds a member's probabilities `[N, C]`.
+    pub fn add(&mut self, p: &Tensor) -> Result<()> {
+        self.sum = Some(match self.sum.take() {
+            None => p.shallow_clone(),
+            Some(s) => s.f_add(p)?,
+        });
+        self.members += 1;
+        Ok(())
+    }
+
+    /// Members added so far.
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
+    /// NLL and accuracy of the mean against labels (zeros before the first member).
+    pub fn scores(&self, y: &Tensor) -> Result<Scores> {
+        match &self.sum {
+            Some(s) => score_probabilities(&s.f_div_scalar(self.members as f64)?, y),
+            None => Ok(Scores::default()),
+        }
+    }
 }
 
 /// NLL and accuracy of probabilities `[N, C]` against labels.
@@ -176,7 +242,7 @@ pub fn score_probabilities(p: &Tensor, y: &Tensor) -> Result<Scores> {
 #[derive(Debug, Clone, Copy)]
 pub struct EpochPlan<'a> {
     /// The phase named in progress events.
-    pub phase: &'a str,
+    pub phase: Phase,
     /// The data.
     pub data: &'a Data,
     /// Mini-batch size.
@@ -224,7 +290,7 @@ pub fn epoch(
         meter.add(value, &logits.f_detach()?, &y)?;
         let s = meter.scores();
         on_event(&Event::Step {
-            phase: phase.to_string(),
+            phase,
             done,
             total,
             loss: Some(s.loss),

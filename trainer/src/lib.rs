@@ -9,11 +9,11 @@ pub mod checkpoint;
 pub mod curve;
 pub mod data;
 pub mod device;
+pub mod epochs;
 pub mod error;
 pub mod eval;
 pub mod fge;
 pub mod fit;
-pub mod job;
 pub mod model_io;
 pub mod optim;
 pub mod plugin;
@@ -21,3 +21,5 @@ pub mod run;
 pub mod train;
 
 pub use error::{Error, Result};
+/// The jobs, events and reports of the trainer's contract (`modeconn-jobs`).
+pub use modeconn_jobs as job;

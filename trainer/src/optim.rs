@@ -6,6 +6,9 @@ use tch::Tensor;
 
 use crate::Result;
 
+/// The prefix of the momentum buffers' names in checkpoints.
+const MOMENTUM: &str = "momentum/";
+
 /// Stochastic gradient descent with momentum `μ` and weight decay `λ`:
 /// `d = g + λ w`, `b = μ b + d` (`b = d` on the first step), `w -= lr · b`.
 #[derive(Debug)]
@@ -59,6 +62,27 @@ impl Sgd {
             w.zero_grad();
         }
         Ok(())
+    }
+
+    /// The momentum buffers as checkpoint tensors, named `momentum/NAME`.
+    pub fn checkpoint_tensors(&self) -> impl Iterator<Item = (String, &Tensor)> {
+        self.buffers
+            .iter()
+            .map(|(n, b)| (format!("{MOMENTUM}{n}"), b))
+    }
+
+    /// Takes the momentum buffers out of a checkpoint's tensors (those that
+    /// [`Sgd::checkpoint_tensors`] named) and returns the other tensors.
+    pub fn restore(&mut self, tensors: BTreeMap<String, Tensor>) -> BTreeMap<String, Tensor> {
+        let (mut buffers, mut rest) = (BTreeMap::new(), BTreeMap::new());
+        for (name, t) in tensors {
+            match name.strip_prefix(MOMENTUM) {
+                Some(n) => buffers.insert(n.to_string(), t),
+                None => rest.insert(name, t),
+            };
+        }
+        self.buffers = buffers;
+        rest
     }
 
     /// The momentum buffers, for checkpoints.

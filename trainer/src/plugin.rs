@@ -4,14 +4,16 @@
 //! Three symbols, all `extern "C"`, in the order a loader uses them:
 //!
 //! 1. [`modeconn_trainer_abi_version`]: resolve it first and refuse the plugin unless it returns
-//!    the version the loader was written for ([`ABI_VERSION`]).
+//!    the version the loader was written for ([`ABI_VERSION`], defined by `modeconn-jobs`,
+//!    whose loader `modeconn_jobs::plugin` the CLI and the C API use).
 //! 2. [`modeconn_trainer_run`]: a job as JSON in (see [`crate::job::Job`]), progress events as
 //!    JSON through a callback (see [`crate::job::Event`]), a report as JSON out.
 //! 3. [`modeconn_trainer_free_string`]: gives a report back to the plugin, which allocated it.
 //!
 //! Strings are NUL-terminated UTF-8. The report is a JSON object that always has a boolean
-//! `"ok"`: on success it is the object [`crate::run::run`] returned (`"ok": true`, the command,
-//! the output path, the metrics); on any failure it is `{"ok": false, "error": "<one line>"}`.
+//! `"ok"`: on success it is the [`crate::job::Report`] that [`crate::run::run`] returned
+//! (`"ok": true`, the command, the output path, the metrics); on any failure it is
+//! `{"ok": false, "error": "<one line>"}`.
 //! No Rust panic crosses the boundary: one is caught and reported like any other error.
 //!
 //! In C:
@@ -30,7 +32,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde_json::{Map, Value, json};
 
-use crate::job::{ABI_VERSION, Event, Job};
+use modeconn_jobs::{ABI_VERSION, Event, Job};
 
 /// The progress callback: called with one event (a JSON object tagged by `"event"`) and the
 /// `user` pointer given to [`modeconn_trainer_run`].
@@ -162,7 +164,8 @@ fn run_text(
         // outlives the call.
         unsafe { callback(text.as_ptr(), user) };
     };
-    crate::run::run(&job, &mut on_event).map_err(|e| e.to_string())
+    let report = crate::run::run(&job, &mut on_event).map_err(|e| e.to_string())?;
+    serde_json::to_value(&report).map_err(|e| format!("the report cannot be serialised: {e}"))
 }
 
 /// The report of a successful run: the object `run` returned, with `"ok": true` unless it says

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use modeconn_runtime::bundle::Bundle;
 use modeconn_trainer::checkpoint;
-use modeconn_trainer::job::{Event, Job};
+use modeconn_trainer::job::{Event, Job, Report};
 use modeconn_trainer::run::run;
 use modeconn_trainer::{Error, Result};
 use serde_json::{Value, json};
@@ -51,7 +51,7 @@ fn parse(job: &Value) -> Job {
 }
 
 /// Runs a job, returning its report and its events.
-fn go(job: &Value) -> (Value, Vec<Event>) {
+fn go(job: &Value) -> (Report, Vec<Event>) {
     let mut events = Vec::new();
     let report = run(&parse(job), &mut |e: &Event| events.push(e.clone()))
         .unwrap_or_else(|e| panic!("{e}\n{job}"));
@@ -383,7 +383,7 @@ fn a_damaged_checkpoint_is_an_error_that_names_it() -> Result<()> {
             assert!(m.contains(&*ckpt.to_string_lossy()), "{m}");
             assert_eq!(m.lines().count(), 1, "{m}");
         }
-        Ok(r) => panic!("a damaged checkpoint was resumed: {r}"),
+        Ok(r) => panic!("a damaged checkpoint was resumed: {r:?}"),
     }
     assert!(!out.exists(), "a bundle was written");
     Ok(())
@@ -446,13 +446,15 @@ fn temporary_files_of_killed_writers_are_removed() -> Result<()> {
             .spawn()
             .map_err(|e| Error::Config(e.to_string()))?;
     let _ = ended.wait();
-    let stale = tmp.path().join(format!("run.ckpt.tmp-{}", ended.id()));
+    // Temporary files are named as the workspace's atomic writer names them:
+    // `.NAME.tmp-PID` (`modeconn_runtime::fs::write_atomic_via`).
+    let stale = tmp.path().join(format!(".run.ckpt.tmp-{}", ended.id()));
     // The parent of this process is running: its file is left alone.
     let live = tmp.path().join(format!(
-        "run.ckpt.tmp-{}",
+        ".run.ckpt.tmp-{}",
         std::os::unix::process::parent_id()
     ));
-    let other = tmp.path().join("other.ckpt.tmp-1");
+    let other = tmp.path().join(".other.ckpt.tmp-1");
     for p in [&stale, &live, &other] {
         std::fs::write(p, b"partial").map_err(|e| Error::Config(e.to_string()))?;
     }

@@ -7,6 +7,7 @@ mod forward;
 mod ir;
 mod onnx;
 mod params;
+mod resnet;
 mod shape;
 mod zoo;
 

@@ -14,6 +14,7 @@
 
 use super::builder::NetBuilder;
 use super::ir::Net;
+use super::resnet::{Branch, ResNet, resnet};
 use super::shape::infer_shapes;
 use crate::{Error, Result};
 
@@ -213,9 +214,27 @@ pub fn by_name(
         Family::ConvFc => convfc(&mut b, x, input, classes)?,
         Family::Vgg16 { bn } => vgg16(&mut b, x, input, bn, dropout, classes)?,
         Family::PreResNet { blocks, bottleneck } => {
-            preresnet(&mut b, x, input[0], blocks, bottleneck, classes)
+            let branch = if bottleneck {
+                Branch::Bottleneck
+            } else {
+                Branch::Basic
+            };
+            let net = ResNet {
+                blocks,
+                width: 1,
+                branch,
+            };
+            resnet(&mut b, &x, input[0], classes, net);
         }
-        Family::Wrn { blocks, width } => wrn(&mut b, x, input[0], blocks, width, dropout, classes),
+        Family::Wrn { blocks, width } => {
+            let branch = Branch::Wide { dropout };
+            let net = ResNet {
+                blocks,
+                width,
+                branch,
+            };
+            resnet(&mut b, &x, input[0], classes, net);
+        }
     }
     let net = b.finish();
     infer_shapes(&net)?;
@@ -346,139 +365,4 @@ fn vgg16(
     x = b.relu(&x);
     b.linear("classifier.6", &x, 512, classes);
     Ok(())
-}
-
-fn preresnet(
-    b: &mut NetBuilder,
-    x: String,
-    in_channels: i64,
-    blocks: i64,
-    bottleneck: bool,
-    classes: i64,
-) {
-    let expansion = if bottleneck { 4 } else { 1 };
-    let mut x = b.conv("conv1", &x, in_channels, 16, 3, 1, 1, false);
-    let mut inplanes = 16;
-    for (stage, planes, stride) in [(1, 16, 1), (2, 32, 2), (3, 64, 2)] {
-        for i in 0..blocks {
-            let p = format!("layer{stage}.{i}");
-            let s = if i == 0 { stride } else { 1 };
-            let out_channels = planes * expansion;
-            let pre = b.batch_norm(&format!("{p}.bn1"), &x, inplanes);
-            let pre = b.relu(&pre);
-            let out = if bottleneck {
-                let y = b.conv(
-                    &format!("{p}.conv1"),
-                    &pre,
-                    inplanes,
-                    planes,
-                    1,
-                    1,
-                    0,
-                    false,
-                );
-                let y = b.batch_norm(&format!("{p}.bn2"), &y, planes);
-                let y = b.relu(&y);
-                let y = b.conv(&format!("{p}.conv2"), &y, planes, planes, 3, s, 1, false);
-                let y = b.batch_norm(&format!("{p}.bn3"), &y, planes);
-                let y = b.relu(&y);
-                b.conv(
-                    &format!("{p}.conv3"),
-                    &y,
-                    planes,
-                    out_channels,
-                    1,
-                    1,
-                    0,
-                    false,
-                )
-            } else {
-                let y = b.conv(
-                    &format!("{p}.conv1"),
-                    &pre,
-                    inplanes,
-                    planes,
-                    3,
-                    s,
-                    1,
-                    false,
-                );
-                let y = b.batch_norm(&format!("{p}.bn2"), &y, planes);
-                let y = b.relu(&y);
-                b.conv(&format!("{p}.conv2"), &y, planes, planes, 3, 1, 1, false)
-            };
-            // The shortcut reads the pre-activated input, as in the reference code; it comes
-            // after the main branch so that parameters are in PyTorch's registration order.
-            let residual = if s != 1 || inplanes != out_channels {
-                b.conv(
-                    &format!("{p}.downsample.0"),
-                    &pre,
-                    inplanes,
-                    out_channels,
-                    1,
-                    s,
-                    0,
-                    false,
-                )
-            } else {
-                x.clone()
-            };
-            x = b.add(&out, &residual);
-            inplanes = out_channels;
-        }
-    }
-    x = b.batch_norm("bn", &x, inplanes);
-    x = b.relu(&x);
-    x = b.global_avg_pool(&x);
-    x = b.flatten(&x);
-    b.linear("fc", &x, inplanes, classes);
-}
-
-fn wrn(
-    b: &mut NetBuilder,
-    x: String,
-    in_channels: i64,
-    blocks: i64,
-    width: i64,
-    dropout: f64,
-    classes: i64,
-) {
-    let mut x = b.conv("conv1", &x, in_channels, 16, 3, 1, 1, true);
-    let mut in_planes = 16;
-    for (stage, planes, stride) in [(1, 16 * width, 1), (2, 32 * width, 2), (3, 64 * width, 2)] {
-        for i in 0..blocks {
-            let p = format!("layer{stage}.{i}");
-            let s = if i == 0 { stride } else { 1 };
-            let y = b.batch_norm(&format!("{p}.bn1"), &x, in_planes);
-            let y = b.relu(&y);
-            let mut y = b.conv(&format!("{p}.conv1"), &y, in_planes, planes, 3, 1, 1, true);
-            if dropout > 0.0 {
-                y = b.dropout(&y, dropout);
-            }
-            let y = b.batch_norm(&format!("{p}.bn2"), &y, planes);
-            let y = b.relu(&y);
-            let y = b.conv(&format!("{p}.conv2"), &y, planes, planes, 3, s, 1, true);
-            let shortcut = if s != 1 || in_planes != planes {
-                b.conv(
-                    &format!("{p}.shortcut.0"),
-                    &x,
-                    in_planes,
-                    planes,
-                    1,
-                    s,
-                    0,
-                    true,
-                )
-            } else {
-                x.clone()
-            };
-            x = b.add(&y, &shortcut);
-            in_planes = planes;
-        }
-    }
-    x = b.batch_norm("bn1", &x, in_planes);
-    x = b.relu(&x);
-    x = b.global_avg_pool(&x);
-    x = b.flatten(&x);
-    b.linear("linear", &x, in_planes, classes);
 }
