@@ -89,6 +89,7 @@ macro_rules! named_enum {
 pub mod error;
 pub mod event;
 pub mod job;
+mod locate;
 pub mod plugin;
 pub mod report;
 

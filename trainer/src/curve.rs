@@ -92,12 +92,7 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<Cur
     let end = model_io::load(&job.end)?;
     check_endpoints(&start, &end)?;
     let data = fit::load_data(t)?;
-    if data.input != start.spec.input || data.classes != start.spec.classes {
-        return Err(Error::Config(format!(
-            "the data ({:?}, {} classes) does not fit the endpoints ({:?}, {} classes)",
-            data.input, data.classes, start.spec.input, start.spec.classes
-        )));
-    }
+    fit::check_fits(&data, &start.spec, "the endpoints")?;
     let net = start.net.clone();
     let mut fitting = Fitting::on_segment(
         job,

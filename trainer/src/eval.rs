@@ -283,12 +283,7 @@ pub fn eval(job: &EvalJob, on_event: &mut dyn FnMut(&Event)) -> Result<EvalRepor
             limit: job.limit,
         },
     )?;
-    if data.input != loaded.spec.input || data.classes != loaded.spec.classes {
-        return Err(Error::Config(format!(
-            "the data ({:?}, {} classes) does not fit the bundle's network ({:?}, {} classes)",
-            data.input, data.classes, loaded.spec.input, loaded.spec.classes
-        )));
-    }
+    fit::check_fits(&data, &loaded.spec, "the bundle's network")?;
     let cx = Context {
         loaded: &loaded,
         data: &data,

@@ -35,12 +35,7 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<FgeReport> 
     let device = device::select(t.device)?;
     let init = model_io::load(&job.init)?;
     let data = fit::load_data(t)?;
-    if data.input != init.spec.input || data.classes != init.spec.classes {
-        return Err(Error::Config(format!(
-            "the data ({:?}, {} classes) does not fit the network ({:?}, {} classes)",
-            data.input, data.classes, init.spec.input, init.spec.classes
-        )));
-    }
+    fit::check_fits(&data, &init.spec, "the network")?;
     let net = init.net.clone();
     let params = model_io::member(&init, 0, device)?;
     let steps = data.train_steps(t.batch_size);

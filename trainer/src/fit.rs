@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 use crate::arch::{self, Mode, Net, Params};
 use crate::data::{self, Data, DataOptions, Split};
 use crate::job::{Event, Phase, TrainingOptions};
+use crate::model_io::ModelSpec;
 use crate::{Error, Result};
 
 /// Checks the numbers of a job before anything runs.
@@ -61,6 +62,18 @@ pub fn load_data(t: &TrainingOptions) -> Result<Data> {
             limit: t.limit,
         },
     )
+}
+
+/// Checks that `data` fits a network written for `spec` (same sample shape and classes);
+/// `network` names that network in the error, e.g. `the endpoints`.
+pub fn check_fits(data: &Data, spec: &ModelSpec, network: &str) -> Result<()> {
+    if data.input != spec.input || data.classes != spec.classes {
+        return Err(Error::Config(format!(
+            "the data ({:?}, {} classes) does not fit {network} ({:?}, {} classes)",
+            data.input, data.classes, spec.input, spec.classes
+        )));
+    }
+    Ok(())
 }
 
 /// Mean loss and accuracy of a pass.
