@@ -2,8 +2,8 @@
 //!
 //! One query's path: [`Ensemble::predict`] checks the input, [`sampling::select`] picks the
 //! members, their [`Coefficients`] are computed once each (which checks them), and every
-//! member runs on a static session ([`statics`]) or on the dynamic graph fed with its
-//! coefficients; [`output`] turns logits into probabilities, entropy and disagreement.
+//! member runs on a static session (`statics.rs`) or on the dynamic graph fed with its
+//! coefficients; `output.rs` turns logits into probabilities, entropy and disagreement.
 
 mod output;
 pub mod sampling;
