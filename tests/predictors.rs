@@ -133,9 +133,12 @@ pub mod cli {
                 .map(number)
                 .collect()
         });
-        let scores = q
-            .labels
-            .map(|_| (number(field(&json, "accuracy")), number(field(&json, "nll"))));
+        let scores = q.labels.map(|_| {
+            (
+                number(field(&json, "accuracy")),
+                number(field(&json, "nll")),
+            )
+        });
         Answer {
             kind: field(&json, "kind")
                 .as_str()
