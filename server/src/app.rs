@@ -1,48 +1,46 @@
-//! The HTTP server: routes of the Open Inference Protocol v2, `/metrics`, and the life cycle
-//! (load, warm up, serve, drain on SIGTERM).
+//! The HTTP server's life cycle (load, warm up, serve, drain on SIGTERM) and the inference
+//! of one request; `routes.rs` maps the Open Inference Protocol v2 and `/metrics` onto it.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::response::Response;
 use modeconn_runtime::{Ensemble, EnsembleOptions, Provider, Runtime, RuntimeOptions, Sampling};
 use ndarray::ArrayD;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::audit::{AuditLog, Entry};
 use crate::batcher::{Batcher, Job, Limits};
 use crate::config::{Mode, Options};
-use crate::metrics::{Metrics, ModelMode, ProviderLabel};
+use crate::metrics::{Metrics, ProviderLabel};
 use crate::model::ServedModel;
-use crate::protocol::{self, HEADER_LENGTH, json_response};
+use crate::protocol::{self, HEADER_LENGTH};
 use crate::{ApiError, Error, Result};
 use modeconn_runtime::fs::hex;
 
 /// Label used in metrics for model names that are not served.
-const UNKNOWN_MODEL: &str = "_unknown";
+pub(crate) const UNKNOWN_MODEL: &str = "_unknown";
 
 /// A loaded server: models, queue, workers, metrics. Build it with [`Server::load`], serve it
 /// with [`Server::serve`].
 pub struct Server {
-    models: HashMap<String, Arc<ServedModel>>,
-    order: Vec<String>,
-    batcher: Batcher,
-    metrics: Arc<Metrics>,
-    audit: Option<AuditLog>,
-    body_limit: usize,
-    timeout: Duration,
-    ready: AtomicBool,
-    provider: Provider,
+    pub(crate) models: HashMap<String, Arc<ServedModel>>,
+    /// Model names in the order they were given.
+    pub(crate) order: Vec<String>,
+    pub(crate) batcher: Batcher,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) audit: Option<AuditLog>,
+    pub(crate) body_limit: usize,
+    pub(crate) timeout: Duration,
+    /// False once shutdown begins (readiness answers 503).
+    pub(crate) ready: AtomicBool,
+    pub(crate) provider: Provider,
 }
 
 impl std::fmt::Debug for Server {
@@ -151,30 +149,6 @@ impl Server {
         }))
     }
 
-    /// The routes.
-    pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
-            .route("/v2", get(server_metadata))
-            .route("/v2/health/live", get(live))
-            .route("/v2/health/ready", get(ready))
-            .route("/v2/models/{name}", get(model_metadata))
-            .route("/v2/models/{name}/ready", get(model_ready))
-            .route("/v2/models/{name}/infer", post(infer))
-            .route(
-                "/v2/models/{name}/versions/{version}",
-                get(model_metadata_v),
-            )
-            .route(
-                "/v2/models/{name}/versions/{version}/ready",
-                get(model_ready_v),
-            )
-            .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
-            .route("/metrics", get(metrics))
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
-            .with_state(Arc::clone(self))
-    }
-
     /// Serves on `listener` until `shutdown` completes, then stops taking connections, answers
     /// every request already received, and stops the workers.
     pub async fn serve(
@@ -205,7 +179,7 @@ impl Server {
         &self.order
     }
 
-    fn model(&self, name: &str) -> Result<&Arc<ServedModel>, ApiError> {
+    pub(crate) fn model(&self, name: &str) -> Result<&Arc<ServedModel>, ApiError> {
         self.models.get(name).ok_or_else(|| {
             ApiError::not_found(format!(
                 "unknown model `{name}` (serving: {})",
@@ -214,7 +188,7 @@ impl Server {
         })
     }
 
-    async fn infer(
+    pub(crate) async fn infer(
         &self,
         name: &str,
         headers: &HeaderMap,
@@ -355,7 +329,7 @@ fn warm_up(
 }
 
 /// A new request id: 16 random bytes in hex.
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let mut b = [0u8; 16];
     if getrandom::fill(&mut b).is_err() {
         // The id only needs to be unique in practice; fall back to the clock.
@@ -366,191 +340,6 @@ fn request_id() -> String {
         b = nanos.to_le_bytes();
     }
     hex(&b)
-}
-
-type Shared = State<Arc<Server>>;
-
-async fn live() -> Response {
-    json_response(StatusCode::OK, &json!({ "live": true }))
-}
-
-async fn ready(State(s): Shared) -> Response {
-    let ready = s.ready.load(Ordering::SeqCst);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    json_response(status, &json!({ "ready": ready }))
-}
-
-async fn server_metadata(State(s): Shared) -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "name": "modeconn",
-            "version": env!("CARGO_PKG_VERSION"),
-            "extensions": ["binary_tensor_data", "modeconn_modes"],
-            "models": s.order,
-            "provider": s.provider.as_str(),
-        }),
-    )
-}
-
-fn check_version(version: &str) -> Result<(), ApiError> {
-    if version == "1" {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
-            "version `{version}` does not exist (each model has version 1)"
-        )))
-    }
-}
-
-async fn model_metadata(State(s): Shared, UrlPath(name): UrlPath<String>) -> Response {
-    match s.model(&name) {
-        Ok(m) => json_response(StatusCode::OK, &m.metadata()),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn model_metadata_v(
-    state: Shared,
-    UrlPath((name, version)): UrlPath<(String, String)>,
-) -> Response {
-    match check_version(&version) {
-        Ok(()) => model_metadata(state, UrlPath(name)).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn model_ready(State(s): Shared, UrlPath(name): UrlPath<String>) -> Response {
-    match s.model(&name) {
-        Ok(_) => {
-            let ready = s.ready.load(Ordering::SeqCst);
-            let status = if ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            json_response(status, &json!({ "name": name, "ready": ready }))
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn model_ready_v(
-    state: Shared,
-    UrlPath((name, version)): UrlPath<(String, String)>,
-) -> Response {
-    match check_version(&version) {
-        Ok(()) => model_ready(state, UrlPath(name)).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Counts the request as in flight while it lives (also when the client leaves and the
-/// handler is dropped).
-struct InFlight<'a>(&'a Metrics);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.dec();
-    }
-}
-
-async fn infer(
-    State(s): Shared,
-    UrlPath(name): UrlPath<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    s.metrics.in_flight.inc();
-    let _guard = InFlight(&s.metrics);
-    let id = request_id();
-    let mut mode = None;
-    let result = s.infer(&name, &headers, body, &id, &mut mode).await;
-    let label = if s.models.contains_key(&name) {
-        name.as_str()
-    } else {
-        UNKNOWN_MODEL
-    };
-    let mode_name = mode.map_or("-", Mode::as_str);
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let mut response = match result {
-        Ok(r) => {
-            s.metrics
-                .requests
-                .get_or_create(&ModelMode {
-                    model: label.into(),
-                    mode: mode_name.into(),
-                })
-                .inc();
-            tracing::info!(
-                request_id = id.as_str(),
-                model = label,
-                mode = mode_name,
-                status = 200,
-                ms,
-                "inference"
-            );
-            r
-        }
-        Err(e) => {
-            s.metrics.failure(label, e.status.as_u16());
-            tracing::warn!(
-                request_id = id.as_str(),
-                model = label,
-                mode = mode_name,
-                status = e.status.as_u16(),
-                error = e.message.as_str(),
-                ms,
-                "inference failed"
-            );
-            e.into_response()
-        }
-    };
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", v);
-    }
-    response
-}
-
-async fn infer_v(
-    state: Shared,
-    UrlPath((name, version)): UrlPath<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    match check_version(&version) {
-        Ok(()) => infer(state, UrlPath(name), headers, body).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn metrics(State(s): Shared) -> Response {
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
-        .into_response()
-}
-
-async fn not_found() -> Response {
-    ApiError::not_found("no such endpoint (see GET /v2 and /v2/models/{name})").into_response()
-}
-
-async fn method_not_allowed() -> Response {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this endpoint (inference is POST .../infer, the rest is GET)",
-    )
-    .into_response()
 }
 
 /// Binds the address, serves until SIGTERM or SIGINT, then drains and returns.

@@ -29,6 +29,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+mod routes;
 
 pub use app::{Server, run, shutdown_signal};
 pub use config::{Config, Mode, Options, Policy};

@@ -1,0 +1,231 @@
+//! The routes of the Open Inference Protocol v2 and `/metrics`, and their handlers: thin
+//! adapters from HTTP to [`Server`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::ApiError;
+use crate::app::{Server, UNKNOWN_MODEL, request_id};
+use crate::config::Mode;
+use crate::metrics::{Metrics, ModelMode};
+use crate::protocol::json_response;
+
+impl Server {
+    /// The routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v2", get(server_metadata))
+            .route("/v2/health/live", get(live))
+            .route("/v2/health/ready", get(ready))
+            .route("/v2/models/{name}", get(model_metadata))
+            .route("/v2/models/{name}/ready", get(model_ready))
+            .route("/v2/models/{name}/infer", post(infer))
+            .route(
+                "/v2/models/{name}/versions/{version}",
+                get(model_metadata_v),
+            )
+            .route(
+                "/v2/models/{name}/versions/{version}/ready",
+                get(model_ready_v),
+            )
+            .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
+            .route("/metrics", get(metrics))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(Arc::clone(self))
+    }
+}
+
+type Shared = State<Arc<Server>>;
+
+async fn live() -> Response {
+    json_response(StatusCode::OK, &json!({ "live": true }))
+}
+
+async fn ready(State(s): Shared) -> Response {
+    let ready = s.ready.load(Ordering::SeqCst);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, &json!({ "ready": ready }))
+}
+
+async fn server_metadata(State(s): Shared) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "name": "modeconn",
+            "version": env!("CARGO_PKG_VERSION"),
+            "extensions": ["binary_tensor_data", "modeconn_modes"],
+            "models": s.order,
+            "provider": s.provider.as_str(),
+        }),
+    )
+}
+
+fn check_version(version: &str) -> Result<(), ApiError> {
+    if version == "1" {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "version `{version}` does not exist (each model has version 1)"
+        )))
+    }
+}
+
+async fn model_metadata(State(s): Shared, UrlPath(name): UrlPath<String>) -> Response {
+    match s.model(&name) {
+        Ok(m) => json_response(StatusCode::OK, &m.metadata()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_metadata_v(
+    state: Shared,
+    UrlPath((name, version)): UrlPath<(String, String)>,
+) -> Response {
+    match check_version(&version) {
+        Ok(()) => model_metadata(state, UrlPath(name)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_ready(State(s): Shared, UrlPath(name): UrlPath<String>) -> Response {
+    match s.model(&name) {
+        Ok(_) => {
+            let ready = s.ready.load(Ordering::SeqCst);
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(status, &json!({ "name": name, "ready": ready }))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_ready_v(
+    state: Shared,
+    UrlPath((name, version)): UrlPath<(String, String)>,
+) -> Response {
+    match check_version(&version) {
+        Ok(()) => model_ready(state, UrlPath(name)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Counts the request as in flight while it lives (also when the client leaves and the
+/// handler is dropped).
+struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+async fn infer(
+    State(s): Shared,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    s.metrics.in_flight.inc();
+    let _guard = InFlight(&s.metrics);
+    let id = request_id();
+    let mut mode = None;
+    let result = s.infer(&name, &headers, body, &id, &mut mode).await;
+    let label = if s.models.contains_key(&name) {
+        name.as_str()
+    } else {
+        UNKNOWN_MODEL
+    };
+    let mode_name = mode.map_or("-", Mode::as_str);
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut response = match result {
+        Ok(r) => {
+            s.metrics
+                .requests
+                .get_or_create(&ModelMode {
+                    model: label.into(),
+                    mode: mode_name.into(),
+                })
+                .inc();
+            tracing::info!(
+                request_id = id.as_str(),
+                model = label,
+                mode = mode_name,
+                status = 200,
+                ms,
+                "inference"
+            );
+            r
+        }
+        Err(e) => {
+            s.metrics.failure(label, e.status.as_u16());
+            tracing::warn!(
+                request_id = id.as_str(),
+                model = label,
+                mode = mode_name,
+                status = e.status.as_u16(),
+                error = e.message.as_str(),
+                ms,
+                "inference failed"
+            );
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn infer_v(
+    state: Shared,
+    UrlPath((name, version)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match check_version(&version) {
+        Ok(()) => infer(state, UrlPath(name), headers, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(State(s): Shared) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found("no such endpoint (see GET /v2 and /v2/models/{name})").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint (inference is POST .../infer, the rest is GET)",
+    )
+    .into_response()
+}
