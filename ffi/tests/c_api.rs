@@ -1,8 +1,9 @@
 //! The C API from C and C++: the header is what the Rust code declares, and programs in
 //! `tests/c/` and `examples/c/`, compiled with the system's gcc and g++ against
-//! `include/modeconn.h` and both `libmodeconn.so` and `libmodeconn.a`, predict what the Rust API
-//! predicts, answer misuse with statuses, share an ensemble between threads, train through a
-//! plugin, and run clean under valgrind.
+//! `include/modeconn.h` and both `libmodeconn.so` and `libmodeconn.a`, predict what the Rust
+//! API predicts, read the metadata the Rust API reads, answer misuse with statuses, share an
+//! ensemble between threads, train through a plugin, and run clean under AddressSanitizer,
+//! LeakSanitizer and UndefinedBehaviorSanitizer, and under valgrind.
 //!
 //! Needs the environment of `scripts/setup.sh` (`ORT_DYLIB_PATH`). The header is regenerated
 //! with `MODECONN_UPDATE_HEADER=1 cargo test -p modeconn-ffi --test c_api header`.
@@ -11,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use modeconn_runtime::bundle::{InputSpec, Kind, Metadata, OutputSpec};
+use modeconn_runtime::bundle::{InputSpec, Kind, Metadata, OutputSpec, Preprocess};
 use modeconn_runtime::curve::Basis;
 use modeconn_runtime::graph::{build::ModelBuilder, elem};
 use modeconn_runtime::{BundleWriter, Ensemble, EnsembleOptions, Member, Sampling};
-use modeconn_runtime::{Runtime, RuntimeOptions};
+use modeconn_runtime::{Provider, Runtime, RuntimeOptions};
 use ndarray::{ArrayD, IxDyn};
 
 const BATCH: usize = 5;
@@ -63,6 +64,13 @@ fn work() -> &'static Path {
     })
 }
 
+/// A new folder `name` in the scratch folder, for a program's outputs.
+fn out_dir(name: &str) -> PathBuf {
+    let dir = work().join(name);
+    std::fs::create_dir_all(&dir).expect("output folder");
+    dir
+}
+
 // ---------------------------------------------------------------------------------------------
 // Compiling
 
@@ -72,13 +80,71 @@ enum Link {
     Static,
 }
 
+/// How a test program is built: linked against which library, with the sanitizers or plain
+/// (valgrind cannot run a sanitized program), and the C++ standard of C++ sources.
+#[derive(Clone, Copy, Debug)]
+struct Build {
+    link: Link,
+    sanitize: bool,
+    cpp: &'static str,
+}
+
+impl Build {
+    /// AddressSanitizer (with LeakSanitizer) and UndefinedBehaviorSanitizer, C++17.
+    fn sanitized(link: Link) -> Self {
+        Build {
+            link,
+            sanitize: true,
+            cpp: "c++17",
+        }
+    }
+
+    /// No sanitizers, for valgrind.
+    fn plain(link: Link) -> Self {
+        Build {
+            sanitize: false,
+            ..Build::sanitized(link)
+        }
+    }
+}
+
+/// A compiled test program.
+struct Program {
+    exe: PathBuf,
+    sanitized: bool,
+}
+
+impl Program {
+    /// A command running the program; a sanitized one stops at the first error of any
+    /// sanitizer, fails on any leak at exit, and prints stack traces. LeakSanitizer needs no
+    /// suppressions: what ONNX Runtime, libtorch and the Rust runtime keep for the life of the
+    /// process stays reachable, and LeakSanitizer reports only unreachable blocks.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        if self.sanitized {
+            cmd.env("ASAN_OPTIONS", "detect_leaks=1")
+                .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1");
+        }
+        cmd
+    }
+}
+
 /// Compiles C (`.c`) or C++ (`.cpp`) sources into an executable linked against libmodeconn.
-fn compile(name: &str, sources: &[&str], link: Link) -> PathBuf {
+fn compile(name: &str, sources: &[&str], build: Build) -> Program {
     let cpp = sources.iter().any(|s| s.ends_with(".cpp"));
-    let out = work().join(format!("{name}-{link:?}").to_lowercase());
+    let std = if cpp { build.cpp } else { "c11" };
+    let out = work().join(
+        format!(
+            "{name}-{:?}-{std}{}",
+            build.link,
+            if build.sanitize { "-san" } else { "" }
+        )
+        .to_lowercase()
+        .replace('+', "x"),
+    );
     let target = target_dir();
     let mut cmd = Command::new(if cpp { "g++" } else { "gcc" });
-    cmd.arg(if cpp { "-std=c++17" } else { "-std=c11" })
+    cmd.arg(format!("-std={std}"))
         .args([
             "-Wall",
             "-Wextra",
@@ -91,11 +157,14 @@ fn compile(name: &str, sources: &[&str], link: Link) -> PathBuf {
         .arg(repo().join("include"))
         .arg("-I")
         .arg(repo().join("tests/c"));
+    if build.sanitize {
+        cmd.args(["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]);
+    }
     for s in sources {
         cmd.arg(repo().join(s));
     }
     cmd.arg("-o").arg(&out);
-    match link {
+    match build.link {
         Link::Shared => {
             cmd.arg(target.join("libmodeconn.so"))
                 .arg(format!("-Wl,-rpath,{}", target.display()));
@@ -109,11 +178,17 @@ fn compile(name: &str, sources: &[&str], link: Link) -> PathBuf {
     let output = cmd.output().expect("run the C compiler");
     assert!(
         output.status.success(),
-        "compiling {sources:?} ({link:?}) failed:\n{}",
+        "compiling {sources:?} ({build:?}) failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    out
+    Program {
+        exe: out,
+        sanitized: build.sanitize,
+    }
 }
+
+/// The builds most programs are tested in: both libraries, sanitized.
+const LINKS: [Link; 2] = [Link::Shared, Link::Static];
 
 /// Runs a program, panicking with its output unless it succeeds.
 fn run_ok(cmd: &mut Command) -> Output {
@@ -125,6 +200,14 @@ fn run_ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{text}");
+    // A sanitizer that reports without stopping the program is still a failure.
+    for report in [
+        "ERROR: AddressSanitizer",
+        "ERROR: LeakSanitizer",
+        ": runtime error: ",
+    ] {
+        assert!(!text.contains(report), "{report}\n{text}");
+    }
     println!("{text}");
     output
 }
@@ -136,6 +219,9 @@ struct Fixture {
     curve: PathBuf,
     snapshots: PathBuf,
     corrupt: PathBuf,
+    /// A snapshot set with every optional metadata key: labels, a temperature, preprocessing
+    /// and provenance.
+    labeled: PathBuf,
     input: PathBuf,
     x: Vec<f32>,
 }
@@ -181,8 +267,9 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-fn bundle(kind: Kind, points: usize, path: &Path) {
-    let meta = Metadata {
+/// The metadata of a bundle of the fixture's network without the optional keys.
+fn metadata(kind: Kind, points: usize) -> Metadata {
+    Metadata {
         kind,
         basis: (kind == Kind::Curve).then_some(Basis::Bezier),
         points,
@@ -201,7 +288,11 @@ fn bundle(kind: Kind, points: usize, path: &Path) {
         labels: None,
         provenance: None,
         extra: Default::default(),
-    };
+    }
+}
+
+fn bundle(meta: Metadata, path: &Path) {
+    let points = meta.points;
     let w1: Vec<f32> = values(points * FEATURES * HIDDEN, points as u32 + 1)
         .into_iter()
         .map(|v| v * 2.0)
@@ -222,12 +313,31 @@ fn bundle(kind: Kind, points: usize, path: &Path) {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = work().join("fixtures");
-        std::fs::create_dir_all(&dir).expect("fixtures folder");
+        let dir = out_dir("fixtures");
         let curve = dir.join("curve.safetensors");
         let snapshots = dir.join("snapshots.safetensors");
-        bundle(Kind::Curve, 3, &curve);
-        bundle(Kind::Snapshots, 3, &snapshots);
+        bundle(metadata(Kind::Curve, 3), &curve);
+        bundle(metadata(Kind::Snapshots, 3), &snapshots);
+        let labeled = dir.join("labeled.safetensors");
+        bundle(
+            Metadata {
+                temperature: 2.5,
+                // Values that decimal text only rounds to: they must come back exactly.
+                preprocess: Some(Preprocess {
+                    mean: vec![0.1, -1.0 / 3.0, 0.25, 2.0],
+                    std: vec![1.0, 2.0 / 3.0, 0.5, 1e-3],
+                }),
+                labels: Some(vec!["cat".into(), "dog".into(), "śnieg".into()]),
+                provenance: Some(serde_json::json!({
+                    "arch": "mlp",
+                    "hidden": [HIDDEN],
+                    "metrics": {"test_error": 0.125},
+                    "note": "a tab\tand \"quotes\"",
+                })),
+                ..metadata(Kind::Snapshots, 3)
+            },
+            &labeled,
+        );
         let corrupt = dir.join("corrupt.safetensors");
         let mut bytes = std::fs::read(&curve).expect("read the curve");
         bytes.truncate(bytes.len() / 2);
@@ -240,6 +350,7 @@ fn fixture() -> &'static Fixture {
             curve,
             snapshots,
             corrupt,
+            labeled,
             input,
             x,
         }
@@ -278,59 +389,130 @@ fn assert_close(name: &str, got: &[f32], want: &[f32]) {
     }
 }
 
-/// The cases `tests/c/predict.c` writes: name, curve (else snapshots), sampling, per-member.
-fn cases() -> Vec<(&'static str, bool, Sampling, bool)> {
+/// A case of `tests/c/predict.c`: NAME.prob, and the outputs
+/// `per` (NAME.per), `members` (NAME.members), `entropy` (NAME.ent) and `disagreement`
+/// (NAME.dis) it asks for. Cases on the curve or the snapshot set; `grid5_nostatic*` and
+/// `all_one_*` come from ensembles opened with other options (no static sessions; one session
+/// per model), and must match the Rust API with the default options all the same.
+struct Case {
+    name: &'static str,
+    on_curve: bool,
+    sampling: Sampling,
+    per: bool,
+    members: bool,
+    entropy: bool,
+    disagreement: bool,
+}
+
+fn cases() -> Vec<Case> {
     let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let randomized = |grid, seed| Sampling::Randomized {
+        grid,
+        seed: Some(seed),
+    };
+    // Every output of a shared sampling; the outputs of a per-sample one; only some.
+    let every = |name, on_curve, sampling| Case {
+        name,
+        on_curve,
+        sampling,
+        per: true,
+        members: true,
+        entropy: true,
+        disagreement: true,
+    };
+    let per_sample = |name, on_curve, sampling| Case {
+        per: false,
+        disagreement: false,
+        ..every(name, on_curve, sampling)
+    };
+    let only = |name, on_curve, sampling, entropy: bool| Case {
+        per: false,
+        members: false,
+        entropy,
+        disagreement: !entropy,
+        ..every(name, on_curve, sampling)
+    };
     vec![
-        ("at", true, Sampling::At(vec![0.0, 0.3, 1.0]), true),
-        ("grid5", true, Sampling::Grid(5), true),
-        ("uniform", true, Sampling::Uniform { n: 4, seed: 7 }, true),
-        ("arc", true, Sampling::ArcUniform { n: 4, seed: 9 }, false),
-        (
-            "randomized",
-            true,
-            Sampling::Randomized {
-                grid: 5,
-                seed: Some(11),
-            },
-            false,
-        ),
-        ("keyed", true, Sampling::Keyed { key, grid: 5 }, false),
-        ("all", false, Sampling::AllMembers, true),
-        ("members", false, Sampling::Members(vec![2, 0]), true),
-        (
-            "snap_randomized",
-            false,
-            Sampling::Randomized {
-                grid: 0,
-                seed: Some(3),
-            },
-            false,
-        ),
-        ("snap_keyed", false, Sampling::Keyed { key, grid: 0 }, false),
+        every("at", true, Sampling::At(vec![0.0, 0.3, 1.0])),
+        every("grid5", true, Sampling::Grid(5)),
+        every("uniform", true, Sampling::Uniform { n: 4, seed: 7 }),
+        Case {
+            per: false,
+            ..every("arc", true, Sampling::ArcUniform { n: 4, seed: 9 })
+        },
+        per_sample("randomized", true, randomized(5, 11)),
+        per_sample("keyed", true, Sampling::Keyed { key, grid: 5 }),
+        every("all", false, Sampling::AllMembers),
+        every("members", false, Sampling::Members(vec![2, 0])),
+        per_sample("snap_randomized", false, randomized(0, 3)),
+        per_sample("snap_keyed", false, Sampling::Keyed { key, grid: 0 }),
+        only("grid5_ent", true, Sampling::Grid(5), true),
+        every("grid5_nostatic", true, Sampling::Grid(5)),
+        only("grid5_nostatic_ent", true, Sampling::Grid(5), true),
+        only("randomized_ent", true, randomized(5, 11), true),
+        only("all_ent", false, Sampling::AllMembers, true),
+        only("all_one_ent", false, Sampling::AllMembers, true),
+        only("all_one_dis", false, Sampling::AllMembers, false),
     ]
 }
 
-/// Compares what a program wrote in `dir` for the cases `names` with the Rust API.
+fn case_names() -> Vec<&'static str> {
+    cases().iter().map(|c| c.name).collect()
+}
+
+/// Compares what a program wrote in `dir` for the cases `names` with the Rust API: the
+/// probabilities, per-member probabilities, `Prediction::entropy` and
+/// `Prediction::disagreement`, and with `with_members` the members.
 fn check_against_rust(dir: &Path, names: &[&str], with_members: bool) {
     let f = fixture();
     let curve = Ensemble::open(runtime(), &f.curve, EnsembleOptions::default()).expect("curve");
     let snaps =
         Ensemble::open(runtime(), &f.snapshots, EnsembleOptions::default()).expect("snapshots");
     let x = ArrayD::from_shape_vec(IxDyn(&[BATCH, FEATURES]), f.x.clone()).expect("input");
-    for (name, on_curve, sampling, per) in cases() {
+    let file = |name: &str, suffix: &str| dir.join(format!("{name}.{suffix}"));
+    let mut disagreeing = 0;
+    for case in cases() {
+        let name = case.name;
         if !names.contains(&name) {
             continue;
         }
-        let e = if on_curve { &curve } else { &snaps };
-        let p = e.predict(x.view(), &sampling, per).expect("Rust predict");
+        let e = if case.on_curve { &curve } else { &snaps };
+        let p = e
+            .predict(x.view(), &case.sampling, case.per)
+            .expect("Rust predict");
         let want: Vec<f32> = p.probabilities.iter().copied().collect();
-        assert_close(name, &read_f32(&dir.join(format!("{name}.prob"))), &want);
-        if per {
+        assert_close(name, &read_f32(&file(name, "prob")), &want);
+        if case.per {
             let all: Vec<f32> = p.per_member.expect("per member").iter().copied().collect();
-            assert_close(name, &read_f32(&dir.join(format!("{name}.per"))), &all);
+            assert_close(name, &read_f32(&file(name, "per")), &all);
         }
-        if with_members {
+        if case.entropy {
+            let entropy: Vec<f32> = p.entropy.iter().copied().collect();
+            assert_eq!(entropy.len(), BATCH);
+            assert!(
+                entropy.iter().any(|&h| h > 0.0),
+                "{name}: entropy {entropy:?}"
+            );
+            assert_close(name, &read_f32(&file(name, "ent")), &entropy);
+        }
+        if case.disagreement {
+            let d: Vec<f32> = p
+                .disagreement
+                .as_ref()
+                .expect("disagreement of a shared sampling")
+                .iter()
+                .copied()
+                .collect();
+            assert_eq!(d.len(), BATCH);
+            disagreeing += d.iter().filter(|&&v| v > 0.0).count();
+            assert_close(name, &read_f32(&file(name, "dis")), &d);
+        } else {
+            assert!(
+                !file(name, "dis").exists(),
+                "{name}: disagreement written where not asked for"
+            );
+        }
+        if with_members && case.members {
             let members: Vec<f64> = p
                 .members
                 .iter()
@@ -339,12 +521,24 @@ fn check_against_rust(dir: &Path, names: &[&str], with_members: bool) {
                     Member::Index(i) => i as f64,
                 })
                 .collect();
-            assert_eq!(
-                read_f64(&dir.join(format!("{name}.members"))),
-                members,
-                "{name}: members"
-            );
+            assert_eq!(read_f64(&file(name, "members")), members, "{name}: members");
         }
+    }
+    // The fixture's members do not all agree: the comparison sees non-zero values.
+    if names.iter().any(|n| ["grid5", "all"].contains(n)) {
+        assert!(disagreeing > 0, "no sample with members that disagree");
+    }
+}
+
+/// The options an ensemble is opened with change nothing in its predictions: `grid5_nostatic`
+/// (no static sessions) equals `grid5` bit for bit.
+fn check_options_do_not_matter(dir: &Path) {
+    for suffix in ["prob", "per", "ent", "dis"] {
+        assert_eq!(
+            read_f32(&dir.join(format!("grid5_nostatic.{suffix}"))),
+            read_f32(&dir.join(format!("grid5.{suffix}"))),
+            "grid5_nostatic.{suffix} differs from grid5"
+        );
     }
 }
 
@@ -385,63 +579,129 @@ fn check_against_cli(dir: &Path) {
     }
 }
 
-/// The cases of `tests/c/predict.c` that write entropy (NAME.prob and NAME.ent): name, curve
-/// (else snapshots), sampling. `grid5_nostatic*` and `all_one_ent` come from ensembles opened
-/// with `modeconn_ensemble_open_with` (no static sessions; one session per model): they must
-/// match the Rust API with the default options.
-fn entropy_cases() -> Vec<(&'static str, bool, Sampling)> {
-    let randomized = Sampling::Randomized {
-        grid: 5,
-        seed: Some(11),
-    };
-    vec![
-        ("grid5_ent", true, Sampling::Grid(5)),
-        ("grid5_nostatic_ent", true, Sampling::Grid(5)),
-        ("randomized_ent", true, randomized),
-        ("all_ent", false, Sampling::AllMembers),
-        ("all_one_ent", false, Sampling::AllMembers),
+/// The bundles whose metadata `tests/c/metadata.c` writes.
+fn metadata_bundles() -> [(&'static str, &'static Path); 3] {
+    let f = fixture();
+    [
+        ("curve", f.curve.as_path()),
+        ("snapshots", f.snapshots.as_path()),
+        ("labeled", f.labeled.as_path()),
     ]
 }
 
-/// Compares the entropy cases a program wrote in `dir` (and `grid5_nostatic`) with the Rust
-/// API's probabilities and `Prediction::entropy`.
-fn check_entropy_against_rust(dir: &Path) {
-    let f = fixture();
-    let curve = Ensemble::open(runtime(), &f.curve, EnsembleOptions::default()).expect("curve");
-    let snaps =
-        Ensemble::open(runtime(), &f.snapshots, EnsembleOptions::default()).expect("snapshots");
-    let x = ArrayD::from_shape_vec(IxDyn(&[BATCH, FEATURES]), f.x.clone()).expect("input");
-    for (name, on_curve, sampling) in entropy_cases() {
-        let e = if on_curve { &curve } else { &snaps };
-        let p = e.predict(x.view(), &sampling, false).expect("Rust predict");
-        let want: Vec<f32> = p.probabilities.iter().copied().collect();
-        assert_close(name, &read_f32(&dir.join(format!("{name}.prob"))), &want);
-        let entropy: Vec<f32> = p.entropy.iter().copied().collect();
-        assert_eq!(entropy.len(), BATCH);
-        assert!(
-            entropy.iter().any(|&h| h > 0.0),
-            "{name}: entropy {entropy:?}"
+/// Compares each NAME.meta a program wrote in `dir` (`write_metadata` in `tests/c/common.h`)
+/// with `Ensemble::bundle().metadata()` and the ensemble's properties in the Rust API, the
+/// static members with those of a Rust ensemble around the same prediction.
+fn check_metadata(dir: &Path) {
+    for (name, path) in metadata_bundles() {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.meta")))
+            .unwrap_or_else(|e| panic!("{name}.meta: {e}"));
+        let lines: Vec<(&str, &str)> = text
+            .lines()
+            .map(|l| l.split_once(' ').unwrap_or((l, "")))
+            .collect();
+        let get = |key: &str| -> &str {
+            lines
+                .iter()
+                .find(|(k, _)| *k == key)
+                .unwrap_or_else(|| panic!("{name}.meta has no {key}:\n{text}"))
+                .1
+        };
+        let numbers = |key: &str| -> Vec<f64> {
+            get(key)
+                .split_whitespace()
+                .map(|v| v.parse().expect("a number"))
+                .collect()
+        };
+
+        let e = Ensemble::open(runtime(), path, EnsembleOptions::default()).expect("open");
+        let static_before = e.static_members();
+        let zeros = ArrayD::zeros(IxDyn(&[1, FEATURES]));
+        let m = e.bundle().metadata().clone();
+        let sampling = match m.kind {
+            Kind::Curve => Sampling::Grid(3),
+            Kind::Snapshots => Sampling::AllMembers,
+        };
+        e.predict(zeros.view(), &sampling, false).expect("predict");
+
+        let kind = match m.kind {
+            Kind::Curve => 0,
+            Kind::Snapshots => 1,
+        };
+        let basis = match m.basis {
+            None => 0,
+            Some(Basis::Bezier) => 1,
+            Some(Basis::Polychain) => 2,
+        };
+        let provider = match e.provider() {
+            Provider::Cpu => 0,
+            Provider::Cuda => 1,
+        };
+        assert_eq!(get("kind"), kind.to_string(), "{name}: kind");
+        assert_eq!(get("basis"), basis.to_string(), "{name}: basis");
+        assert_eq!(get("provider"), provider.to_string(), "{name}: provider");
+        assert_eq!(get("points"), m.points.to_string(), "{name}: points");
+        assert_eq!(
+            get("classes"),
+            m.output.classes.to_string(),
+            "{name}: classes"
         );
-        assert_close(name, &read_f32(&dir.join(format!("{name}.ent"))), &entropy);
+        assert_eq!(
+            numbers("temperature"),
+            [m.temperature],
+            "{name}: temperature"
+        );
+        assert_eq!(get("input_name"), m.input.name, "{name}: input name");
+        assert_eq!(get("output_name"), m.output.name, "{name}: output name");
+        let shape: Vec<i64> = get("shape")
+            .split_whitespace()
+            .map(|v| v.parse().expect("an axis"))
+            .collect();
+        assert_eq!(shape, m.input.shape, "{name}: input shape");
+        let labels: Vec<&str> = lines
+            .iter()
+            .filter(|(k, _)| *k == "label")
+            .map(|(_, v)| *v)
+            .collect();
+        let want_labels = m.labels.clone().unwrap_or_default();
+        assert_eq!(
+            get("labels"),
+            want_labels.len().to_string(),
+            "{name}: labels"
+        );
+        assert_eq!(labels, want_labels, "{name}: labels");
+        match &m.provenance {
+            None => assert!(
+                lines.iter().any(|(k, _)| *k == "provenance-absent"),
+                "{name}: provenance where the bundle records none"
+            ),
+            Some(want) => {
+                let got: serde_json::Value =
+                    serde_json::from_str(get("provenance")).expect("provenance is JSON");
+                assert_eq!(&got, want, "{name}: provenance");
+            }
+        }
+        let (mean, std) = m
+            .preprocess
+            .as_ref()
+            .map_or((vec![], vec![]), |p| (p.mean.clone(), p.std.clone()));
+        assert_eq!(get("channels"), mean.len().to_string(), "{name}: channels");
+        assert_eq!(numbers("mean"), mean, "{name}: mean");
+        assert_eq!(numbers("std"), std, "{name}: std");
+        assert_eq!(
+            get("static_before"),
+            static_before.to_string(),
+            "{name}: static members before"
+        );
+        assert_eq!(
+            get("static_after"),
+            e.static_members().to_string(),
+            "{name}: static members after"
+        );
     }
-    // Without static sessions, the same probabilities as with the default options.
-    let p = curve
-        .predict(x.view(), &Sampling::Grid(5), true)
-        .expect("Rust predict");
-    let want: Vec<f32> = p.probabilities.iter().copied().collect();
-    let got = read_f32(&dir.join("grid5_nostatic.prob"));
-    assert_close("grid5_nostatic", &got, &want);
-    assert_eq!(
-        got,
-        read_f32(&dir.join("grid5.prob")),
-        "grid5_nostatic: differs from grid5"
-    );
-    let all: Vec<f32> = p.per_member.expect("per member").iter().copied().collect();
-    assert_close(
-        "grid5_nostatic",
-        &read_f32(&dir.join("grid5_nostatic.per")),
-        &all,
-    );
+    // The fixture exercises every optional key.
+    let labeled = std::fs::read_to_string(dir.join("labeled.meta")).expect("labeled.meta");
+    assert!(labeled.contains("label śnieg\n") && labeled.contains("channels 4\n"));
 }
 
 fn predict_args(cmd: &mut Command, out: &Path) {
@@ -524,7 +784,11 @@ mod header {
             ("g++", "-std=c++11", "tests/c/header_only.cpp"),
             ("g++", "-std=c++17", "tests/c/header_only.cpp"),
         ] {
-            let out = work().join(format!("header_only{std}.o"));
+            let stem = Path::new(src)
+                .file_stem()
+                .expect("a file name")
+                .to_string_lossy();
+            let out = work().join(format!("{stem}{std}.o"));
             let output = Command::new(compiler)
                 .arg(std)
                 .args(["-Wall", "-Wextra", "-Wpedantic", "-Werror", "-c"])
@@ -545,25 +809,25 @@ mod header {
 }
 
 fn predict_c(link: Link) {
-    let exe = compile("predict", &["tests/c/predict.c"], link);
-    let out = work().join(format!("predict-c-{link:?}"));
-    std::fs::create_dir_all(&out).expect("output folder");
-    let mut cmd = Command::new(exe);
+    let program = compile("predict", &["tests/c/predict.c"], Build::sanitized(link));
+    let out = out_dir(&format!("predict-c-{link:?}"));
+    let mut cmd = program.command();
     predict_args(&mut cmd, &out);
     let output = run_ok(&mut cmd);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("curve kind=0 basis=1 points=3 classes=3 provider=0 shape=-1,4"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("snapshots kind=1 basis=0 points=3 classes=3 provider=0 shape=-1,4"),
-        "{stdout}"
-    );
-    let names: Vec<&str> = cases().iter().map(|c| c.0).collect();
-    check_against_rust(&out, &names, true);
-    check_entropy_against_rust(&out);
+    check_descriptions(&String::from_utf8_lossy(&output.stdout));
+    check_against_rust(&out, &case_names(), true);
+    check_options_do_not_matter(&out);
     check_against_cli(&out);
+}
+
+/// The properties predict.c prints.
+fn check_descriptions(stdout: &str) {
+    for line in [
+        "curve kind=0 basis=1 points=3 classes=3 provider=0 shape=-1,4",
+        "snapshots kind=1 basis=0 points=3 classes=3 provider=0 shape=-1,4",
+    ] {
+        assert!(stdout.contains(line), "{stdout}");
+    }
 }
 
 #[test]
@@ -577,10 +841,13 @@ fn c_static_predicts_like_rust() {
 }
 
 fn predict_cpp(link: Link) {
-    let exe = compile("predict_cpp", &["tests/c/predict.cpp"], link);
-    let out = work().join(format!("predict-cpp-{link:?}"));
-    std::fs::create_dir_all(&out).expect("output folder");
-    let mut cmd = Command::new(exe);
+    let program = compile(
+        "predict_cpp",
+        &["tests/c/predict.cpp"],
+        Build::sanitized(link),
+    );
+    let out = out_dir(&format!("predict-cpp-{link:?}"));
+    let mut cmd = program.command();
     predict_args(&mut cmd, &out);
     run_ok(&mut cmd);
     check_against_rust(&out, &["grid5", "all"], false);
@@ -597,29 +864,51 @@ fn cpp_static_predicts_like_rust() {
 }
 
 #[test]
-fn misuse_is_a_status_and_a_message() {
-    for link in [Link::Shared, Link::Static] {
-        let exe = compile("misuse", &["tests/c/misuse.c"], link);
-        let f = fixture();
-        let out = work().join(format!("misuse-{link:?}"));
-        std::fs::create_dir_all(&out).expect("output folder");
+fn c_metadata_matches_rust() {
+    for link in LINKS {
+        let program = compile("metadata", &["tests/c/metadata.c"], Build::sanitized(link));
+        let out = out_dir(&format!("metadata-{link:?}"));
+        let mut cmd = program.command();
+        cmd.arg(&out);
+        for (name, path) in metadata_bundles() {
+            cmd.arg(format!("{name}={}", path.display()));
+        }
+        run_ok(&mut cmd);
+        check_metadata(&out);
+    }
+}
+
+/// Runs a misuse program (`tests/c/misuse.c`) with its arguments:
+/// CURVE SNAPSHOTS CORRUPT MISSING OUTDIR LABELED.
+fn misuse(name: &str, source: &str) {
+    let f = fixture();
+    for link in LINKS {
+        let program = compile(name, &[source], Build::sanitized(link));
         run_ok(
-            Command::new(exe)
+            program
+                .command()
                 .arg(&f.curve)
                 .arg(&f.snapshots)
                 .arg(&f.corrupt)
                 .arg(work().join("missing.safetensors"))
-                .arg(&out),
+                .arg(out_dir(&format!("{name}-{link:?}")))
+                .arg(&f.labeled),
         );
     }
 }
 
 #[test]
+fn misuse_is_a_status_and_a_message() {
+    misuse("misuse", "tests/c/misuse.c");
+}
+
+#[test]
 fn missing_onnx_runtime_is_a_status() {
-    for link in [Link::Shared, Link::Static] {
-        let exe = compile("no_ort", &["tests/c/no_ort.c"], link);
+    for link in LINKS {
+        let program = compile("no_ort", &["tests/c/no_ort.c"], Build::sanitized(link));
         run_ok(
-            Command::new(exe)
+            program
+                .command()
                 .env_remove("ORT_DYLIB_PATH")
                 .arg("/nonexistent/libonnxruntime.so"),
         );
@@ -628,9 +917,9 @@ fn missing_onnx_runtime_is_a_status() {
 
 #[test]
 fn threads_share_one_ensemble() {
-    for link in [Link::Shared, Link::Static] {
-        let exe = compile("threads", &["tests/c/threads.c"], link);
-        run_ok(Command::new(exe).arg(&fixture().curve));
+    for link in LINKS {
+        let program = compile("threads", &["tests/c/threads.c"], Build::sanitized(link));
+        run_ok(program.command().arg(&fixture().curve));
     }
 }
 
@@ -644,12 +933,13 @@ fn training_through_the_plugin() {
         "{} is missing: run `cargo build -p modeconn-trainer` first",
         plugin.display()
     );
-    for link in [Link::Shared, Link::Static] {
-        let exe = compile("train", &["tests/c/train.c"], link);
+    for link in LINKS {
+        let program = compile("train", &["tests/c/train.c"], Build::sanitized(link));
         let out = tempfile::tempdir().expect("a temporary folder");
         // libmodeconn.so is a shared object but not a trainer plugin.
         run_ok(
-            Command::new(exe)
+            program
+                .command()
                 .env("MODECONN_TRAINER", &plugin)
                 .arg(&plugin)
                 .arg(target_dir().join("libmodeconn.so"))
@@ -660,11 +950,12 @@ fn training_through_the_plugin() {
 
 #[test]
 fn example_runs() {
-    for link in [Link::Shared, Link::Static] {
-        let exe = compile("example", &["examples/c/predict.c"], link);
-        let f = fixture();
+    let f = fixture();
+    for link in LINKS {
+        let program = compile("example", &["examples/c/predict.c"], Build::sanitized(link));
         let output = run_ok(
-            Command::new(exe)
+            program
+                .command()
                 .arg(&f.curve)
                 .arg(&f.input)
                 .arg(BATCH.to_string())
@@ -672,6 +963,22 @@ fn example_runs() {
         );
         let text = String::from_utf8_lossy(&output.stdout);
         assert_eq!(text.lines().count(), BATCH, "{text}");
+        assert!(text.lines().all(|l| l.contains(" entropy=")), "{text}");
+        // With labels, the class is named.
+        let output = run_ok(
+            program
+                .command()
+                .arg(&f.labeled)
+                .arg(&f.input)
+                .arg(BATCH.to_string()),
+        );
+        let labeled = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            labeled
+                .lines()
+                .all(|l| ["cat", "dog", "śnieg"].iter().any(|w| l.ends_with(w))),
+            "{labeled}"
+        );
     }
 }
 
@@ -685,11 +992,14 @@ fn valgrind_is_clean() {
         "valgrind is required for this test (apt-get install valgrind)"
     );
     let f = fixture();
-    let example = compile("example_vg", &["examples/c/predict.c"], Link::Shared);
-    let misuse = compile("misuse_vg", &["tests/c/misuse.c"], Link::Shared);
-    let out = work().join("misuse-vg");
-    std::fs::create_dir_all(&out).expect("output folder");
-    let valgrind = |exe: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]| {
+    let example = compile(
+        "example",
+        &["examples/c/predict.c"],
+        Build::plain(Link::Shared),
+    );
+    let misuse = compile("misuse", &["tests/c/misuse.c"], Build::plain(Link::Shared));
+    let out = out_dir("misuse-vg");
+    let valgrind = |exe: &Program, args: &[&dyn AsRef<std::ffi::OsStr>]| {
         let mut cmd = Command::new("valgrind");
         cmd.args([
             "--leak-check=full",
@@ -702,7 +1012,7 @@ fn valgrind_is_clean() {
             "--suppressions={}",
             repo().join("tests/c/valgrind.supp").display()
         ))
-        .arg(exe);
+        .arg(&exe.exe);
         for a in args {
             cmd.arg(a);
         }
@@ -721,6 +1031,7 @@ fn valgrind_is_clean() {
             &f.corrupt,
             &work().join("missing.safetensors"),
             &out,
+            &f.labeled,
         ],
     );
 }

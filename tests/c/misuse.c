@@ -1,6 +1,9 @@
 /* Misuse of the C API is answered with a status and a message, never a crash.
  *
- *   misuse CURVE SNAPSHOTS CORRUPT MISSING OUTDIR */
+ *   misuse CURVE SNAPSHOTS CORRUPT MISSING OUTDIR LABELED
+ *
+ * LABELED is a snapshot bundle with labels, preprocessing and provenance (4 channels, 3
+ * labels). */
 #include "common.h"
 
 #include <math.h>
@@ -15,26 +18,45 @@ static void check_not_ok(modeconn_status s, const char *what) {
     }
 }
 
+/* Sets n floats of p to -1 (to see that a failed call leaves its outputs alone). */
+static void poison(float *p, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        p[i] = -1.0f;
+}
+
+static int untouched(const float *p, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (p[i] != -1.0f)
+            return 0;
+    return 1;
+}
+
 int main(int argc, char **argv) {
-    modeconn_runtime *rt = NULL, *rt2 = NULL;
-    modeconn_ensemble *curve = NULL, *snaps = NULL, *none = NULL;
+    modeconn_runtime *rt = NULL;
+    modeconn_ensemble *curve = NULL, *snaps = NULL, *labeled = NULL, *none = NULL;
     modeconn_sampling s;
-    modeconn_member member, members[2];
-    float input[2 * 4], prob[2 * 3], per[5 * 2 * 3], ent[2];
-    double ts[2] = {0.25, 1.5};
+    modeconn_member member, members[5];
+    modeconn_output_sizes sizes, unset;
+    float data[2 * 4], prob[2 * 3], per[5 * 2 * 3], ent[2], dis[2];
+    modeconn_input in = {data, 8, 2}, bad;
+    modeconn_outputs out = {prob, 6, NULL, 0, NULL, 0, NULL, 0, NULL, 0}, o;
+    double ts[2] = {0.25, 1.5}, temperature = -1.0, mean[4], std[4];
     size_t idx[2] = {0, 5};
     size_t n = 0, rank = 0, i;
-    uint32_t kind = 0;
+    modeconn_kind kind = 0;
     int64_t shape[1];
+    const char *text = NULL;
     char path[4096], *report = NULL;
     FILE *f;
 
-    if (argc != 6) {
-        fprintf(stderr, "usage: misuse CURVE SNAPSHOTS CORRUPT MISSING OUTDIR\n");
+    if (argc != 7) {
+        fprintf(stderr, "usage: misuse CURVE SNAPSHOTS CORRUPT MISSING OUTDIR LABELED\n");
         return 2;
     }
     for (i = 0; i < 8; i++)
-        input[i] = (float)i / 8.0f;
+        data[i] = (float)i / 8.0f;
 
     printf("runtime\n");
     EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 1, NULL),
@@ -56,7 +78,7 @@ int main(int argc, char **argv) {
     check_not_ok(modeconn_ensemble_open(rt, argv[3], &none), "corrupt bundle");
     CHECK(none == NULL);
     /* A handle of the wrong type is not a live handle of this type. */
-    EXPECT_STATUS(modeconn_ensemble_open((const modeconn_runtime *)input, argv[1], &none),
+    EXPECT_STATUS(modeconn_ensemble_open((const modeconn_runtime *)data, argv[1], &none),
                   MODECONN_STATUS_INVALID_HANDLE);
     EXPECT_STATUS(modeconn_ensemble_open_with(NULL, argv[1], 0, 0, &none),
                   MODECONN_STATUS_NULL_ARGUMENT);
@@ -68,12 +90,13 @@ int main(int argc, char **argv) {
     EXPECT_STATUS(modeconn_ensemble_open_with(rt, "\xff\xfe.safetensors", 0, 0, &none),
                   MODECONN_STATUS_UTF8);
     check_not_ok(modeconn_ensemble_open_with(rt, argv[3], 0, 1, &none), "corrupt bundle (with)");
-    EXPECT_STATUS(modeconn_ensemble_open_with((const modeconn_runtime *)input, argv[1], 0, 0,
+    EXPECT_STATUS(modeconn_ensemble_open_with((const modeconn_runtime *)data, argv[1], 0, 0,
                                               &none),
                   MODECONN_STATUS_INVALID_HANDLE);
     CHECK(none == NULL);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[1], &curve), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[2], &snaps), MODECONN_STATUS_OK);
+    EXPECT_STATUS(modeconn_ensemble_open(rt, argv[6], &labeled), MODECONN_STATUS_OK);
 
     printf("queries\n");
     EXPECT_STATUS(modeconn_ensemble_kind(NULL, &kind), MODECONN_STATUS_NULL_ARGUMENT);
@@ -88,109 +111,243 @@ int main(int argc, char **argv) {
                   MODECONN_STATUS_NULL_ARGUMENT);
     CHECK(strcmp(modeconn_status_name(12345), "MODECONN_STATUS_UNKNOWN") == 0);
 
+    printf("metadata\n");
+    EXPECT_STATUS(modeconn_ensemble_static_members(curve, NULL), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_static_members(NULL, &n), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_temperature(curve, NULL), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_temperature(NULL, &temperature),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    CHECK(temperature == -1.0);
+    EXPECT_STATUS(modeconn_ensemble_input_name(curve, NULL), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_input_name(NULL, &text), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_output_name(curve, NULL), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_output_name(NULL, &text), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_label_count(curve, NULL), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_label_count(NULL, &n), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_label(labeled, 0, NULL), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_label(NULL, 0, &text), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_provenance(labeled, NULL), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_provenance(NULL, &text), MODECONN_STATUS_NULL_ARGUMENT);
+    CHECK(text == NULL); /* out-parameters are written only on success */
+    /* Label indices: one past the last, and any index of a bundle without labels. */
+    EXPECT_STATUS(modeconn_ensemble_label_count(labeled, &n), MODECONN_STATUS_OK);
+    CHECK(n == 3);
+    EXPECT_STATUS(modeconn_ensemble_label(labeled, 2, &text), MODECONN_STATUS_OK);
+    CHECK(text != NULL);
+    text = NULL;
+    EXPECT_STATUS(modeconn_ensemble_label(labeled, 3, &text), MODECONN_STATUS_INVALID_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_label(labeled, (size_t)-1, &text),
+                  MODECONN_STATUS_INVALID_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_label(curve, 0, &text), MODECONN_STATUS_INVALID_ARGUMENT);
+    CHECK(text == NULL);
+    EXPECT_STATUS(modeconn_ensemble_provenance(curve, &text), MODECONN_STATUS_OK);
+    CHECK(text == NULL); /* none recorded */
+    /* Preprocessing: the count only, a buffer too small, NULL buffers with a capacity. */
+    EXPECT_STATUS(modeconn_ensemble_preprocess(labeled, mean, std, 4, NULL),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_preprocess(NULL, NULL, NULL, 0, &n),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_preprocess(labeled, NULL, NULL, 0, &n), MODECONN_STATUS_OK);
+    CHECK(n == 4);
+    n = 0;
+    for (i = 0; i < 4; i++)
+        mean[i] = std[i] = -1.0;
+    EXPECT_STATUS(modeconn_ensemble_preprocess(labeled, mean, std, 3, &n),
+                  MODECONN_STATUS_BUFFER_TOO_SMALL);
+    CHECK(n == 4); /* the count is written, the buffers are not */
+    for (i = 0; i < 4; i++)
+        CHECK(mean[i] == -1.0 && std[i] == -1.0);
+    EXPECT_STATUS(modeconn_ensemble_preprocess(labeled, NULL, std, 4, &n),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_preprocess(labeled, mean, NULL, 4, &n),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    for (i = 0; i < 4; i++)
+        CHECK(mean[i] == -1.0 && std[i] == -1.0);
+    EXPECT_STATUS(modeconn_ensemble_preprocess(labeled, mean, std, 4, &n), MODECONN_STATUS_OK);
+    CHECK(std[0] > 0.0);
+    EXPECT_STATUS(modeconn_ensemble_preprocess(curve, mean, std, 4, &n), MODECONN_STATUS_OK);
+    CHECK(n == 0); /* none asked for */
+
+    printf("output_sizes\n");
+    memset(&s, 0, sizeof s);
+    s.mode = MODECONN_SAMPLING_MODE_GRID;
+    s.count = 5;
+    memset(&unset, 0xab, sizeof unset);
+    sizes = unset;
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(NULL, &s, 2, &sizes),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, NULL, 2, &sizes),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, 2, NULL),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_output_sizes((const modeconn_ensemble *)data, &s, 2, &sizes),
+                  MODECONN_STATUS_INVALID_HANDLE);
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, (size_t)-1, &sizes),
+                  MODECONN_STATUS_INPUT);
+    s.count = 1;
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, 2, &sizes),
+                  MODECONN_STATUS_INVALID_ARGUMENT);
+    s.mode = 42;
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, 2, &sizes),
+                  MODECONN_STATUS_INVALID_ARGUMENT);
+    s.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS;
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, 2, &sizes), MODECONN_STATUS_SAMPLING);
+    s.mode = MODECONN_SAMPLING_MODE_AT;
+    s.ts = NULL;
+    s.ts_len = 2;
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, 2, &sizes),
+                  MODECONN_STATUS_NULL_ARGUMENT);
+    CHECK(memcmp(&sizes, &unset, sizeof sizes) == 0); /* untouched on failure */
+    memset(&s, 0, sizeof s);
+    s.mode = MODECONN_SAMPLING_MODE_GRID;
+    s.count = 5;
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, 2, &sizes), MODECONN_STATUS_OK);
+    CHECK(sizes.probabilities == 6 && sizes.per_member == 30 && sizes.members == 5 &&
+          sizes.entropy == 2 && sizes.disagreement == 2);
+    s.mode = MODECONN_SAMPLING_MODE_RANDOMIZED;
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, 2, &sizes), MODECONN_STATUS_OK);
+    CHECK(sizes.probabilities == 6 && sizes.per_member == 0 && sizes.members == 2 &&
+          sizes.entropy == 2 && sizes.disagreement == 0);
+
     printf("predict\n");
     memset(&s, 0, sizeof s);
     s.mode = MODECONN_SAMPLING_MODE_GRID;
     s.count = 5;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, NULL, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, NULL, &s, &out), MODECONN_STATUS_NULL_ARGUMENT);
+    bad = in;
+    bad.data = NULL;
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &bad, &s, &out), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, NULL, &out),
                   MODECONN_STATUS_NULL_ARGUMENT);
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, NULL, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_NULL_ARGUMENT);
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, NULL, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_NULL_ARGUMENT);
-    EXPECT_STATUS(modeconn_ensemble_predict(NULL, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_NULL_ARGUMENT);
-    for (i = 0; i < 6; i++)
-        prob[i] = -1.0f;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 5, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_BUFFER_TOO_SMALL);
-    for (i = 0; i < 6; i++)
-        CHECK(prob[i] == -1.0f); /* outputs untouched on failure */
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, per, 29, NULL, 0),
-                  MODECONN_STATUS_BUFFER_TOO_SMALL);
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, members, 2),
-                  MODECONN_STATUS_BUFFER_TOO_SMALL);
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 7, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_INPUT);
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 0, 0, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_INPUT);
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, per, 30, NULL, 0),
-                  MODECONN_STATUS_OK);
-
-    printf("predict_entropy\n");
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, NULL, 8, 2, &s, prob, 6, ent, 2),
-                  MODECONN_STATUS_NULL_ARGUMENT);
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, NULL, prob, 6, ent, 2),
-                  MODECONN_STATUS_NULL_ARGUMENT);
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, NULL, 6, ent, 2),
-                  MODECONN_STATUS_NULL_ARGUMENT);
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 6, NULL, 2),
-                  MODECONN_STATUS_NULL_ARGUMENT);
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(NULL, input, 8, 2, &s, prob, 6, ent, 2),
-                  MODECONN_STATUS_NULL_ARGUMENT);
-    for (i = 0; i < 6; i++)
-        prob[i] = -1.0f;
-    ent[0] = ent[1] = -1.0f;
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 6, ent, 1),
-                  MODECONN_STATUS_BUFFER_TOO_SMALL);
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 5, ent, 2),
-                  MODECONN_STATUS_BUFFER_TOO_SMALL);
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 7, 2, &s, prob, 6, ent, 2),
-                  MODECONN_STATUS_INPUT);
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 0, 0, &s, prob, 6, ent, 0),
-                  MODECONN_STATUS_INPUT);
-    for (i = 0; i < 6; i++)
-        CHECK(prob[i] == -1.0f); /* outputs untouched on failure */
-    CHECK(ent[0] == -1.0f && ent[1] == -1.0f);
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 6, ent, 2),
-                  MODECONN_STATUS_OK);
-    for (i = 0; i < 2; i++)
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, NULL), MODECONN_STATUS_NULL_ARGUMENT);
+    o = out;
+    o.probabilities = NULL;
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &o), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_predict(NULL, &in, &s, &out), MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_predict((const modeconn_ensemble *)data, &in, &s, &out),
+                  MODECONN_STATUS_INVALID_HANDLE);
+    /* Each buffer one element too small; nothing is written. */
+    poison(prob, 6);
+    poison(per, 30);
+    poison(ent, 2);
+    poison(dis, 2);
+    {
+        const modeconn_outputs small[] = {
+            {prob, 5, NULL, 0, NULL, 0, NULL, 0, NULL, 0},
+            {prob, 6, per, 29, NULL, 0, NULL, 0, NULL, 0},
+            {prob, 6, NULL, 0, members, 4, NULL, 0, NULL, 0},
+            {prob, 6, NULL, 0, NULL, 0, ent, 1, NULL, 0},
+            {prob, 6, NULL, 0, NULL, 0, NULL, 0, dis, 1},
+            /* Big enough optional buffers beside a probabilities buffer too small. */
+            {prob, 5, per, 30, members, 5, ent, 2, dis, 2},
+        };
+        for (i = 0; i < sizeof small / sizeof small[0]; i++)
+            EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &small[i]),
+                          MODECONN_STATUS_BUFFER_TOO_SMALL);
+    }
+    /* Inputs of the wrong length, and an empty batch. */
+    o = out;
+    o.entropy = ent;
+    o.entropy_len = 2;
+    bad = in;
+    bad.len = 7;
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &bad, &s, &o), MODECONN_STATUS_INPUT);
+    bad.len = 0;
+    bad.batch = 0;
+    o.entropy_len = 0;
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &bad, &s, &o), MODECONN_STATUS_INPUT);
+    bad.len = 8;
+    bad.batch = 3;
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &bad, &s, &o), MODECONN_STATUS_INPUT);
+    CHECK(untouched(prob, 6) && untouched(per, 30) && untouched(ent, 2) && untouched(dis, 2));
+    /* A NULL optional buffer is an output not wanted, whatever its capacity. */
+    o = out;
+    o.entropy_len = 2;
+    o.disagreement_len = 2;
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &o), MODECONN_STATUS_OK);
+    CHECK(untouched(ent, 2) && untouched(dis, 2));
+    o = out;
+    o.per_member = per;
+    o.per_member_len = 30;
+    o.members = members;
+    o.members_len = 5;
+    o.entropy = ent;
+    o.entropy_len = 2;
+    o.disagreement = dis;
+    o.disagreement_len = 2;
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &o), MODECONN_STATUS_OK);
+    for (i = 0; i < 2; i++) {
         CHECK(ent[i] >= 0.0f && ent[i] <= 1.0986124f + 1e-5f); /* at most ln(3) */
+        CHECK(dis[i] >= 0.0f && dis[i] <= 1.0f);
+    }
+    CHECK(members[0].kind == MODECONN_MEMBER_KIND_T && members[0].t == 0.0);
+    CHECK(members[4].kind == MODECONN_MEMBER_KIND_T && members[4].t == 1.0);
+
+    printf("sampling\n");
     s.count = 1;
-    check_not_ok(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                 "grid of 1");
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out),
+                  MODECONN_STATUS_INVALID_ARGUMENT);
     memset(&s, 0, sizeof s);
     s.mode = MODECONN_SAMPLING_MODE_AT;
     s.ts = ts;
     s.ts_len = 2;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_T_OUT_OF_RANGE);
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out), MODECONN_STATUS_T_OUT_OF_RANGE);
     ts[1] = nan("");
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_T_OUT_OF_RANGE);
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out), MODECONN_STATUS_T_OUT_OF_RANGE);
     ts[1] = -0.5;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_T_OUT_OF_RANGE);
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out), MODECONN_STATUS_T_OUT_OF_RANGE);
     s.ts = NULL;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out), MODECONN_STATUS_NULL_ARGUMENT);
     s.ts_len = 0;
-    check_not_ok(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                 "empty t list");
+    check_not_ok(modeconn_ensemble_predict(curve, &in, &s, &out), "empty t list");
     memset(&s, 0, sizeof s);
     s.mode = 42;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out),
                   MODECONN_STATUS_INVALID_ARGUMENT);
     s.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_SAMPLING);
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out), MODECONN_STATUS_SAMPLING);
     s.mode = MODECONN_SAMPLING_MODE_KEYED;
     s.count = 5;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_NULL_ARGUMENT);
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out), MODECONN_STATUS_NULL_ARGUMENT);
+    /* Per-member probabilities and disagreement do not exist in the per-sample modes, on a
+     * curve or a snapshot set, whatever the capacity given. */
     s.mode = MODECONN_SAMPLING_MODE_RANDOMIZED;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, per, 30, NULL, 0),
-                  MODECONN_STATUS_SAMPLING);
+    for (i = 0; i < 4; i++) {
+        modeconn_sampling ps = s;
+        modeconn_ensemble *e = i < 2 ? curve : snaps;
+        uint8_t key[32] = {0};
+        ps.mode = i % 2 ? MODECONN_SAMPLING_MODE_KEYED : MODECONN_SAMPLING_MODE_RANDOMIZED;
+        ps.count = e == curve ? 5 : 0;
+        ps.key = key;
+        o = out;
+        o.per_member = per;
+        o.per_member_len = 30;
+        EXPECT_STATUS(modeconn_ensemble_predict(e, &in, &ps, &o), MODECONN_STATUS_SAMPLING);
+        o.per_member_len = 0;
+        EXPECT_STATUS(modeconn_ensemble_predict(e, &in, &ps, &o), MODECONN_STATUS_SAMPLING);
+        o = out;
+        o.disagreement = dis;
+        o.disagreement_len = 2;
+        EXPECT_STATUS(modeconn_ensemble_predict(e, &in, &ps, &o), MODECONN_STATUS_SAMPLING);
+        /* The outputs they do have. */
+        o.disagreement = NULL;
+        o.members = members;
+        o.members_len = 2;
+        o.entropy = ent;
+        o.entropy_len = 2;
+        EXPECT_STATUS(modeconn_ensemble_predict(e, &in, &ps, &o), MODECONN_STATUS_OK);
+        CHECK(members[0].kind ==
+              (e == curve ? MODECONN_MEMBER_KIND_T : MODECONN_MEMBER_KIND_INDEX));
+    }
     memset(&s, 0, sizeof s);
     s.mode = MODECONN_SAMPLING_MODE_MEMBERS;
     s.members = idx;
     s.members_len = 2;
-    EXPECT_STATUS(modeconn_ensemble_predict(snaps, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
+    EXPECT_STATUS(modeconn_ensemble_predict(snaps, &in, &s, &out),
                   MODECONN_STATUS_MEMBER_OUT_OF_RANGE);
     s.mode = MODECONN_SAMPLING_MODE_GRID;
     s.count = 3;
-    EXPECT_STATUS(modeconn_ensemble_predict(snaps, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_SAMPLING);
+    EXPECT_STATUS(modeconn_ensemble_predict(snaps, &in, &s, &out), MODECONN_STATUS_SAMPLING);
 
     printf("materialize\n");
     member.kind = MODECONN_MEMBER_KIND_T;
@@ -228,13 +385,20 @@ int main(int argc, char **argv) {
     printf("closed handles\n");
     EXPECT_STATUS(modeconn_ensemble_free(curve), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_kind(curve, &kind), MODECONN_STATUS_INVALID_HANDLE);
+    EXPECT_STATUS(modeconn_ensemble_input_name(curve, &text), MODECONN_STATUS_INVALID_HANDLE);
+    EXPECT_STATUS(modeconn_ensemble_label_count(curve, &n), MODECONN_STATUS_INVALID_HANDLE);
+    EXPECT_STATUS(modeconn_ensemble_preprocess(curve, NULL, NULL, 0, &n),
+                  MODECONN_STATUS_INVALID_HANDLE);
     memset(&s, 0, sizeof s);
     s.mode = MODECONN_SAMPLING_MODE_GRID;
     s.count = 5;
-    EXPECT_STATUS(modeconn_ensemble_predict(curve, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, 2, &sizes),
                   MODECONN_STATUS_INVALID_HANDLE);
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(curve, input, 8, 2, &s, prob, 6, ent, 2),
-                  MODECONN_STATUS_INVALID_HANDLE);
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out), MODECONN_STATUS_INVALID_HANDLE);
+    o = out;
+    o.entropy = ent;
+    o.entropy_len = 2;
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &o), MODECONN_STATUS_INVALID_HANDLE);
     EXPECT_STATUS(modeconn_ensemble_free(curve), MODECONN_STATUS_INVALID_HANDLE);
     EXPECT_STATUS(modeconn_runtime_free(rt), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[1], &none), MODECONN_STATUS_INVALID_HANDLE);
@@ -243,12 +407,11 @@ int main(int argc, char **argv) {
     EXPECT_STATUS(modeconn_runtime_free(rt), MODECONN_STATUS_INVALID_HANDLE);
     /* The snapshot ensemble outlives its runtime. */
     s.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS;
-    EXPECT_STATUS(modeconn_ensemble_predict(snaps, input, 8, 2, &s, prob, 6, NULL, 0, NULL, 0),
-                  MODECONN_STATUS_OK);
+    EXPECT_STATUS(modeconn_ensemble_predict(snaps, &in, &s, &out), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_points(snaps, &n), MODECONN_STATUS_OK);
     CHECK(n == 3);
     EXPECT_STATUS(modeconn_ensemble_free(snaps), MODECONN_STATUS_OK);
-    (void)rt2;
+    EXPECT_STATUS(modeconn_ensemble_free(labeled), MODECONN_STATUS_OK);
 
     printf("%d failures\n", failures);
     return failures ? 1 : 0;

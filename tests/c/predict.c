@@ -3,92 +3,98 @@
  *
  *   predict CURVE SNAPSHOTS INPUT.f32 BATCH OUTDIR
  *
- * For each case NAME it writes OUTDIR/NAME.prob (float32 [batch, classes]), and where asked
- * NAME.per (float32 [members, batch, classes]) and NAME.members (float64: t or index). The
- * entropy cases (modeconn_ensemble_predict_entropy) write NAME.prob and NAME.ent (float32
- * [batch]); the case grid5_nostatic predicts with an ensemble opened by
- * modeconn_ensemble_open_with without static sessions. It prints the bundles' properties on
- * stdout. */
+ * For each case NAME it writes OUTDIR/NAME.prob (float32 [batch, classes]) and, as the case
+ * asks, NAME.per (float32 [members, batch, classes]), NAME.members (float64: t or index),
+ * NAME.ent (float32 [batch], the entropy output) and NAME.dis (float32 [batch], the
+ * disagreement output, shared modes only). Every case also predicts the probabilities alone and
+ * checks they are the same. The cases grid5_nostatic* and all_one_ent predict with ensembles
+ * opened by modeconn_ensemble_open_with (no static sessions; one session per model). It prints
+ * the bundles' properties on stdout. */
 #include "common.h"
 
-static const float *input;
-static size_t input_len, batch;
+/* The outputs a case asks for besides the probabilities. */
+enum { PER = 1, MEMBERS = 2, ENTROPY = 4, DISAGREEMENT = 8 };
+
+static modeconn_input input;
 static const char *outdir;
 
-static void run_case(modeconn_ensemble *ens, const char *name, const modeconn_sampling *s,
-                     int want_per, int want_members) {
-    size_t n_prob = 0, n_per = 0, n_mem = 0, i;
-    float *prob, *per = NULL;
-    modeconn_member *mem = NULL;
-    double *mem_values;
-    char file[256];
+/* Sizes a prediction with modeconn_ensemble_output_sizes, fills the outputs `want` asks for in
+ * one call, writes them, and checks that the probabilities alone are the same. */
+static void run_case(const modeconn_ensemble *ens, const char *name, const modeconn_sampling *s,
+                     unsigned want) {
+    modeconn_output_sizes n = {0};
+    modeconn_outputs out = {0};
+    float *alone;
+    int per_sample = s->mode == MODECONN_SAMPLING_MODE_RANDOMIZED ||
+                     s->mode == MODECONN_SAMPLING_MODE_KEYED;
+    size_t i;
 
-    EXPECT_STATUS(modeconn_ensemble_predict_sizes(ens, s, batch, &n_prob, &n_per, &n_mem),
-                  MODECONN_STATUS_OK);
-    prob = (float *)calloc(n_prob + 1, sizeof(float));
-    if (want_per)
-        per = (float *)calloc(n_per + 1, sizeof(float));
-    if (want_members)
-        mem = (modeconn_member *)calloc(n_mem + 1, sizeof(modeconn_member));
-    EXPECT_STATUS(modeconn_ensemble_predict(ens, input, input_len, batch, s, prob, n_prob, per,
-                                            n_per, mem, n_mem),
-                  MODECONN_STATUS_OK);
-    snprintf(file, sizeof file, "%s.prob", name);
-    write_file(outdir, file, prob, sizeof(float), n_prob);
-    if (want_per) {
-        snprintf(file, sizeof file, "%s.per", name);
-        write_file(outdir, file, per, sizeof(float), n_per);
+    EXPECT_STATUS(modeconn_ensemble_output_sizes(ens, s, input.batch, &n), MODECONN_STATUS_OK);
+    CHECK(n.entropy == input.batch);
+    CHECK(n.disagreement == (per_sample ? 0 : input.batch));
+    CHECK(per_sample ? n.per_member == 0 && n.members == input.batch
+                     : n.per_member == n.members * n.probabilities);
+    out.probabilities = (float *)calloc(n.probabilities + 1, sizeof(float));
+    out.probabilities_len = n.probabilities;
+    alone = (float *)calloc(n.probabilities + 1, sizeof(float));
+    if (want & PER) {
+        out.per_member = (float *)calloc(n.per_member + 1, sizeof(float));
+        out.per_member_len = n.per_member;
     }
-    if (want_members) {
-        mem_values = (double *)calloc(n_mem + 1, sizeof(double));
-        for (i = 0; i < n_mem; i++)
-            mem_values[i] =
-                mem[i].kind == MODECONN_MEMBER_KIND_T ? mem[i].t : (double)mem[i].index;
-        snprintf(file, sizeof file, "%s.members", name);
-        write_file(outdir, file, mem_values, sizeof(double), n_mem);
-        free(mem_values);
+    if (want & MEMBERS) {
+        out.members = (modeconn_member *)calloc(n.members + 1, sizeof(modeconn_member));
+        out.members_len = n.members;
     }
-    free(prob);
-    free(per);
-    free(mem);
+    if (want & ENTROPY) {
+        out.entropy = (float *)malloc((n.entropy + 1) * sizeof(float));
+        out.entropy_len = n.entropy;
+        for (i = 0; out.entropy && i < n.entropy; i++)
+            out.entropy[i] = -1.0f;
+    }
+    if (want & DISAGREEMENT) {
+        out.disagreement = (float *)malloc((n.disagreement + 1) * sizeof(float));
+        out.disagreement_len = n.disagreement;
+        for (i = 0; out.disagreement && i < n.disagreement; i++)
+            out.disagreement[i] = -1.0f;
+    }
+    EXPECT_STATUS(modeconn_ensemble_predict(ens, &input, s, &out), MODECONN_STATUS_OK);
+    write_output(outdir, name, "prob", out.probabilities, sizeof(float), n.probabilities);
+    if (want & PER)
+        write_output(outdir, name, "per", out.per_member, sizeof(float), n.per_member);
+    if (want & MEMBERS)
+        write_members(outdir, name, out.members, n.members);
+    if (want & ENTROPY) {
+        for (i = 0; i < n.entropy; i++)
+            CHECK(out.entropy[i] >= 0.0f);
+        write_output(outdir, name, "ent", out.entropy, sizeof(float), n.entropy);
+    }
+    if (want & DISAGREEMENT) {
+        for (i = 0; i < n.disagreement; i++)
+            CHECK(out.disagreement[i] >= 0.0f && out.disagreement[i] <= 1.0f);
+        write_output(outdir, name, "dis", out.disagreement, sizeof(float), n.disagreement);
+    }
+
+    /* The optional outputs do not change the probabilities. */
+    {
+        modeconn_outputs only = {0};
+        only.probabilities = alone;
+        only.probabilities_len = n.probabilities;
+        EXPECT_STATUS(modeconn_ensemble_predict(ens, &input, s, &only), MODECONN_STATUS_OK);
+        CHECK(memcmp(alone, out.probabilities, n.probabilities * sizeof(float)) == 0);
+    }
+    free(alone);
+    free(out.probabilities);
+    free(out.per_member);
+    free(out.members);
+    free(out.entropy);
+    free(out.disagreement);
 }
 
-/* Predicts with modeconn_ensemble_predict_entropy; writes NAME.prob and NAME.ent, and checks
- * that the probabilities are those of modeconn_ensemble_predict. */
-static void run_entropy_case(modeconn_ensemble *ens, const char *name,
-                             const modeconn_sampling *s) {
-    size_t n_prob = 0, i;
-    float *prob, *prob2, *ent;
-    char file[256];
-
-    EXPECT_STATUS(modeconn_ensemble_predict_sizes(ens, s, batch, &n_prob, NULL, NULL),
-                  MODECONN_STATUS_OK);
-    prob = (float *)calloc(n_prob + 1, sizeof(float));
-    prob2 = (float *)calloc(n_prob + 1, sizeof(float));
-    ent = (float *)calloc(batch + 1, sizeof(float));
-    for (i = 0; i < batch; i++)
-        ent[i] = -1.0f;
-    EXPECT_STATUS(modeconn_ensemble_predict_entropy(ens, input, input_len, batch, s, prob, n_prob,
-                                                    ent, batch),
-                  MODECONN_STATUS_OK);
-    EXPECT_STATUS(modeconn_ensemble_predict(ens, input, input_len, batch, s, prob2, n_prob, NULL,
-                                            0, NULL, 0),
-                  MODECONN_STATUS_OK);
-    CHECK(memcmp(prob, prob2, n_prob * sizeof(float)) == 0);
-    for (i = 0; i < batch; i++)
-        CHECK(ent[i] >= 0.0f);
-    snprintf(file, sizeof file, "%s.prob", name);
-    write_file(outdir, file, prob, sizeof(float), n_prob);
-    snprintf(file, sizeof file, "%s.ent", name);
-    write_file(outdir, file, ent, sizeof(float), batch);
-    free(prob);
-    free(prob2);
-    free(ent);
-}
-
-static void describe(modeconn_ensemble *ens, const char *label) {
-    uint32_t kind = 99, basis = 99, provider = 99;
-    size_t points = 0, classes = 0, rank = 0, i;
+static void describe(const modeconn_ensemble *ens, const char *label) {
+    modeconn_kind kind = 99;
+    modeconn_basis basis = 99;
+    modeconn_provider provider = 99;
+    size_t points = 0, classes = 0, rank = 0;
     int64_t shape[8];
     EXPECT_STATUS(modeconn_ensemble_kind(ens, &kind), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_basis(ens, &basis), MODECONN_STATUS_OK);
@@ -97,30 +103,27 @@ static void describe(modeconn_ensemble *ens, const char *label) {
     EXPECT_STATUS(modeconn_ensemble_provider(ens, &provider), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_input_shape(ens, NULL, 0, &rank), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_input_shape(ens, shape, 8, &rank), MODECONN_STATUS_OK);
-    printf("%s kind=%u basis=%u points=%zu classes=%zu provider=%u shape=", label,
-           (unsigned)kind, (unsigned)basis, points, classes, (unsigned)provider);
-    for (i = 0; i < rank; i++)
-        printf("%s%lld", i ? "," : "", (long long)shape[i]);
-    printf("\n");
+    print_description(label, (unsigned)kind, (unsigned)basis, points, classes,
+                      (unsigned)provider, shape, rank);
 }
 
 int main(int argc, char **argv) {
     modeconn_runtime *rt = NULL;
     modeconn_ensemble *curve = NULL, *snaps = NULL, *curve_nostatic = NULL, *snaps_one = NULL;
-    modeconn_sampling s;
     float *data;
     double ts[3] = {0.0, 0.3, 1.0};
-    size_t pick[2] = {2, 0};
+    size_t pick[2] = {2, 0}, i;
     uint8_t key[32];
-    int i;
+    const unsigned all = PER | MEMBERS | ENTROPY | DISAGREEMENT;
+    const unsigned per_sample = MEMBERS | ENTROPY;
 
     if (argc != 6) {
         fprintf(stderr, "usage: predict CURVE SNAPSHOTS INPUT.f32 BATCH OUTDIR\n");
         return 2;
     }
-    data = read_floats(argv[3], &input_len);
-    input = data;
-    batch = (size_t)strtoul(argv[4], NULL, 10);
+    data = read_floats(argv[3], &input.len);
+    input.data = data;
+    input.batch = (size_t)strtoul(argv[4], NULL, 10);
     outdir = argv[5];
     for (i = 0; i < 32; i++)
         key[i] = (uint8_t)i;
@@ -145,81 +148,56 @@ int main(int argc, char **argv) {
     describe(curve, "curve");
     describe(snaps, "snapshots");
 
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_AT;
-    s.ts = ts;
-    s.ts_len = 3;
-    run_case(curve, "at", &s, 1, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_GRID;
-    s.count = 5;
-    run_case(curve, "grid5", &s, 1, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_UNIFORM;
-    s.count = 4;
-    s.seed = 7;
-    run_case(curve, "uniform", &s, 1, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_ARC_UNIFORM;
-    s.count = 4;
-    s.seed = 9;
-    run_case(curve, "arc", &s, 0, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_RANDOMIZED;
-    s.count = 5;
-    s.seeded = 1;
-    s.seed = 11;
-    run_case(curve, "randomized", &s, 0, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_KEYED;
-    s.count = 5;
-    s.key = key;
-    run_case(curve, "keyed", &s, 0, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS;
-    run_case(snaps, "all", &s, 1, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_MEMBERS;
-    s.members = pick;
-    s.members_len = 2;
-    run_case(snaps, "members", &s, 1, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_RANDOMIZED;
-    s.seeded = 1;
-    s.seed = 3;
-    run_case(snaps, "snap_randomized", &s, 0, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_KEYED;
-    s.key = key;
-    run_case(snaps, "snap_keyed", &s, 0, 1);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_GRID;
-    s.count = 5;
-    run_entropy_case(curve, "grid5_ent", &s);
-    run_case(curve_nostatic, "grid5_nostatic", &s, 1, 1);
-    run_entropy_case(curve_nostatic, "grid5_nostatic_ent", &s);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_RANDOMIZED;
-    s.count = 5;
-    s.seeded = 1;
-    s.seed = 11;
-    run_entropy_case(curve, "randomized_ent", &s);
-
-    memset(&s, 0, sizeof s);
-    s.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS;
-    run_entropy_case(snaps, "all_ent", &s);
-    run_entropy_case(snaps_one, "all_one_ent", &s);
+    {
+        const struct {
+            const char *name;
+            const modeconn_ensemble *ens;
+            modeconn_sampling sampling;
+            unsigned want;
+        } cases[] = {
+            {"at", curve, {.mode = MODECONN_SAMPLING_MODE_AT, .ts = ts, .ts_len = 3}, all},
+            {"grid5", curve, {.mode = MODECONN_SAMPLING_MODE_GRID, .count = 5}, all},
+            {"uniform", curve, {.mode = MODECONN_SAMPLING_MODE_UNIFORM, .count = 4, .seed = 7},
+             all},
+            {"arc", curve, {.mode = MODECONN_SAMPLING_MODE_ARC_UNIFORM, .count = 4, .seed = 9},
+             all & ~PER},
+            {"randomized",
+             curve,
+             {.mode = MODECONN_SAMPLING_MODE_RANDOMIZED, .count = 5, .seeded = 1, .seed = 11},
+             per_sample},
+            {"keyed", curve, {.mode = MODECONN_SAMPLING_MODE_KEYED, .count = 5, .key = key},
+             per_sample},
+            {"all", snaps, {.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS}, all},
+            {"members",
+             snaps,
+             {.mode = MODECONN_SAMPLING_MODE_MEMBERS, .members = pick, .members_len = 2},
+             all},
+            {"snap_randomized",
+             snaps,
+             {.mode = MODECONN_SAMPLING_MODE_RANDOMIZED, .seeded = 1, .seed = 3},
+             per_sample},
+            {"snap_keyed", snaps, {.mode = MODECONN_SAMPLING_MODE_KEYED, .key = key}, per_sample},
+            /* The entropy cases: probabilities and entropy only. */
+            {"grid5_ent", curve, {.mode = MODECONN_SAMPLING_MODE_GRID, .count = 5}, ENTROPY},
+            {"grid5_nostatic", curve_nostatic, {.mode = MODECONN_SAMPLING_MODE_GRID, .count = 5},
+             all},
+            {"grid5_nostatic_ent",
+             curve_nostatic,
+             {.mode = MODECONN_SAMPLING_MODE_GRID, .count = 5},
+             ENTROPY},
+            {"randomized_ent",
+             curve,
+             {.mode = MODECONN_SAMPLING_MODE_RANDOMIZED, .count = 5, .seeded = 1, .seed = 11},
+             ENTROPY},
+            {"all_ent", snaps, {.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS}, ENTROPY},
+            {"all_one_ent", snaps_one, {.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS}, ENTROPY},
+            /* Disagreement without the other optional outputs. */
+            {"all_one_dis", snaps_one, {.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS},
+             DISAGREEMENT},
+        };
+        for (i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            run_case(cases[i].ens, cases[i].name, &cases[i].sampling, cases[i].want);
+    }
 
     EXPECT_STATUS(modeconn_ensemble_free(curve), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_free(snaps), MODECONN_STATUS_OK);

@@ -1,15 +1,16 @@
-// The C API from C++: RAII owners of the handles, a grid prediction on the curve and all
-// members of the snapshot set, written like predict.c's cases `grid5` and `all`.
+// The C API from C++ without the wrapper (include/modeconn.hpp has its own tests): RAII owners
+// of the handles, a grid prediction on the curve and all members of the snapshot set with every
+// shared output, written like predict.c's cases `grid5` and `all`.
 //
 //   predict_cpp CURVE SNAPSHOTS INPUT.f32 BATCH OUTDIR
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "modeconn.h"
 
 namespace {
@@ -35,63 +36,52 @@ Ensemble open(const Runtime &rt, const char *path) {
     return Ensemble(e);
 }
 
-std::vector<float> predict(const Ensemble &e, const std::vector<float> &input, size_t batch,
-                           const modeconn_sampling &s, std::vector<float> &per) {
-    size_t n_prob = 0, n_per = 0;
-    check(modeconn_ensemble_predict_sizes(e.get(), &s, batch, &n_prob, &n_per, nullptr),
-          "sizes");
-    std::vector<float> prob(n_prob);
-    per.assign(n_per, 0.0f);
-    check(modeconn_ensemble_predict(e.get(), input.data(), input.size(), batch, &s, prob.data(),
-                                    prob.size(), per.data(), per.size(), nullptr, 0),
-          "predict");
-    return prob;
-}
-
-void write(const std::string &path, const std::vector<float> &v) {
-    std::ofstream f(path, std::ios::binary);
-    f.write(reinterpret_cast<const char *>(v.data()),
-            static_cast<std::streamsize>(v.size() * sizeof(float)));
-    if (!f)
-        throw std::runtime_error("cannot write " + path);
+// Predicts `s` with every output of a shared sampling and writes NAME.prob, .per, .ent, .dis.
+void predict(const Ensemble &e, const std::vector<float> &data, std::size_t batch,
+             const modeconn_sampling &s, const std::string &dir, const std::string &name) {
+    modeconn_output_sizes sizes{};
+    check(modeconn_ensemble_output_sizes(e.get(), &s, batch, &sizes), "sizes");
+    std::vector<float> prob(sizes.probabilities), per(sizes.per_member), ent(sizes.entropy),
+        dis(sizes.disagreement);
+    const modeconn_input input{data.data(), data.size(), batch};
+    modeconn_outputs out{};
+    out.probabilities = prob.data();
+    out.probabilities_len = prob.size();
+    out.per_member = per.data();
+    out.per_member_len = per.size();
+    out.entropy = ent.data();
+    out.entropy_len = ent.size();
+    out.disagreement = dis.data();
+    out.disagreement_len = dis.size();
+    check(modeconn_ensemble_predict(e.get(), &input, &s, &out), "predict");
+    test::write(dir, name, "prob", prob);
+    test::write(dir, name, "per", per);
+    test::write(dir, name, "ent", ent);
+    test::write(dir, name, "dis", dis);
 }
 
 }  // namespace
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        std::fprintf(stderr, "usage: predict_cpp CURVE SNAPSHOTS INPUT.f32 BATCH OUTDIR\n");
-        return 2;
-    }
-    try {
-        std::ifstream in(argv[3], std::ios::binary | std::ios::ate);
-        std::vector<float> input(static_cast<size_t>(in.tellg()) / sizeof(float));
-        in.seekg(0);
-        in.read(reinterpret_cast<char *>(input.data()),
-                static_cast<std::streamsize>(input.size() * sizeof(float)));
-        const size_t batch = std::strtoul(argv[4], nullptr, 10);
-        const std::string out = argv[5];
+    const char *usage = "predict_cpp CURVE SNAPSHOTS INPUT.f32 BATCH OUTDIR";
+    return test::run(argc, argv, 5, usage, [](const test::Args &arg) {
+        const std::vector<float> input = test::read_input(arg[2]);
+        const std::size_t batch = std::strtoul(arg[3].c_str(), nullptr, 10);
+        const std::string out = arg[4];
 
         modeconn_runtime *raw = nullptr;
         check(modeconn_runtime_new(nullptr, MODECONN_DEVICE_CPU, 1, &raw), "runtime");
         Runtime rt(raw);
-        Ensemble curve = open(rt, argv[1]);
-        Ensemble snaps = open(rt, argv[2]);
+        Ensemble curve = open(rt, arg[0].c_str());
+        Ensemble snaps = open(rt, arg[1].c_str());
 
         modeconn_sampling s{};
         s.mode = MODECONN_SAMPLING_MODE_GRID;
         s.count = 5;
-        std::vector<float> per;
-        write(out + "/grid5.prob", predict(curve, input, batch, s, per));
-        write(out + "/grid5.per", per);
+        predict(curve, input, batch, s, out, "grid5");
 
         s = modeconn_sampling{};
         s.mode = MODECONN_SAMPLING_MODE_ALL_MEMBERS;
-        write(out + "/all.prob", predict(snaps, input, batch, s, per));
-        write(out + "/all.per", per);
-    } catch (const std::exception &e) {
-        std::fprintf(stderr, "%s\n", e.what());
-        return 1;
-    }
-    return 0;
+        predict(snaps, input, batch, s, out, "all");
+    });
 }

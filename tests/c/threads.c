@@ -13,18 +13,22 @@
 #define CLASSES 3
 
 static modeconn_ensemble *ens;
-static float input[BATCH * FEATURES];
+static float data[BATCH * FEATURES];
+static const modeconn_input input = {data, BATCH * FEATURES, BATCH};
 static float reference[2][BATCH * CLASSES];
 static modeconn_sampling samplings[2];
 
 static void *worker(void *arg) {
     size_t id = (size_t)arg, r, i, k;
     float prob[BATCH * CLASSES];
+    modeconn_outputs out = {0};
+    modeconn_input short_input = input;
     long bad = 0;
+    out.probabilities = prob;
+    out.probabilities_len = BATCH * CLASSES;
     for (r = 0; r < ROUNDS; r++) {
         k = (id + r) % 2;
-        if (modeconn_ensemble_predict(ens, input, BATCH * FEATURES, BATCH, &samplings[k], prob,
-                                      BATCH * CLASSES, NULL, 0, NULL, 0) != MODECONN_STATUS_OK) {
+        if (modeconn_ensemble_predict(ens, &input, &samplings[k], &out) != MODECONN_STATUS_OK) {
             fprintf(stderr, "thread %zu: %s\n", id, modeconn_last_error_message());
             bad++;
             continue;
@@ -35,8 +39,9 @@ static void *worker(void *arg) {
     }
     /* A failure on this thread leaves the other threads' messages alone. */
     if (id == 0) {
-        if (modeconn_ensemble_predict(ens, input, 1, BATCH, &samplings[0], prob, BATCH * CLASSES,
-                                      NULL, 0, NULL, 0) != MODECONN_STATUS_INPUT ||
+        short_input.len = 1;
+        if (modeconn_ensemble_predict(ens, &short_input, &samplings[0], &out) !=
+                MODECONN_STATUS_INPUT ||
             modeconn_last_error_message()[0] == '\0')
             bad++;
     }
@@ -53,7 +58,7 @@ int main(int argc, char **argv) {
     if (argc != 2)
         return 2;
     for (i = 0; i < BATCH * FEATURES; i++)
-        input[i] = (float)((int)(i * 7 % 11) - 5) / 4.0f;
+        data[i] = (float)((int)(i * 7 % 11) - 5) / 4.0f;
     memset(samplings, 0, sizeof samplings);
     samplings[0].mode = MODECONN_SAMPLING_MODE_GRID;
     samplings[0].count = 4;
@@ -65,11 +70,13 @@ int main(int argc, char **argv) {
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[1], &ens), MODECONN_STATUS_OK);
     if (failures)
         return 1;
-    for (i = 0; i < 2; i++)
-        EXPECT_STATUS(modeconn_ensemble_predict(ens, input, BATCH * FEATURES, BATCH,
-                                                &samplings[i], reference[i], BATCH * CLASSES,
-                                                NULL, 0, NULL, 0),
+    for (i = 0; i < 2; i++) {
+        modeconn_outputs out = {0};
+        out.probabilities = reference[i];
+        out.probabilities_len = BATCH * CLASSES;
+        EXPECT_STATUS(modeconn_ensemble_predict(ens, &input, &samplings[i], &out),
                       MODECONN_STATUS_OK);
+    }
     for (i = 0; i < THREADS; i++)
         if (pthread_create(&threads[i], NULL, worker, (void *)i) != 0) {
             fprintf(stderr, "pthread_create failed\n");

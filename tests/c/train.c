@@ -1,5 +1,6 @@
 /* Training from C through the real trainer plugin: progress events, the report and its release,
- * a refused job, a library that is no plugin, and the MODECONN_TRAINER search.
+ * a refused job, jobs that do not parse, a library that is no plugin, and the MODECONN_TRAINER
+ * search.
  *
  *   train PLUGIN NOT_A_PLUGIN OUT_DIR */
 #include "common.h"
@@ -8,6 +9,8 @@ static void on_progress(const char *event_json, void *user) {
     int *count = (int *)user;
     if (strstr(event_json, "\"event\""))
         (*count)++;
+    /* A failing call from the callback does not become modeconn_train's last error. */
+    (void)modeconn_ensemble_kind(NULL, NULL);
 }
 
 static void job(char *buf, size_t len, const char *arch, const char *out) {
@@ -29,6 +32,7 @@ int main(int argc, char **argv) {
                   MODECONN_STATUS_OK);
     CHECK(events > 0);
     CHECK(report != NULL && strstr(report, "\"ok\":true") != NULL);
+    CHECK(modeconn_last_error_message()[0] == '\0');
     printf("report: %s\n", report ? report : "(null)");
     EXPECT_STATUS(modeconn_string_free(report), MODECONN_STATUS_OK);
 
@@ -37,7 +41,7 @@ int main(int argc, char **argv) {
         struct modeconn_runtime *rt = NULL;
         struct modeconn_ensemble *ens = NULL;
         size_t classes = 0;
-        EXPECT_STATUS(modeconn_runtime_new(NULL, 0, 0, &rt), MODECONN_STATUS_OK);
+        EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 0, &rt), MODECONN_STATUS_OK);
         EXPECT_STATUS(modeconn_ensemble_open(rt, out, &ens), MODECONN_STATUS_OK);
         EXPECT_STATUS(modeconn_ensemble_classes(ens, &classes), MODECONN_STATUS_OK);
         CHECK(classes == 10);
@@ -51,6 +55,18 @@ int main(int argc, char **argv) {
                   MODECONN_STATUS_TRAINER_FAILED);
     CHECK(report == NULL);
     CHECK(strstr(modeconn_last_error_message(), "no-such-net") != NULL);
+    /* Jobs that are not JSON, or not a job: the message names the field. */
+    EXPECT_STATUS(modeconn_train(argv[1], "{\"command\":", NULL, NULL, &report),
+                  MODECONN_STATUS_INVALID_JOB);
+    EXPECT_STATUS(modeconn_train(argv[1], "{\"command\":\"trian\"}", NULL, NULL, &report),
+                  MODECONN_STATUS_INVALID_JOB);
+    EXPECT_STATUS(modeconn_train(argv[1],
+                                 "{\"command\":\"train\",\"arch\":3,\"data\":\"digits\","
+                                 "\"out\":\"x.safetensors\"}",
+                                 NULL, NULL, &report),
+                  MODECONN_STATUS_INVALID_JOB);
+    CHECK(strstr(modeconn_last_error_message(), "arch") != NULL);
+    CHECK(report == NULL);
     EXPECT_STATUS(modeconn_train(argv[2], "{}", NULL, NULL, &report),
                   MODECONN_STATUS_TRAINER_UNAVAILABLE);
     /* MODECONN_TRAINER is used when no path is given (the test sets it to the plugin). */
