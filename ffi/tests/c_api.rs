@@ -1,7 +1,8 @@
 //! The C API from C and C++: the header is what the Rust code declares, and programs in
 //! `tests/c/` and `examples/c/`, compiled with the system's gcc and g++ against
-//! `include/modeconn.h` and both `libmodeconn.so` and `libmodeconn.a`, predict what the Rust
-//! API predicts, read the metadata the Rust API reads, answer misuse with statuses, share an
+//! `include/modeconn.h` (and the C++17 wrapper `include/modeconn.hpp`) and both
+//! `libmodeconn.so` and `libmodeconn.a`, predict what the Rust API predicts, read the metadata
+//! the Rust API reads, answer misuse with statuses (C) or `modeconn::Error` (C++), share an
 //! ensemble between threads, train through a plugin, and run clean under AddressSanitizer,
 //! LeakSanitizer and UndefinedBehaviorSanitizer, and under valgrind.
 //!
@@ -105,6 +106,11 @@ impl Build {
             sanitize: false,
             ..Build::sanitized(link)
         }
+    }
+
+    /// C++ sources compiled as `std` (e.g. "c++20").
+    fn cpp(self, std: &'static str) -> Self {
+        Build { cpp: std, ..self }
     }
 }
 
@@ -389,7 +395,7 @@ fn assert_close(name: &str, got: &[f32], want: &[f32]) {
     }
 }
 
-/// A case of `tests/c/predict.c`: NAME.prob, and the outputs
+/// A case of `tests/c/predict.c` and `tests/c/hpp_predict.cpp`: NAME.prob, and the outputs
 /// `per` (NAME.per), `members` (NAME.members), `entropy` (NAME.ent) and `disagreement`
 /// (NAME.dis) it asks for. Cases on the curve or the snapshot set; `grid5_nostatic*` and
 /// `all_one_*` come from ensembles opened with other options (no static sessions; one session
@@ -579,7 +585,7 @@ fn check_against_cli(dir: &Path) {
     }
 }
 
-/// The bundles whose metadata `tests/c/metadata.c` writes.
+/// The bundles whose metadata `tests/c/metadata.c` and `tests/c/hpp_predict.cpp` write.
 fn metadata_bundles() -> [(&'static str, &'static Path); 3] {
     let f = fixture();
     [
@@ -783,6 +789,9 @@ mod header {
             ("gcc", "-std=c99", "tests/c/header_only.c"),
             ("g++", "-std=c++11", "tests/c/header_only.cpp"),
             ("g++", "-std=c++17", "tests/c/header_only.cpp"),
+            // The C++ wrapper needs C++17; with C++20 it adds the std::span overload.
+            ("g++", "-std=c++17", "tests/c/header_only_hpp.cpp"),
+            ("g++", "-std=c++20", "tests/c/header_only_hpp.cpp"),
         ] {
             let stem = Path::new(src)
                 .file_stem()
@@ -820,7 +829,7 @@ fn predict_c(link: Link) {
     check_against_cli(&out);
 }
 
-/// The properties predict.c prints.
+/// The properties predict.c and hpp_predict.cpp print.
 fn check_descriptions(stdout: &str) {
     for line in [
         "curve kind=0 basis=1 points=3 classes=3 provider=0 shape=-1,4",
@@ -878,7 +887,39 @@ fn c_metadata_matches_rust() {
     }
 }
 
-/// Runs a misuse program (`tests/c/misuse.c`) with its arguments:
+/// `tests/c/hpp_predict.cpp` through `include/modeconn.hpp`: every case of predict.c against
+/// the Rust API and the CLI, every metadata accessor against the Rust API.
+fn predict_hpp(build: Build) {
+    let program = compile("hpp_predict", &["tests/c/hpp_predict.cpp"], build);
+    let out = out_dir(&format!("predict-hpp-{:?}-{}", build.link, build.cpp));
+    let mut cmd = program.command();
+    predict_args(&mut cmd, &out);
+    cmd.arg(&fixture().labeled);
+    let output = run_ok(&mut cmd);
+    check_descriptions(&String::from_utf8_lossy(&output.stdout));
+    check_against_rust(&out, &case_names(), true);
+    check_options_do_not_matter(&out);
+    check_metadata(&out);
+    check_against_cli(&out);
+}
+
+#[test]
+fn hpp_shared_predicts_like_rust() {
+    predict_hpp(Build::sanitized(Link::Shared));
+}
+
+#[test]
+fn hpp_static_predicts_like_rust() {
+    predict_hpp(Build::sanitized(Link::Static));
+}
+
+/// C++20: the std::span overload of predict.
+#[test]
+fn hpp_cpp20_predicts_like_rust() {
+    predict_hpp(Build::sanitized(Link::Shared).cpp("c++20"));
+}
+
+/// Runs a misuse program (`tests/c/misuse.c`, `tests/c/hpp_misuse.cpp`) with its arguments:
 /// CURVE SNAPSHOTS CORRUPT MISSING OUTDIR LABELED.
 fn misuse(name: &str, source: &str) {
     let f = fixture();
@@ -900,6 +941,11 @@ fn misuse(name: &str, source: &str) {
 #[test]
 fn misuse_is_a_status_and_a_message() {
     misuse("misuse", "tests/c/misuse.c");
+}
+
+#[test]
+fn hpp_misuse_throws_errors() {
+    misuse("hpp_misuse", "tests/c/hpp_misuse.cpp");
 }
 
 #[test]
@@ -934,17 +980,22 @@ fn training_through_the_plugin() {
         plugin.display()
     );
     for link in LINKS {
-        let program = compile("train", &["tests/c/train.c"], Build::sanitized(link));
-        let out = tempfile::tempdir().expect("a temporary folder");
-        // libmodeconn.so is a shared object but not a trainer plugin.
-        run_ok(
-            program
-                .command()
-                .env("MODECONN_TRAINER", &plugin)
-                .arg(&plugin)
-                .arg(target_dir().join("libmodeconn.so"))
-                .arg(out.path()),
-        );
+        for (name, source) in [
+            ("train", "tests/c/train.c"),
+            ("hpp_train", "tests/c/hpp_train.cpp"),
+        ] {
+            let program = compile(name, &[source], Build::sanitized(link));
+            let out = tempfile::tempdir().expect("a temporary folder");
+            // libmodeconn.so is a shared object but not a trainer plugin.
+            run_ok(
+                program
+                    .command()
+                    .env("MODECONN_TRAINER", &plugin)
+                    .arg(&plugin)
+                    .arg(target_dir().join("libmodeconn.so"))
+                    .arg(out.path()),
+            );
+        }
     }
 }
 
@@ -952,33 +1003,42 @@ fn training_through_the_plugin() {
 fn example_runs() {
     let f = fixture();
     for link in LINKS {
-        let program = compile("example", &["examples/c/predict.c"], Build::sanitized(link));
-        let output = run_ok(
-            program
-                .command()
-                .arg(&f.curve)
-                .arg(&f.input)
-                .arg(BATCH.to_string())
-                .arg("5"),
-        );
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(text.lines().count(), BATCH, "{text}");
-        assert!(text.lines().all(|l| l.contains(" entropy=")), "{text}");
-        // With labels, the class is named.
-        let output = run_ok(
-            program
-                .command()
-                .arg(&f.labeled)
-                .arg(&f.input)
-                .arg(BATCH.to_string()),
-        );
-        let labeled = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            labeled
-                .lines()
-                .all(|l| ["cat", "dog", "śnieg"].iter().any(|w| l.ends_with(w))),
-            "{labeled}"
-        );
+        // The C example and its C++ twin print the same thing.
+        let mut printed = Vec::new();
+        for (name, source) in [
+            ("example", "examples/c/predict.c"),
+            ("example_cpp", "examples/c/predict.cpp"),
+        ] {
+            let program = compile(name, &[source], Build::sanitized(link));
+            let output = run_ok(
+                program
+                    .command()
+                    .arg(&f.curve)
+                    .arg(&f.input)
+                    .arg(BATCH.to_string())
+                    .arg("5"),
+            );
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert_eq!(text.lines().count(), BATCH, "{text}");
+            assert!(text.lines().all(|l| l.contains(" entropy=")), "{text}");
+            // With labels, the class is named.
+            let output = run_ok(
+                program
+                    .command()
+                    .arg(&f.labeled)
+                    .arg(&f.input)
+                    .arg(BATCH.to_string()),
+            );
+            let labeled = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert!(
+                labeled
+                    .lines()
+                    .all(|l| ["cat", "dog", "śnieg"].iter().any(|w| l.ends_with(w))),
+                "{labeled}"
+            );
+            printed.push((text, labeled));
+        }
+        assert_eq!(printed[0], printed[1], "the C and C++ examples differ");
     }
 }
 
