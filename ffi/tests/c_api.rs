@@ -65,6 +65,13 @@ fn work() -> &'static Path {
     })
 }
 
+/// The libmodeconn of this test build. `cargo test` rebuilds the library in
+/// `target/<profile>/deps` but copies it to `target/<profile>` only on `cargo build`, so the
+/// copies there may be older than the code under test.
+fn library(file: &str) -> PathBuf {
+    target_dir().join("deps").join(file)
+}
+
 /// A new folder `name` in the scratch folder, for a program's outputs.
 fn out_dir(name: &str) -> PathBuf {
     let dir = work().join(name);
@@ -148,7 +155,6 @@ fn compile(name: &str, sources: &[&str], build: Build) -> Program {
         .to_lowercase()
         .replace('+', "x"),
     );
-    let target = target_dir();
     let mut cmd = Command::new(if cpp { "g++" } else { "gcc" });
     cmd.arg(format!("-std={std}"))
         .args([
@@ -172,11 +178,12 @@ fn compile(name: &str, sources: &[&str], build: Build) -> Program {
     cmd.arg("-o").arg(&out);
     match build.link {
         Link::Shared => {
-            cmd.arg(target.join("libmodeconn.so"))
-                .arg(format!("-Wl,-rpath,{}", target.display()));
+            let so = library("libmodeconn.so");
+            let dir = so.parent().expect("deps/").display().to_string();
+            cmd.arg(&so).arg(format!("-Wl,-rpath,{dir}"));
         }
         Link::Static => {
-            cmd.arg(target.join("libmodeconn.a"))
+            cmd.arg(library("libmodeconn.a"))
                 .args(["-lpthread", "-ldl", "-lm", "-lgcc_s"]);
         }
     }
@@ -992,7 +999,7 @@ fn training_through_the_plugin() {
                     .command()
                     .env("MODECONN_TRAINER", &plugin)
                     .arg(&plugin)
-                    .arg(target_dir().join("libmodeconn.so"))
+                    .arg(library("libmodeconn.so"))
                     .arg(out.path()),
             );
         }
