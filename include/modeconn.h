@@ -43,15 +43,13 @@
 /** MODECONN_VERSION_MAJOR * 10000 + MODECONN_VERSION_MINOR * 100 + MODECONN_VERSION_PATCH:
  *  compare with modeconn_abi_version() at run time. */
 #define MODECONN_ABI_VERSION (MODECONN_VERSION_MAJOR * 10000 + MODECONN_VERSION_MINOR * 100 + MODECONN_VERSION_PATCH)
-
-
-// The result of every fallible function of the C API. MODECONN_STATUS_OK (0) is success; on
-// any other status modeconn_last_error_message() says what went wrong.
+// The result of every fallible function of the C API. MODECONN_STATUS_OK (0) is success; on any
+// other status modeconn_last_error_message() says what went wrong.
 //
-// Numbers 2 to 99 are the runtime's error codes, 100 and above belong to the C API and the
-// trainer plugin. Numbers are never reused: a retired status keeps its number reserved (50 and
-// 51, the trainer's before version 0.2, are now 110 and 111). New statuses may be added, so
-// treat an unknown number as a failure.
+// Numbers 2 to 99 are the runtime's error codes, 100 to 109 the C API's own statuses, 110 and
+// above the trainer plugin's. Numbers are never reused: a retired status keeps its number
+// reserved (50 and 51, the trainer's before version 0.2, are now 110 and 111). New statuses may
+// be added, so treat an unknown number as a failure.
 enum modeconn_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -96,7 +94,8 @@ enum modeconn_status
   // A sampling that cannot be honoured for this bundle (t for a snapshot set, members of a
   // curve, nothing selected).
   MODECONN_STATUS_SAMPLING = 32,
-  // The input batch does not match the bundle's input (wrong length or shape).
+  // The input batch does not match the bundle's input (wrong length or shape), or an input file
+  // cannot be read.
   MODECONN_STATUS_INPUT = 33,
   // The ONNX Runtime shared library could not be found or loaded.
   MODECONN_STATUS_ORT_LIBRARY = 40,
@@ -106,8 +105,8 @@ enum modeconn_status
   MODECONN_STATUS_ORT = 42,
   // A pointer argument that must not be NULL is NULL.
   MODECONN_STATUS_NULL_ARGUMENT = 100,
-  // An output buffer is smaller than the result; modeconn_ensemble_output_sizes says how
-  // much room each output needs.
+  // An output buffer is smaller than the result; modeconn_ensemble_output_sizes says how much
+  // room each output needs.
   MODECONN_STATUS_BUFFER_TOO_SMALL = 101,
   // A handle is not a live handle of its type (e.g. it was already freed).
   MODECONN_STATUS_INVALID_HANDLE = 102,
@@ -115,12 +114,12 @@ enum modeconn_status
   MODECONN_STATUS_PANIC = 103,
   // A string argument is not valid UTF-8.
   MODECONN_STATUS_UTF8 = 104,
-  // The trainer plugin was not found, could not be loaded, or speaks another ABI version.
+  // The trainer plugin was not found, could not be loaded, is not a trainer plugin, or speaks
+  // another ABI version.
   MODECONN_STATUS_TRAINER_UNAVAILABLE = 110,
-  // The trainer ran the job and reported a failure.
+  // The trainer ran the job and reported a failure, or answered with no usable report.
   MODECONN_STATUS_TRAINER_FAILED = 111,
-  // The job is not valid JSON or not a valid job (an unknown command or field, a value of
-  // the wrong type).
+  // The job JSON does not parse or has invalid fields.
   MODECONN_STATUS_INVALID_JOB = 112,
 };
 #ifndef __cplusplus
@@ -130,6 +129,7 @@ typedef enum modeconn_status modeconn_status;
 typedef uint32_t modeconn_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
 
 // The kind of a bundle (modeconn_ensemble_kind).
 enum modeconn_kind
@@ -372,6 +372,8 @@ typedef struct modeconn_outputs {
 // library do not change the last error modeconn_train reports.
 typedef void (*modeconn_progress_fn)(const char *event_json, void *user);
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -518,7 +520,8 @@ modeconn_status modeconn_ensemble_output_name(const struct modeconn_ensemble *en
 modeconn_status modeconn_ensemble_label_count(const struct modeconn_ensemble *ensemble, size_t *out);
 
 // Writes to out the label of class index. The string is owned by the ensemble, as for
-// modeconn_ensemble_input_name.
+// modeconn_ensemble_input_name. A NUL character inside a label, which a C string cannot
+// hold, is written as the two characters \0 (as in every string this library lends).
 //
 // Statuses: OK; NULL_ARGUMENT; INVALID_HANDLE; INVALID_ARGUMENT when index is not below
 // modeconn_ensemble_label_count (always, for a bundle without labels). Thread-safe.
@@ -685,9 +688,12 @@ const char *modeconn_status_name(uint32_t status);
 // metrics), owned by the caller, to be released with modeconn_string_free. Written only on
 // success.
 //
-// Statuses: OK; NULL_ARGUMENT; UTF8; TRAINER_UNAVAILABLE (plugin not found, not loadable,
-// not a plugin, or another ABI version); INVALID_JOB (the job is not JSON or not a valid job;
-// the message names the field); TRAINER_FAILED (the trainer refused the job or failed: the
+// The job is checked before the plugin is looked for, so a bad job is answered without
+// libtorch.
+//
+// Statuses: OK; NULL_ARGUMENT; UTF8; INVALID_JOB (the job is not JSON or not a valid job;
+// the message names the field); TRAINER_UNAVAILABLE (plugin not found, not loadable, not a
+// plugin, or another ABI version); TRAINER_FAILED (the trainer refused the job or failed: the
 // message is the trainer's error); PANIC.
 //
 // Thread-safe (jobs on several threads compete for libtorch's threads and devices). The

@@ -171,11 +171,11 @@ pub mod c_abi {
     /// Panics with the library's message unless `status` is OK.
     #[track_caller]
     fn ok(status: modeconn_status, what: &str) {
-        if status != modeconn_status::Ok {
+        if status != modeconn_status::OK {
             // SAFETY: the library returns static or thread-owned NUL-terminated strings.
             let (name, message) = unsafe {
                 (
-                    CStr::from_ptr(modeconn_status_name(status as u32)).to_string_lossy(),
+                    CStr::from_ptr(modeconn_status_name(status.number())).to_string_lossy(),
                     CStr::from_ptr(modeconn_last_error_message()).to_string_lossy(),
                 )
             };

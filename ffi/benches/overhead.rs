@@ -70,11 +70,11 @@ fn overhead(c: &mut Criterion) {
     unsafe {
         assert_eq!(
             modeconn_runtime_new(std::ptr::null(), 0, 1, &mut rt),
-            modeconn_status::Ok
+            modeconn_status::OK
         );
         assert_eq!(
             modeconn_ensemble_open(rt, cpath.as_ptr(), &mut ens),
-            modeconn_status::Ok
+            modeconn_status::OK
         );
     }
     let ts = [0.5f64];

@@ -8,7 +8,7 @@ use ::modeconn_runtime::{Ensemble, EnsembleOptions, Provider, Runtime};
 
 use crate::handle::Registry;
 use crate::runtime::{RUNTIMES, modeconn_runtime};
-use crate::{Failure, FfiResult, c_str, modeconn_status, write_out};
+use crate::{ApiStatus, Failure, FfiResult, c_str, modeconn_status, write_out};
 
 /// A loaded bundle ready to predict (opaque). Create it with modeconn_ensemble_open or
 /// modeconn_ensemble_open_with, release it with modeconn_ensemble_free. Safe to use from
@@ -379,7 +379,8 @@ pub unsafe extern "C" fn modeconn_ensemble_label_count(
 }
 
 /// Writes to out the label of class index. The string is owned by the ensemble, as for
-/// modeconn_ensemble_input_name.
+/// modeconn_ensemble_input_name. A NUL character inside a label, which a C string cannot
+/// hold, is written as the two characters \0 (as in every string this library lends).
 ///
 /// Statuses: OK; NULL_ARGUMENT; INVALID_HANDLE; INVALID_ARGUMENT when index is not below
 /// modeconn_ensemble_label_count (always, for a bundle without labels). Thread-safe.
@@ -442,19 +443,22 @@ pub unsafe extern "C" fn modeconn_ensemble_preprocess(
 ) -> modeconn_status {
     ffi_boundary! {
         not_null!(channels, "channels");
+        let count_only = mean.is_null() && std.is_null() && capacity == 0;
+        if !count_only {
+            not_null!(mean, "mean");
+            not_null!(std, "std");
+        }
         let h = ENSEMBLES.get(ensemble)?;
         let pre = h.ensemble.bundle().metadata().preprocess.as_ref();
         let (m, s) = pre.map_or((&[][..], &[][..]), |p| (&p.mean[..], &p.std[..]));
         // SAFETY: checked non-NULL; valid for writes (this function's contract).
         unsafe { write_out(channels, m.len()) };
-        if mean.is_null() && std.is_null() && capacity == 0 {
+        if count_only {
             return Ok(());
         }
-        not_null!(mean, "mean");
-        not_null!(std, "std");
         if capacity < m.len() {
             return Err(Failure::new(
-                modeconn_status::BufferTooSmall,
+                ApiStatus::BufferTooSmall,
                 format!("mean and std hold {capacity} values, the bundle has {} channels", m.len()),
             ));
         }
@@ -487,17 +491,20 @@ pub unsafe extern "C" fn modeconn_ensemble_input_shape(
 ) -> modeconn_status {
     ffi_boundary! {
         not_null!(rank, "rank");
+        let rank_only = shape.is_null() && shape_len == 0;
+        if !rank_only {
+            not_null!(shape, "shape");
+        }
         let h = ENSEMBLES.get(ensemble)?;
         let spec = &h.ensemble.bundle().metadata().input.shape;
         // SAFETY: checked non-NULL; valid for writes (this function's contract).
         unsafe { write_out(rank, spec.len()) };
-        if shape.is_null() && shape_len == 0 {
+        if rank_only {
             return Ok(());
         }
-        not_null!(shape, "shape");
         if shape_len < spec.len() {
             return Err(Failure::new(
-                modeconn_status::BufferTooSmall,
+                ApiStatus::BufferTooSmall,
                 format!("shape holds {shape_len} values, the input has {} axes", spec.len()),
             ));
         }

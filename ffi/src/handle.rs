@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::{Failure, modeconn_status};
+use crate::{ApiStatus, Failure};
 
 /// A table of live handles of one type.
 pub(crate) struct Registry<T> {
@@ -41,7 +41,7 @@ impl<T> Registry<T> {
     pub(crate) fn get<H>(&self, token: *const H) -> Result<Arc<T>, Failure> {
         if token.is_null() {
             return Err(Failure::new(
-                modeconn_status::NullArgument,
+                ApiStatus::NullArgument,
                 format!("the {} handle is NULL", self.what),
             ));
         }
@@ -58,7 +58,7 @@ impl<T> Registry<T> {
 
     pub(crate) fn invalid(&self) -> Failure {
         Failure::new(
-            modeconn_status::InvalidHandle,
+            ApiStatus::InvalidHandle,
             format!(
                 "not a live {} handle (already freed, or never returned by this library)",
                 self.what

@@ -15,7 +15,7 @@
 //!
 //! Handles are tokens: a live handle's address is registered with the object it stands for
 //! (behind an `Arc`), and every call looks it up first. A freed handle is therefore answered
-//! with [`modeconn_status::InvalidHandle`] without being dereferenced (until its address is
+//! with `MODECONN_STATUS_INVALID_HANDLE` without being dereferenced (until its address is
 //! reused by a new handle), and freeing a handle while other threads still use it lets their
 //! calls finish.
 //!
@@ -33,7 +33,7 @@ use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Wraps the body of an `extern "C"` function returning [`modeconn_status`]: clears the
-/// thread's last error, catches any panic (answered with [`modeconn_status::Panic`]) and turns
+/// thread's last error, catches any panic (answered with `MODECONN_STATUS_PANIC`) and turns
 /// the body's `Result<(), Failure>` into a status, recording the message of a failure.
 macro_rules! ffi_boundary {
     ($($body:tt)*) => {
@@ -49,12 +49,12 @@ macro_rules! ffi_value {
     };
 }
 
-/// Checks that a pointer argument is not NULL, answering [`modeconn_status::NullArgument`].
+/// Checks that a pointer argument is not NULL, answering `MODECONN_STATUS_NULL_ARGUMENT`.
 macro_rules! not_null {
     ($ptr:expr, $name:literal) => {
         if $ptr.is_null() {
             return Err(crate::Failure::new(
-                crate::modeconn_status::NullArgument,
+                crate::ApiStatus::NullArgument,
                 concat!("argument `", $name, "` is NULL"),
             ));
         }
@@ -84,22 +84,22 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    pub(crate) fn new(status: modeconn_status, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: impl Into<modeconn_status>, message: impl Into<String>) -> Self {
         Failure {
-            status,
+            status: status.into(),
             message: message.into(),
         }
     }
 
-    /// An [`modeconn_status::InvalidArgument`] failure.
+    /// A failure of status `INVALID_ARGUMENT`.
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
-        Failure::new(modeconn_status::InvalidArgument, message)
+        Failure::new(::modeconn_runtime::ErrorCode::InvalidArgument, message)
     }
 }
 
 impl From<::modeconn_runtime::Error> for Failure {
     fn from(e: ::modeconn_runtime::Error) -> Self {
-        Failure::new(e.code().into(), e.to_string())
+        Failure::new(e.code(), e.to_string())
     }
 }
 
@@ -123,7 +123,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub(crate) fn boundary(body: impl FnOnce() -> FfiResult) -> modeconn_status {
     status::clear_last_error();
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => modeconn_status::Ok,
+        Ok(Ok(())) => modeconn_status::OK,
         Ok(Err(failure)) => {
             status::set_last_error(&failure.message);
             failure.status
@@ -133,7 +133,7 @@ pub(crate) fn boundary(body: impl FnOnce() -> FfiResult) -> modeconn_status {
                 "internal error (a panic was caught at the C boundary): {}",
                 panic_message(payload.as_ref())
             ));
-            modeconn_status::Panic
+            ApiStatus::Panic.into()
         }
     }
 }
@@ -152,7 +152,7 @@ pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
 pub(crate) unsafe fn c_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, Failure> {
     if ptr.is_null() {
         return Err(Failure::new(
-            modeconn_status::NullArgument,
+            ApiStatus::NullArgument,
             format!("argument `{name}` is NULL"),
         ));
     }
@@ -160,7 +160,7 @@ pub(crate) unsafe fn c_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str
     let s = unsafe { CStr::from_ptr(ptr) };
     s.to_str().map_err(|e| {
         Failure::new(
-            modeconn_status::Utf8,
+            ApiStatus::Utf8,
             format!("argument `{name}` is not valid UTF-8: {e}"),
         )
     })
@@ -181,7 +181,7 @@ pub(crate) unsafe fn slice_in<'a, T>(
             return Ok(&[]);
         }
         return Err(Failure::new(
-            modeconn_status::NullArgument,
+            ApiStatus::NullArgument,
             format!("argument `{name}` is NULL but its length is {len}"),
         ));
     }

@@ -6,7 +6,7 @@ use ndarray::{ArrayViewD, IxDyn};
 
 use crate::ensemble::{ENSEMBLES, modeconn_ensemble};
 use crate::member::modeconn_member;
-use crate::{Failure, FfiResult, modeconn_status, slice_in, write_out};
+use crate::{ApiStatus, Failure, FfiResult, modeconn_status, slice_in, write_out};
 
 /// How a modeconn_sampling chooses the members that answer a query (its mode field).
 #[repr(u32)]
@@ -189,7 +189,7 @@ fn sizes(
 ) -> Result<modeconn_output_sizes, Failure> {
     let too_large = || {
         Failure::new(
-            modeconn_status::Input,
+            ::modeconn_runtime::ErrorCode::Input,
             format!("batch {batch} is too large: the outputs would not fit in memory"),
         )
     };
@@ -246,7 +246,7 @@ pub unsafe extern "C" fn modeconn_ensemble_output_sizes(
 fn room(ptr_is_null: bool, len: usize, need: usize, name: &str) -> FfiResult {
     if !ptr_is_null && len < need {
         return Err(Failure::new(
-            modeconn_status::BufferTooSmall,
+            ApiStatus::BufferTooSmall,
             format!("outputs.{name} holds {len} values, the result needs {need}"),
         ));
     }
@@ -316,7 +316,7 @@ pub unsafe extern "C" fn modeconn_ensemble_predict(
         let s = unsafe { self::sampling(sampling) }?;
         let meta = e.bundle().metadata();
         if input.batch == 0 {
-            return Err(Failure::new(modeconn_status::Input, "input.batch is 0"));
+            return Err(Failure::new(::modeconn_runtime::ErrorCode::Input, "input.batch is 0"));
         }
         let mut shape: Vec<usize> = vec![input.batch];
         shape.extend(meta.input.shape[1..].iter().map(|&d| usize::try_from(d).unwrap_or(0)));
@@ -324,11 +324,11 @@ pub unsafe extern "C" fn modeconn_ensemble_predict(
             .iter()
             .try_fold(1usize, |n, &d| n.checked_mul(d))
             .ok_or_else(|| {
-                Failure::new(modeconn_status::Input, format!("batch {} is too large", input.batch))
+                Failure::new(::modeconn_runtime::ErrorCode::Input, format!("batch {} is too large", input.batch))
             })?;
         if input.len != expected {
             return Err(Failure::new(
-                modeconn_status::Input,
+                ::modeconn_runtime::ErrorCode::Input,
                 format!(
                     "input.len is {}; {} samples of shape {:?} need {expected} floats",
                     input.len,
@@ -340,7 +340,7 @@ pub unsafe extern "C" fn modeconn_ensemble_predict(
         let need = sizes(e, &s, input.batch)?;
         if s.is_per_sample() && !(o.per_member.is_null() && o.disagreement.is_null()) {
             return Err(Failure::new(
-                modeconn_status::Sampling,
+                ::modeconn_runtime::ErrorCode::Sampling,
                 "per-member probabilities and disagreement are not available in per-sample \
                  modes (RANDOMIZED, KEYED): set outputs.per_member and outputs.disagreement to \
                  NULL",
@@ -354,7 +354,7 @@ pub unsafe extern "C" fn modeconn_ensemble_predict(
         // SAFETY: non-NULL, `input.len` floats (this function's contract).
         let data = unsafe { slice_in(input.data, input.len, "input.data") }?;
         let view = ArrayViewD::from_shape(IxDyn(&shape), data)
-            .map_err(|err| Failure::new(modeconn_status::Input, err.to_string()))?;
+            .map_err(|err| Failure::new(::modeconn_runtime::ErrorCode::Input, err.to_string()))?;
         let p = e.predict(view, &s, !o.per_member.is_null())?;
         // The runtime's results have the sizes checked above; check again before writing.
         let per_member = p.per_member.as_ref().map_or(0, |a| a.len());
@@ -364,7 +364,7 @@ pub unsafe extern "C" fn modeconn_ensemble_predict(
             || (!o.per_member.is_null() && per_member != need.per_member)
         {
             return Err(Failure::new(
-                modeconn_status::Panic,
+                ApiStatus::Panic,
                 "internal error: the prediction does not have the expected size",
             ));
         }

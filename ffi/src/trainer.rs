@@ -15,7 +15,7 @@ use crate::{Failure, c_str, modeconn_status, write_out};
 
 impl From<modeconn_jobs::Error> for Failure {
     fn from(e: modeconn_jobs::Error) -> Self {
-        Failure::new(e.code().into(), e.to_string())
+        Failure::new(e.code(), e.to_string())
     }
 }
 
@@ -63,9 +63,12 @@ fn own_folder() -> Option<PathBuf> {
 /// metrics), owned by the caller, to be released with modeconn_string_free. Written only on
 /// success.
 ///
-/// Statuses: OK; NULL_ARGUMENT; UTF8; TRAINER_UNAVAILABLE (plugin not found, not loadable,
-/// not a plugin, or another ABI version); INVALID_JOB (the job is not JSON or not a valid job;
-/// the message names the field); TRAINER_FAILED (the trainer refused the job or failed: the
+/// The job is checked before the plugin is looked for, so a bad job is answered without
+/// libtorch.
+///
+/// Statuses: OK; NULL_ARGUMENT; UTF8; INVALID_JOB (the job is not JSON or not a valid job;
+/// the message names the field); TRAINER_UNAVAILABLE (plugin not found, not loadable, not a
+/// plugin, or another ABI version); TRAINER_FAILED (the trainer refused the job or failed: the
 /// message is the trainer's error); PANIC.
 ///
 /// Thread-safe (jobs on several threads compete for libtorch's threads and devices). The
@@ -91,10 +94,11 @@ pub unsafe extern "C" fn modeconn_train(
             // SAFETY: NUL-terminated (this function's contract).
             Some(PathBuf::from(unsafe { c_str(plugin, "plugin") }?))
         };
+        // The job first: a bad one is answered without loading libtorch.
+        let job = Job::from_json(text)?;
         let extra: Vec<PathBuf> = own_folder().into_iter().collect();
         let path = TrainerPlugin::locate(explicit.as_deref(), &extra)?;
         let trainer = TrainerPlugin::load(&path)?;
-        let job = Job::from_json(text)?;
         let mut on_event = |event: &modeconn_jobs::Event| {
             let Some(f) = progress else {
                 return;
@@ -113,10 +117,10 @@ pub unsafe extern "C" fn modeconn_train(
         // outcome of this call is what it reports.
         crate::status::clear_last_error();
         let text = serde_json::to_string(&done).map_err(|e| {
-            Failure::new(modeconn_status::TrainerFailed, format!("the report cannot be written: {e}"))
+            Failure::new(::modeconn_jobs::ErrorCode::TrainerFailed, format!("the report cannot be written: {e}"))
         })?;
         let out = CString::new(text).map_err(|_| {
-            Failure::new(modeconn_status::TrainerFailed, "the report contains a NUL")
+            Failure::new(::modeconn_jobs::ErrorCode::TrainerFailed, "the report contains a NUL")
         })?;
         // SAFETY: checked non-NULL; valid for writes (this function's contract).
         unsafe { write_out(report, out.into_raw()) };

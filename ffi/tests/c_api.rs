@@ -734,8 +734,12 @@ mod header {
 
     fn generate() -> String {
         let crate_dir = env!("CARGO_MANIFEST_DIR");
-        let config = cbindgen::Config::from_file(Path::new(crate_dir).join("cbindgen.toml"))
+        let mut config = cbindgen::Config::from_file(Path::new(crate_dir).join("cbindgen.toml"))
             .expect("ffi/cbindgen.toml");
+        // modeconn_status is generated from the three lists of codes (ffi/src/status.rs), not
+        // from a Rust enum of its own.
+        let after = config.after_includes.take().unwrap_or_default();
+        config.after_includes = Some(format!("{after}{}", modeconn::status::c_declaration()));
         let bindings = cbindgen::Builder::new()
             .with_crate(crate_dir)
             .with_config(config)

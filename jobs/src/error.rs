@@ -13,7 +13,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// (`MODECONN_STATUS_TRAINER_UNAVAILABLE` is 110, and so on). Numbers are never reused.
 #[non_exhaustive]
 #[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The trainer plugin was not found, could not be loaded, is not a trainer plugin, or
     /// speaks another ABI version.

@@ -202,12 +202,22 @@ pub enum Error {
 /// Numbers are never reused: a retired code keeps its number reserved (50 and 51, the trainer
 /// plugin's, moved to `modeconn_jobs::ErrorCode` as 110 and 111). New codes may be added, so
 /// match with a wildcard arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumIter, strum::IntoStaticStr)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::EnumMessage,
+)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 #[repr(u32)]
 #[non_exhaustive]
 pub enum ErrorCode {
-    /// An argument is invalid on its own.
+    /// An argument is invalid on its own (zero counts, empty lists, an unknown enum value).
     InvalidArgument = 2,
     /// A file could not be opened, read, mapped or written.
     Io = 10,
@@ -239,9 +249,11 @@ pub enum ErrorCode {
     TOutOfRange = 30,
     /// A snapshot member index is not below the number of members.
     MemberOutOfRange = 31,
-    /// A sampling that cannot be honoured for this bundle.
+    /// A sampling that cannot be honoured for this bundle (t for a snapshot set, members of a
+    /// curve, nothing selected).
     Sampling = 32,
-    /// The input does not match the bundle's input, or cannot be read.
+    /// The input batch does not match the bundle's input (wrong length or shape), or an input
+    /// file cannot be read.
     Input = 33,
     /// The ONNX Runtime shared library could not be found or loaded.
     OrtLibrary = 40,

@@ -16,6 +16,11 @@
 
 MODECONN_TEST_UNUSED static int failures = 0;
 
+/* A valid training job, for the cases where what fails is the plugin, not the job. */
+#define TRAIN_JOB                                                                              \
+    "{\"command\":\"train\",\"arch\":\"mlp\",\"data\":\"digits\",\"epochs\":1,"               \
+    "\"out\":\"/nonexistent/x.safetensors\"}"
+
 /* Expects `call` to return `want`, and a message exactly when it is not OK. */
 #define EXPECT_STATUS(call, want)                                                              \
     do {                                                                                       \

@@ -287,7 +287,7 @@ int main(int argc, char **argv) {
         std::printf("train\n");
         int events = 0;
         EXPECT_ERROR(MODECONN_STATUS_TRAINER_UNAVAILABLE,
-                     modeconn::train("{}", "/nonexistent/libmodeconn_trainer.so",
+                     modeconn::train(TRAIN_JOB, "/nonexistent/libmodeconn_trainer.so",
                                      [&](std::string_view) { events++; }));
         CHECK(events == 0);
     });

@@ -62,7 +62,9 @@ int main(int argc, char **argv) {
                      (void)modeconn::train(R"({"command":"trian"})", plugin));
         EXPECT_ERROR(MODECONN_STATUS_INVALID_JOB, (void)modeconn::train("not json", plugin));
         EXPECT_ERROR(MODECONN_STATUS_TRAINER_UNAVAILABLE,
-                     (void)modeconn::train("{}", not_a_plugin));
+                     (void)modeconn::train(TRAIN_JOB, not_a_plugin));
+        // The job is checked first: a bad one needs no plugin to be refused.
+        EXPECT_ERROR(MODECONN_STATUS_INVALID_JOB, (void)modeconn::train("{}", not_a_plugin));
         // MODECONN_TRAINER is used when no path is given (the test sets it to the plugin).
         CHECK(modeconn::train(job("mlp", dir + "/hpp-c.safetensors")).find("\"ok\":true") !=
               std::string::npos);

@@ -376,8 +376,12 @@ int main(int argc, char **argv) {
                   MODECONN_STATUS_INVALID_ARGUMENT);
 
     printf("trainer\n");
-    EXPECT_STATUS(modeconn_train("/nonexistent/libmodeconn_trainer.so", "{}", NULL, NULL, &report),
+    EXPECT_STATUS(modeconn_train("/nonexistent/libmodeconn_trainer.so", TRAIN_JOB, NULL, NULL,
+                                 &report),
                   MODECONN_STATUS_TRAINER_UNAVAILABLE);
+    /* The job is checked first: a bad one needs no plugin to be refused. */
+    EXPECT_STATUS(modeconn_train("/nonexistent/libmodeconn_trainer.so", "{}", NULL, NULL, &report),
+                  MODECONN_STATUS_INVALID_JOB);
     EXPECT_STATUS(modeconn_train(NULL, "{}", NULL, NULL, NULL), MODECONN_STATUS_NULL_ARGUMENT);
     EXPECT_STATUS(modeconn_train(NULL, NULL, NULL, NULL, &report), MODECONN_STATUS_NULL_ARGUMENT);
     CHECK(report == NULL);

@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
                   MODECONN_STATUS_INVALID_JOB);
     CHECK(strstr(modeconn_last_error_message(), "arch") != NULL);
     CHECK(report == NULL);
-    EXPECT_STATUS(modeconn_train(argv[2], "{}", NULL, NULL, &report),
+    EXPECT_STATUS(modeconn_train(argv[2], TRAIN_JOB, NULL, NULL, &report),
                   MODECONN_STATUS_TRAINER_UNAVAILABLE);
     /* MODECONN_TRAINER is used when no path is given (the test sets it to the plugin). */
     snprintf(out, sizeof out, "%s/b.safetensors", argv[3]);
