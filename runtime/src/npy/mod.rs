@@ -11,6 +11,9 @@ use std::path::Path;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::{Error, Result};
+use literal::Literal;
+
+mod literal;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -140,51 +143,50 @@ fn decode<T: NpyElement>(path: &Path, bytes: &[u8]) -> Result<ArrayD<T>> {
         .map_err(|e| bad(path, format!("inconsistent shape: {e}")))
 }
 
-/// Parses the Python-literal dictionary of a `.npy` header.
+/// Parses the Python-literal dictionary of a `.npy` header: exactly the keys `descr`,
+/// `fortran_order` and `shape`, each once, as NumPy itself requires.
 fn parse_header(text: &str) -> std::result::Result<Header, String> {
-    let text = text.trim().trim_end_matches(',');
-    let value = |key: &str| -> std::result::Result<&str, String> {
-        let pat = format!("'{key}':");
-        let at = text
-            .find(&pat)
-            .ok_or_else(|| format!("the .npy header has no '{key}'"))?;
-        Ok(text[at + pat.len()..].trim_start())
+    let Literal::Dict(entries) = literal::parse(text)? else {
+        return Err("the .npy header is not a dictionary".into());
     };
-    let descr = {
-        let v = value("descr")?;
-        let quote = v.chars().next().ok_or("empty descr")?;
-        let rest = &v[1..];
-        let close = rest
-            .find(quote)
-            .ok_or("unterminated descr in the .npy header")?;
-        rest[..close].to_string()
-    };
+    let mut descr = None;
+    let mut fortran_order = None;
+    let mut shape = None;
+    for (key, value) in entries {
+        let Literal::Str(key) = key else {
+            return Err(format!("the .npy header has a key that is {}", key.kind()));
+        };
+        match (key.as_str(), value) {
+            ("descr", Literal::Str(d)) => descr = Some(d),
+            ("fortran_order", Literal::Bool(f)) => fortran_order = Some(f),
+            ("shape", Literal::Tuple(dims)) => {
+                let dims = dims
+                    .iter()
+                    .map(|d| match d {
+                        Literal::Int(n) => usize::try_from(*n)
+                            .map_err(|_| format!("dimension {n} in the .npy shape is not a size")),
+                        other => Err(format!("a dimension of the .npy shape is {}", other.kind())),
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                shape = Some(dims);
+            }
+            ("descr" | "fortran_order" | "shape", other) => {
+                return Err(format!("'{key}' in the .npy header is {}", other.kind()));
+            }
+            (other, _) => return Err(format!("the .npy header has an unknown key '{other}'")),
+        }
+    }
+    let descr = descr.ok_or("the .npy header has no 'descr'")?;
     let descr = match descr.as_str() {
-        // One-byte-irrelevant and native spellings of the same types.
+        // Native and byte-order-irrelevant spellings of the same types.
         "|f4" | "=f4" => "<f4".to_string(),
         "|i8" | "=i8" => "<i8".to_string(),
         _ => descr,
     };
-    let fortran_order = value("fortran_order")?.starts_with("True");
-    let shape = {
-        let v = value("shape")?;
-        let open = v.find('(').ok_or("shape is not a tuple")?;
-        let close = v.find(')').ok_or("shape is not a tuple")?;
-        v[open + 1..close]
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.trim_end_matches('L')
-                    .parse::<usize>()
-                    .map_err(|_| format!("bad dimension `{s}` in the .npy shape"))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?
-    };
     Ok(Header {
         descr,
-        fortran_order,
-        shape,
+        fortran_order: fortran_order.ok_or("the .npy header has no 'fortran_order'")?,
+        shape: shape.ok_or("the .npy header has no 'shape'")?,
     })
 }
 
@@ -276,5 +278,69 @@ mod tests {
         assert!(h.shape.is_empty());
         let h = parse_header("{'descr': '<f4', 'fortran_order': True, 'shape': (4,), }").unwrap();
         assert!(h.fortran_order);
+    }
+
+    /// A `.npy` file with this header text and `n` float32 values.
+    fn file_with_header(header: &str, n: usize) -> Vec<u8> {
+        let mut text = header.to_string();
+        let unpadded = 10 + text.len() + 1;
+        text.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+        text.push('\n');
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.extend(std::iter::repeat_n(0u8, 4 * n));
+        bytes
+    }
+
+    #[test]
+    fn a_multibyte_character_where_a_quote_belongs_is_an_error_not_a_panic() {
+        let bytes = file_with_header(
+            "{'descr': é<f4', 'fortran_order': False, 'shape': (4,), }",
+            4,
+        );
+        let err = decode::<f32>(Path::new("x.npy"), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x.npy"), "{err}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_rather_than_read_either_way() {
+        // Key search read batch 1 from the first 'shape'; NumPy keeps the last (4).
+        let bytes = file_with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'shape': (4,), }",
+            4,
+        );
+        let err = decode::<f32>(Path::new("x.npy"), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'shape' is given twice"), "{err}");
+    }
+
+    #[test]
+    fn headers_numpy_refuses_are_refused() {
+        for header in [
+            "{'descr': '<f4', 'fortran_order': False}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), 'extra': 1}",
+            "{'descr': '<f4', 'fortran_order': 0, 'shape': (4,)}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (-4,)}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': [4]}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4,)} trailing",
+            "['descr', '<f4']",
+        ] {
+            let bytes = file_with_header(header, 4);
+            assert!(
+                decode::<f32>(Path::new("x.npy"), &bytes).is_err(),
+                "{header}"
+            );
+        }
+        let bytes = file_with_header(
+            "{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (2, 2)}",
+            4,
+        );
+        let a = decode::<f32>(Path::new("x.npy"), &bytes).expect("double quotes are Python too");
+        assert_eq!(a.shape(), &[2, 2]);
     }
 }
