@@ -11,6 +11,7 @@ mod util;
 
 mod cli;
 mod concurrency;
+mod hostile;
 mod materialize;
 mod pack;
 mod references;

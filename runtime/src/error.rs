@@ -186,6 +186,16 @@ pub enum Error {
         /// ONNX Runtime's error.
         source: ort::Error,
     },
+    /// A count or size beyond what one query may ask for (members, grid points, outputs).
+    #[error("invalid argument: {what} of {size} is more than the {limit} one query may use")]
+    TooLarge {
+        /// What was counted, e.g. `a grid`, `per-member probabilities (floats)`.
+        what: &'static str,
+        /// The size asked for (saturated at `usize::MAX` when it overflowed).
+        size: usize,
+        /// The largest size allowed.
+        limit: usize,
+    },
     /// An argument is invalid on its own (zero counts, empty lists and the like).
     #[error("invalid argument: {what} {reason}")]
     InvalidArgument {
@@ -281,7 +291,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         use ErrorCode as C;
         match self {
-            Error::InvalidArgument { .. } => C::InvalidArgument,
+            Error::InvalidArgument { .. } | Error::TooLarge { .. } => C::InvalidArgument,
             Error::Io { .. } => C::Io,
             Error::Truncated { .. } => C::Truncated,
             Error::Header { .. } => C::Header,

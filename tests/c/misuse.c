@@ -209,6 +209,35 @@ int main(int argc, char **argv) {
     CHECK(sizes.probabilities == 6 && sizes.per_member == 0 && sizes.members == 2 &&
           sizes.entropy == 2 && sizes.disagreement == 0);
 
+    printf("counts beyond what a query may use\n");
+    {
+        /* A count of 10^10 in these modes aborted the host process on a failed allocation. */
+        static const uint8_t key[32] = {1};
+        const uint32_t modes[] = {MODECONN_SAMPLING_MODE_GRID, MODECONN_SAMPLING_MODE_UNIFORM,
+                                  MODECONN_SAMPLING_MODE_ARC_UNIFORM,
+                                  MODECONN_SAMPLING_MODE_RANDOMIZED, MODECONN_SAMPLING_MODE_KEYED};
+        const size_t counts[] = {(size_t)10000000000ULL, (size_t)1 << 61, (size_t)-1, 65537};
+        size_t m, c;
+        for (m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            for (c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+                memset(&s, 0, sizeof s);
+                s.mode = modes[m];
+                s.count = counts[c];
+                s.key = key;
+                EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, 2, &sizes),
+                              MODECONN_STATUS_INVALID_ARGUMENT);
+                EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out),
+                              MODECONN_STATUS_INVALID_ARGUMENT);
+            }
+        }
+        /* Batch 2^63 wrapped to 0 floats. */
+        memset(&s, 0, sizeof s);
+        s.mode = MODECONN_SAMPLING_MODE_GRID;
+        s.count = 5;
+        EXPECT_STATUS(modeconn_ensemble_output_sizes(curve, &s, (size_t)1 << 63, &sizes),
+                      MODECONN_STATUS_INPUT);
+    }
+
     printf("predict\n");
     memset(&s, 0, sizeof s);
     s.mode = MODECONN_SAMPLING_MODE_GRID;

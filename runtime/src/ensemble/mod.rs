@@ -10,7 +10,7 @@ pub mod sampling;
 mod statics;
 
 pub use output::argmax;
-pub use sampling::{Sampling, member_count};
+pub use sampling::{MAX_MEMBERS, Sampling, member_count};
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -25,6 +25,26 @@ use crate::graph::{Mix, MixVia, StackSource};
 use crate::session::{Provider, Runtime, SessionPool, Sources};
 use crate::{Error, Result};
 use statics::StaticCache;
+
+/// The most floats of per-member probabilities one query may ask for (1 GiB).
+pub const MAX_PER_MEMBER_FLOATS: usize = 1 << 28;
+
+/// The number of floats of per-member probabilities, `members * batch * classes`, or
+/// [`Error::TooLarge`] past [`MAX_PER_MEMBER_FLOATS`].
+pub fn per_member_floats(members: usize, batch: usize, classes: usize) -> Result<usize> {
+    let floats = members
+        .checked_mul(batch)
+        .and_then(|n| n.checked_mul(classes))
+        .unwrap_or(usize::MAX);
+    if floats > MAX_PER_MEMBER_FLOATS {
+        return Err(Error::TooLarge {
+            what: "per-member probabilities (floats)",
+            size: floats,
+            limit: MAX_PER_MEMBER_FLOATS,
+        });
+    }
+    Ok(floats)
+}
 
 /// Graph input carrying the curve coefficients `c_k(t)`, shape `[1, K]`.
 pub const COEF_INPUT: &str = "modeconn.coef";
@@ -247,6 +267,9 @@ impl Ensemble {
             .collect::<Result<Vec<_>>>()?;
         let batch = input.shape()[0];
         let classes = self.bundle.metadata().output.classes;
+        if per_member {
+            per_member_floats(members.len(), batch, classes)?;
+        }
         let mut mean = Array2::<f32>::zeros((batch, classes));
         let mut all = per_member.then(|| Array3::<f32>::zeros((members.len(), batch, classes)));
         let mut argmaxes: Vec<Vec<usize>> = Vec::with_capacity(members.len());

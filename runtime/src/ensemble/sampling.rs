@@ -81,6 +81,24 @@ impl Sampling {
     }
 }
 
+/// The most members one query may select: listed t values or members, grid points, draws,
+/// and the grid of the per-sample modes. Each member costs a run of the network (and the grid
+/// of a per-sample mode its coefficients); a query asking for more is a mistake or an attack,
+/// not an ensemble, and is answered with [`Error::TooLarge`] before anything is allocated.
+pub const MAX_MEMBERS: usize = 1 << 16;
+
+/// Fails with [`Error::TooLarge`] when `n` is more than [`MAX_MEMBERS`].
+fn bounded(what: &'static str, n: usize) -> Result<usize> {
+    if n > MAX_MEMBERS {
+        return Err(Error::TooLarge {
+            what,
+            size: n,
+            limit: MAX_MEMBERS,
+        });
+    }
+    Ok(n)
+}
+
 /// Checks that `sampling` fits the kind of bundle `members` describes.
 fn check_kind(members: &Members, sampling: &Sampling) -> Result<()> {
     let wants = match sampling {
@@ -108,11 +126,13 @@ fn check_kind(members: &Members, sampling: &Sampling) -> Result<()> {
 pub fn member_count(members: &Members, sampling: &Sampling, batch: usize) -> Result<usize> {
     check_kind(members, sampling)?;
     let count = match sampling {
-        Sampling::At(ts) => ts.len(),
-        Sampling::Grid(m) => grid_len(*m)?,
-        Sampling::Uniform { n, .. } | Sampling::ArcUniform { n, .. } => *n,
+        Sampling::At(ts) => bounded("a list of t", ts.len())?,
+        Sampling::Grid(m) => grid_len(bounded("a grid", *m)?)?,
+        Sampling::Uniform { n, .. } | Sampling::ArcUniform { n, .. } => {
+            bounded("a number of draws", *n)?
+        }
         Sampling::AllMembers => members.points(),
-        Sampling::Members(list) => list.len(),
+        Sampling::Members(list) => bounded("a list of members", list.len())?,
         Sampling::Randomized { grid, .. } | Sampling::Keyed { grid, .. } => {
             choice_count(members, *grid)?;
             batch
@@ -134,7 +154,7 @@ fn grid_len(m: usize) -> Result<usize> {
 /// snapshot set.
 fn choice_count(members: &Members, grid: usize) -> Result<usize> {
     match members.kind() {
-        Kind::Curve => grid_len(grid),
+        Kind::Curve => grid_len(bounded("a grid", grid)?),
         Kind::Snapshots => Ok(members.points()),
     }
 }
