@@ -32,3 +32,103 @@ fn sample_counts_are_bounded_not_allocated() {
         );
     }
 }
+
+/// Copies the bundle `src` to `dst` with its safetensors header text changed by `edit` (padded
+/// with spaces to keep the data aligned).
+fn with_header(src: &Path, dst: &Path, edit: impl FnOnce(String) -> String) {
+    let bytes = std::fs::read(src).expect("read the bundle");
+    let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let text = String::from_utf8(bytes[8..8 + len].to_vec()).expect("a UTF-8 header");
+    let mut text = edit(text);
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + len..]);
+    std::fs::write(dst, out).expect("write the bundle");
+}
+
+/// Sets metadata `key` to `value` (a JSON string literal's contents) in a header's text.
+fn set_metadata(text: String, key: &str, value: &str) -> String {
+    let mut header: serde_json::Value = serde_json::from_str(&text).expect("JSON header");
+    header["__metadata__"][key] = serde_json::Value::String(value.into());
+    header.to_string()
+}
+
+#[test]
+fn a_temperature_that_is_zero_in_single_precision_is_refused() {
+    // 1e-40 passed "positive and finite" but is 0 as f32: every probability was NaN.
+    let dir = curve_fixture(&BEZIER3);
+    let tmp = tempdir();
+    let bundle = tmp.path().join("cold.safetensors");
+    with_header(&dir.join("bundle.safetensors"), &bundle, |t| {
+        set_metadata(t, "modeconn.temperature", "1e-40")
+    });
+    let line = predict_fails(&bundle, &dir.join("x.npy"), &["--at", "0.5"]);
+    assert!(
+        line.contains("modeconn.temperature") && line.contains("single precision"),
+        "{line}"
+    );
+}
+
+#[test]
+fn non_finite_inputs_are_refused() {
+    let dir = curve_fixture(&BEZIER3);
+    let tmp = tempdir();
+    let mut x = read_f32(&dir.join("x.npy"));
+    for (name, bad) in [
+        ("nan", f32::NAN),
+        ("inf", f32::INFINITY),
+        ("-inf", f32::NEG_INFINITY),
+    ] {
+        x[[2, 1, 3, 3]] = bad;
+        let path = tmp.path().join(format!("{name}.npy"));
+        write_f32(&path, &x);
+        let line = predict_fails(&dir.join("bundle.safetensors"), &path, &["--grid", "3"]);
+        assert!(line.contains("non-finite"), "{name}: {line}");
+    }
+}
+
+#[test]
+fn a_header_key_given_twice_is_refused() {
+    // The last of two keys won: a bundle could say one thing here and another elsewhere.
+    let dir = curve_fixture(&BEZIER3);
+    let tmp = tempdir();
+    let bundle = tmp.path().join("twice.safetensors");
+    with_header(&dir.join("bundle.safetensors"), &bundle, |t| {
+        t.replacen(
+            "\"__metadata__\":{",
+            "\"__metadata__\":{\"modeconn.kind\":\"snapshots\",",
+            1,
+        )
+    });
+    let text = std::fs::read(&bundle).expect("read");
+    assert!(
+        String::from_utf8_lossy(&text)
+            .matches("modeconn.kind")
+            .count()
+            == 2,
+        "the test did not plant a second key"
+    );
+    let line = predict_fails(&bundle, &dir.join("x.npy"), &["--at", "0.5"]);
+    assert!(line.contains("`modeconn.kind` is given twice"), "{line}");
+}
+
+#[test]
+fn error_messages_cut_long_values() {
+    // A 10 MB metadata value came back whole, on one line.
+    let dir = curve_fixture(&BEZIER3);
+    let tmp = tempdir();
+    let bundle = tmp.path().join("long.safetensors");
+    let long = "x".repeat(10 << 20);
+    with_header(&dir.join("bundle.safetensors"), &bundle, |t| {
+        set_metadata(t, "modeconn.kind", &long)
+    });
+    let line = predict_fails(&bundle, &dir.join("x.npy"), &["--at", "0.5"]);
+    assert!(line.len() < 1000, "a {} byte error line", line.len());
+    assert!(
+        line.contains(&format!("({} bytes in all)", long.len())),
+        "{line}"
+    );
+}

@@ -23,19 +23,19 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The file ends before the data its header promises.
-    #[error("truncated bundle: {detail}")]
+    #[error("truncated bundle: {}", Quoted(detail))]
     Truncated {
         /// What was expected and what was there.
         detail: String,
     },
     /// The safetensors header is not valid (length, JSON, offsets, dtypes).
-    #[error("bad bundle header: {detail}")]
+    #[error("bad bundle header: {}", Quoted(detail))]
     Header {
         /// What is wrong with it.
         detail: String,
     },
     /// A metadata key is missing or its value is not what the format requires.
-    #[error("bundle metadata `{key}`: {reason}")]
+    #[error("bundle metadata `{}`: {}", Quoted(key), Quoted(reason))]
     Metadata {
         /// The `__metadata__` key.
         key: String,
@@ -43,13 +43,13 @@ pub enum Error {
         reason: String,
     },
     /// `modeconn.kind` names a kind this version does not know.
-    #[error("unknown bundle kind `{0}` (expected `curve` or `snapshots`)")]
+    #[error("unknown bundle kind `{}` (expected `curve` or `snapshots`)", Quoted(.0))]
     UnknownKind(String),
     /// `modeconn.basis` names a basis this version does not know.
-    #[error("unknown curve basis `{0}` (expected `bezier` or `polychain`)")]
+    #[error("unknown curve basis `{}` (expected `bezier` or `polychain`)", Quoted(.0))]
     UnknownBasis(String),
     /// A required tensor is absent.
-    #[error("tensor `{tensor}` is missing: {reason}")]
+    #[error("tensor `{}` is missing: {}", Quoted(tensor), Quoted(reason))]
     MissingTensor {
         /// The tensor name.
         tensor: String,
@@ -57,7 +57,10 @@ pub enum Error {
         reason: String,
     },
     /// A varying tensor's leading axis does not have the length the metadata gives.
-    #[error("tensor `{tensor}`: leading axis is {found}, expected {expected} ({what})")]
+    #[error(
+        "tensor `{}`: leading axis is {found}, expected {expected} ({what})",
+        Quoted(tensor)
+    )]
     LeadingAxis {
         /// The tensor name.
         tensor: String,
@@ -69,13 +72,19 @@ pub enum Error {
         what: &'static str,
     },
     /// A varying tensor has no graph input or initializer of the same name.
-    #[error("tensor `{tensor}` has no graph input or initializer of that name in the ONNX graph")]
+    #[error(
+        "tensor `{}` has no graph input or initializer of that name in the ONNX graph",
+        Quoted(tensor)
+    )]
     MissingGraphInput {
         /// The tensor name.
         tensor: String,
     },
     /// Two shapes that must agree do not.
-    #[error("tensor `{tensor}`: shape {found:?} does not match {expected:?}")]
+    #[error(
+        "tensor `{}`: shape {found:?} does not match {expected:?}",
+        Quoted(tensor)
+    )]
     ShapeMismatch {
         /// The tensor (or graph input) name.
         tensor: String,
@@ -85,7 +94,11 @@ pub enum Error {
         found: Vec<i64>,
     },
     /// A tensor has an element type other than the one required.
-    #[error("tensor `{tensor}`: element type {found}, expected {expected}")]
+    #[error(
+        "tensor `{}`: element type {}, expected {expected}",
+        Quoted(tensor),
+        Quoted(found)
+    )]
     DType {
         /// The tensor name.
         tensor: String,
@@ -95,7 +108,7 @@ pub enum Error {
         found: String,
     },
     /// A value that must be finite is NaN or infinite.
-    #[error("`{what}` holds a non-finite value at position {index}")]
+    #[error("`{}` holds a non-finite value at position {index}", Quoted(what))]
     NotFinite {
         /// The key or tensor name.
         what: String,
@@ -146,7 +159,7 @@ pub enum Error {
         expected: Vec<i64>,
     },
     /// A `.npy` file that cannot be read as the array asked for.
-    #[error("input: {}: {reason}", path.display())]
+    #[error("input: {}: {}", path.display(), Quoted(reason))]
     Npy {
         /// The file.
         path: PathBuf,
@@ -154,7 +167,12 @@ pub enum Error {
         reason: String,
     },
     /// The ONNX model could not be decoded or does not have the structure required.
-    #[error("ONNX model: {part}{}: {reason}", offset.map(|o| format!(" at byte {o}")).unwrap_or_default())]
+    #[error(
+        "ONNX model: {}{}: {}",
+        Quoted(part),
+        offset.map(|o| format!(" at byte {o}")).unwrap_or_default(),
+        Quoted(reason)
+    )]
     Onnx {
         /// The part of the model at fault: a message type (`ModelProto`), a node, an
         /// initializer or graph input by name.
@@ -197,7 +215,7 @@ pub enum Error {
         limit: usize,
     },
     /// An argument is invalid on its own (zero counts, empty lists and the like).
-    #[error("invalid argument: {what} {reason}")]
+    #[error("invalid argument: {} {}", Quoted(what), Quoted(reason))]
     InvalidArgument {
         /// The argument at fault, e.g. ``a grid``, ``tensor `fc.weight` ``.
         what: String,
@@ -355,6 +373,27 @@ impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
     }
 }
 
+/// How many bytes of a name, value or reason a message quotes; longer ones are cut.
+const QUOTED: usize = 256;
+
+/// A name, value or reason as a message quotes it: whole, or its first [`QUOTED`] bytes (on a
+/// character boundary) and a note of its full length. A bundle's metadata or tensor names can
+/// be megabytes long; a message about them stays a line.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.len() <= QUOTED {
+            return f.write_str(self.0);
+        }
+        let mut end = QUOTED;
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}... ({} bytes in all)", &self.0[..end], self.0.len())
+    }
+}
+
 /// The message of [`Error::KindMismatch`].
 fn kind_mismatch(asked: &str, kind: Kind) -> String {
     match kind {
@@ -371,4 +410,28 @@ fn batch_shape(shape: &[i64]) -> String {
         .chain(shape.iter().skip(1).map(|d| d.to_string()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_with_their_length() {
+        let long = "é".repeat(5_000_000);
+        let e = Error::UnknownKind(long.clone());
+        let text = e.to_string();
+        assert!(text.len() < 400, "{} bytes", text.len());
+        assert!(text.contains("(10000000 bytes in all)"), "{text}");
+        let short = Error::UnknownKind("ensemble".into()).to_string();
+        assert_eq!(
+            short,
+            "unknown bundle kind `ensemble` (expected `curve` or `snapshots`)"
+        );
+        let e = Error::Metadata {
+            key: "modeconn.points".into(),
+            reason: format!("`{long}` is not a positive integer"),
+        };
+        assert!(e.to_string().len() < 400);
+    }
 }

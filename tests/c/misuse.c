@@ -312,6 +312,16 @@ int main(int argc, char **argv) {
     CHECK(members[0].kind == MODECONN_MEMBER_KIND_T && members[0].t == 0.0);
     CHECK(members[4].kind == MODECONN_MEMBER_KIND_T && members[4].t == 1.0);
 
+    printf("non-finite input\n");
+    /* NaN or infinite inputs gave NaN probabilities and OK, though NOT_FINITE is documented. */
+    poison(prob, 6);
+    data[5] = nanf("");
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out), MODECONN_STATUS_NOT_FINITE);
+    data[5] = HUGE_VALF;
+    EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out), MODECONN_STATUS_NOT_FINITE);
+    CHECK(untouched(prob, 6));
+    data[5] = 5.0f / 8.0f;
+
     printf("sampling\n");
     s.count = 1;
     EXPECT_STATUS(modeconn_ensemble_predict(curve, &in, &s, &out),

@@ -237,12 +237,19 @@ impl Metadata {
         }
         let temperature = match map.get(keys::TEMPERATURE) {
             None => 1.0,
+            // Logits are divided by it in single precision: 1e-40 is positive as f64 but 0 as
+            // f32, and every probability would be NaN.
             Some(v) => match v.trim().parse::<f64>() {
-                Ok(t) if t.is_finite() && t > 0.0 => t,
+                Ok(t) if t > 0.0 && (t as f32).is_normal() => t,
                 _ => {
                     return Err(meta_err(
                         keys::TEMPERATURE,
-                        format!("`{v}` is not a positive number"),
+                        format!(
+                            "`{v}` is not a positive number in single precision (from {:e} to \
+                             {:e})",
+                            f32::MIN_POSITIVE,
+                            f32::MAX
+                        ),
                     ));
                 }
             },

@@ -5,6 +5,7 @@
 //! file with an error that names the tensor or key at fault. [`BundleWriter`] writes bundles
 //! atomically.
 
+mod header;
 mod member;
 mod meta;
 mod pack;
@@ -150,6 +151,9 @@ impl Bundle {
     }
 
     fn load(storage: Storage, path: Option<PathBuf>) -> Result<Self> {
+        if let Some(json) = header::text(&storage) {
+            header::unique_keys(json).map_err(|detail| Error::Header { detail })?;
+        }
         let (header_len, st_meta) = SafeTensors::read_metadata(&storage).map_err(header_error)?;
         let data_start = 8 + header_len;
         let empty = HashMap::new();

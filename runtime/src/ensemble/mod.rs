@@ -241,6 +241,13 @@ impl Ensemble {
                 expected: spec.clone(),
             });
         }
+        // NaN or infinite inputs make NaN probabilities that look like an answer.
+        if let Some(index) = input.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NotFinite {
+                what: "the input".into(),
+                index,
+            });
+        }
         Ok(())
     }
 
@@ -355,7 +362,15 @@ impl Ensemble {
                 .with_session(|s| self.run_dynamic(s, member, coefficients, input))?,
         };
         let temperature = self.bundle.metadata().temperature as f32;
-        Ok(output::softmax(logits, temperature))
+        let probabilities = output::softmax(logits, temperature);
+        // Logits that overflow (or a graph that makes NaN) must not pass as an answer.
+        if let Some(index) = probabilities.iter().position(|p| !p.is_finite()) {
+            return Err(Error::NotFinite {
+                what: format!("the probabilities of {member}"),
+                index,
+            });
+        }
+        Ok(probabilities)
     }
 
     /// Number of members currently held in static sessions.
