@@ -304,6 +304,10 @@ typedef struct modeconn_sampling {
   size_t members_len;
   // The 32-byte key of KEYED.
   const uint8_t *key;
+  // KEYED: 0 hashes the input values themselves (with -0.0 read as +0.0); a positive value
+  // rounds each input value to the nearest multiple of it first, so that changes well below
+  // it meet the same member.
+  double quantum;
 } modeconn_sampling;
 
 // The number of elements each output of modeconn_ensemble_predict needs

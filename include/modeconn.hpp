@@ -279,12 +279,16 @@ public:
         return s;
     }
 
-    /// One member per sample, chosen by a keyed hash of the sample's bytes with `key` (a grid
-    /// of `grid` points for curves; ignored for snapshot sets).
-    static Sampling keyed(const std::array<std::uint8_t, 32> &key, std::size_t grid) noexcept {
+    /// One member per sample, chosen by a keyed hash of the sample's values with `key` (a
+    /// grid of `grid` points for curves; ignored for snapshot sets). With a positive `quantum`,
+    /// each value is rounded to the nearest multiple of it before hashing, so that changes well
+    /// below it meet the same member; 0 hashes the values themselves (-0.0 read as +0.0).
+    static Sampling keyed(const std::array<std::uint8_t, 32> &key, std::size_t grid,
+                          double quantum = 0.0) noexcept {
         Sampling s(SamplingMode::keyed);
         s.key_ = key;
         s.count_ = grid;
+        s.quantum_ = quantum;
         return s;
     }
 
@@ -311,6 +315,7 @@ public:
         s.members = indices_.empty() ? nullptr : indices_.data();
         s.members_len = indices_.size();
         s.key = mode_ == SamplingMode::keyed ? key_.data() : nullptr;
+        s.quantum = quantum_;
         return s;
     }
 
@@ -324,6 +329,7 @@ private:
     std::vector<double> ts_;
     std::vector<std::size_t> indices_;
     std::array<std::uint8_t, 32> key_{};
+    double quantum_ = 0.0;
 };
 
 /// The outputs a prediction computes besides the mean probabilities, combined with |:

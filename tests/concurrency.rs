@@ -108,6 +108,7 @@ fn threads_share_a_snapshot_set() {
             Sampling::AllMembers,
             Sampling::Members(vec![2, 0]),
             Sampling::Keyed {
+                quantum: None,
                 key: [7; 32],
                 grid: 0,
             },

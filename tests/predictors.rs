@@ -201,6 +201,7 @@ pub mod c_abi {
             members: ptr::null(),
             members_len: 0,
             key: ptr::null(),
+            quantum: 0.0,
         };
         let (mut ts, mut members) = (Vec::new(), Vec::new());
         match select {

@@ -93,3 +93,51 @@ fn modes_that_do_not_fit_the_bundle_are_refused() {
         Err(Error::InputShape { .. })
     ));
 }
+
+#[test]
+fn keyed_sampling_reads_values_not_their_spelling() {
+    // Flipping 0.0 to -0.0 changed the hashed bytes: 200 such copies of one input reached all
+    // 21 points of the grid, and their average came close to the ensemble's.
+    let dir = curve_fixture(&BEZIER3);
+    let e = Ensemble::open(
+        &cpu_runtime(),
+        dir.join("bundle.safetensors"),
+        EnsembleOptions::default(),
+    )
+    .unwrap();
+    let key = [7u8; 32];
+    let keyed = |quantum| Sampling::Keyed {
+        key,
+        grid: 21,
+        quantum,
+    };
+    // Zeros in every sample, so that there is a sign to flip.
+    let mut x = read_f32(&dir.join("x.npy"));
+    for (i, v) in x.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            *v = 0.0;
+        }
+    }
+    let members = |x: &ndarray::ArrayD<f32>, quantum| {
+        e.predict(x.view(), &keyed(quantum), false).unwrap().members
+    };
+    let reference = members(&x, None);
+    let mut flipped = x.clone();
+    flipped.mapv_inplace(|v| if v == 0.0 { -0.0 } else { v });
+    assert_eq!(members(&flipped, None), reference, "-0.0 met another point");
+
+    // One-ulp changes meet other points without a quantum, and the same ones with one.
+    let nudged = x.mapv(|v| f32::from_bits(v.to_bits() + 1));
+    assert_ne!(
+        members(&nudged, None),
+        reference,
+        "no sample moved: the test is too weak"
+    );
+    let quantum = Some(1.0 / 64.0);
+    let mut snapped = x.clone();
+    snapped.mapv_inplace(|v| (v * 64.0).round() / 64.0 + 1.0 / 1024.0);
+    let nudged = snapped.mapv(|v| f32::from_bits(v.to_bits() + 1));
+    assert_eq!(members(&nudged, quantum), members(&snapped, quantum));
+    let err = e.predict(x.view(), &keyed(Some(-1.0)), false).unwrap_err();
+    assert!(err.to_string().contains("quantum"), "{err}");
+}

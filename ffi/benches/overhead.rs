@@ -88,6 +88,7 @@ fn overhead(c: &mut Criterion) {
         members: std::ptr::null(),
         members_len: 0,
         key: std::ptr::null(),
+        quantum: 0.0,
     };
     let mut prob = [0f32; 3];
     let c_input = modeconn_input {

@@ -56,6 +56,10 @@ pub struct modeconn_sampling {
     pub members_len: usize,
     /// The 32-byte key of KEYED.
     pub key: *const u8,
+    /// KEYED: 0 hashes the input values themselves (with -0.0 read as +0.0); a positive value
+    /// rounds each input value to the nearest multiple of it first, so that changes well below
+    /// it meet the same member.
+    pub quantum: f64,
 }
 
 /// An input batch: batch samples of the bundle's input shape (modeconn_ensemble_input_shape)
@@ -176,6 +180,7 @@ unsafe fn sampling(s: *const modeconn_sampling) -> Result<Sampling, Failure> {
             Sampling::Keyed {
                 key: k,
                 grid: s.count,
+                quantum: (s.quantum != 0.0).then_some(s.quantum as f32),
             }
         }
     })

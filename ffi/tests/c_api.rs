@@ -454,11 +454,27 @@ fn cases() -> Vec<Case> {
             ..every("arc", true, Sampling::ArcUniform { n: 4, seed: 9 })
         },
         per_sample("randomized", true, randomized(5, 11)),
-        per_sample("keyed", true, Sampling::Keyed { key, grid: 5 }),
+        per_sample(
+            "keyed",
+            true,
+            Sampling::Keyed {
+                key,
+                grid: 5,
+                quantum: None,
+            },
+        ),
         every("all", false, Sampling::AllMembers),
         every("members", false, Sampling::Members(vec![2, 0])),
         per_sample("snap_randomized", false, randomized(0, 3)),
-        per_sample("snap_keyed", false, Sampling::Keyed { key, grid: 0 }),
+        per_sample(
+            "snap_keyed",
+            false,
+            Sampling::Keyed {
+                key,
+                grid: 0,
+                quantum: None,
+            },
+        ),
         only("grid5_ent", true, Sampling::Grid(5), true),
         every("grid5_nostatic", true, Sampling::Grid(5)),
         only("grid5_nostatic_ent", true, Sampling::Grid(5), true),

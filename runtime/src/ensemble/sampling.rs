@@ -43,13 +43,22 @@ pub enum Sampling {
         /// Optional seed replacing the OS CSPRNG.
         seed: Option<u64>,
     },
-    /// One member per sample chosen by a keyed hash of the sample's bytes: resubmitting an
+    /// One member per sample chosen by a keyed hash of the sample's values: resubmitting an
     /// input gets the same member, and without the key the member cannot be predicted.
+    ///
+    /// The hash reads a canonical form of the values, so that inputs that are equal as numbers
+    /// meet the same member: `-0.0` is `+0.0` (non-finite inputs are refused before). With a
+    /// `quantum`, each value is first rounded to the nearest multiple of it, so that changes
+    /// well below the quantum (those that do not cross a rounding boundary) meet the same
+    /// member too.
     Keyed {
         /// The secret key.
         key: [u8; 32],
         /// Grid size R for curves (ignored for snapshot sets).
         grid: usize,
+        /// Round each value to a multiple of this (positive, finite) before hashing; `None`
+        /// hashes the values themselves.
+        quantum: Option<f32>,
     },
 }
 
@@ -167,6 +176,37 @@ fn choices(members: &Members, grid: usize) -> Result<Vec<Member>> {
     })
 }
 
+/// Checks a keyed sampling's quantum: positive and finite, or none.
+fn check_quantum(quantum: Option<f32>) -> Result<Option<f32>> {
+    match quantum {
+        Some(q) if !(q.is_finite() && q > 0.0) => Err(Error::invalid(
+            "the quantum of keyed sampling",
+            format!("is {q}; it must be a positive number"),
+        )),
+        q => Ok(q),
+    }
+}
+
+/// The bytes a keyed hash reads for one sample: each value as its `f32` bits with `-0.0` read
+/// as `+0.0`, or, with a quantum, as the nearest whole number of quanta (an `i64`, saturated).
+pub fn canonical_bytes(values: impl Iterator<Item = f32>, quantum: Option<f32>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.size_hint().0 * 8);
+    for v in values {
+        match quantum {
+            None => {
+                // `-0.0 + 0.0` is `+0.0`; every other value is unchanged.
+                out.extend_from_slice(&(v + 0.0).to_le_bytes());
+            }
+            Some(q) => {
+                // `as` saturates, and a rounded -0 is the integer 0.
+                let steps = (f64::from(v) / f64::from(q)).round() as i64;
+                out.extend_from_slice(&steps.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
 /// The members `sampling` selects for `input` (`[batch, ...]`), in order: the shared members
 /// of the batch, or one per sample in per-sample modes. `arc` gives the curve's arc length
 /// table, asked for only by [`Sampling::ArcUniform`].
@@ -207,12 +247,13 @@ pub fn select<'a>(
                 })
                 .collect::<Result<_>>()?
         }
-        Sampling::Keyed { key, grid } => {
+        Sampling::Keyed { key, grid, quantum } => {
             let choices = choices(members, *grid)?;
+            let quantum = check_quantum(*quantum)?;
             input
                 .outer_iter()
                 .map(|sample| {
-                    let bytes: Vec<u8> = sample.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    let bytes = canonical_bytes(sample.iter().copied(), quantum);
                     choices[curve::keyed_index(key, &bytes, choices.len())]
                 })
                 .collect()

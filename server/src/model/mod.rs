@@ -257,6 +257,7 @@ impl ServedModel {
                     Sampling::Keyed {
                         key,
                         grid: p.randomized_grid,
+                        quantum: None,
                     },
                 )
             }
