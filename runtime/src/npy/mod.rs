@@ -78,6 +78,12 @@ pub fn read<T: NpyElement>(path: impl AsRef<Path>) -> Result<ArrayD<T>> {
     decode(path, &bytes)
 }
 
+/// Reads the bytes of a `.npy` file holding an array of `T`; `name` stands for the file in
+/// messages. The same checks as [`read`].
+pub fn from_bytes<T: NpyElement>(name: impl AsRef<Path>, bytes: &[u8]) -> Result<ArrayD<T>> {
+    decode(name.as_ref(), bytes)
+}
+
 fn decode<T: NpyElement>(path: &Path, bytes: &[u8]) -> Result<ArrayD<T>> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad(path, "not a NumPy .npy file (no \\x93NUMPY magic)"));
