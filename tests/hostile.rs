@@ -132,3 +132,30 @@ fn error_messages_cut_long_values() {
         "{line}"
     );
 }
+
+#[test]
+fn only_regular_files_are_replaced_by_outputs() {
+    // `predict --out /dev/full` replaced the device with an ordinary file. A named pipe stands
+    // in for the device here (replacing /dev/full would break the machine running the test).
+    let dir = curve_fixture(&BEZIER3);
+    let tmp = tempdir();
+    let fifo = tmp.path().join("pipe");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success());
+    let line = predict_fails(
+        &dir.join("bundle.safetensors"),
+        &dir.join("x.npy"),
+        &["--at", "0.5", "--out", fifo.to_str().expect("UTF-8")],
+    );
+    assert!(line.contains("not a regular file"), "{line}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .expect("stat")
+            .file_type()
+            .is_fifo()
+    );
+}

@@ -448,3 +448,58 @@ fn train_curve_fge_and_eval_write_bundles_the_runtime_loads() {
     ];
     with_real(&args).ok();
 }
+
+#[test]
+fn a_full_disk_while_checkpointing_is_an_error_that_leaves_nothing_behind() {
+    // libtorch threw from a destructor when its checkpoint write failed: SIGABRT, and a
+    // `.ckpt.tmp-PID` file was left. A file size limit stands in for the full disk.
+    use std::os::unix::process::CommandExt;
+    let tmp = tempdir();
+    let out = tmp.path().join("a.safetensors");
+    let plugin = real_plugin();
+    let args: Vec<Arg<'_>> = vec![
+        &"train",
+        &"--arch",
+        &"mlp",
+        &"--hidden",
+        &"512,512",
+        &"--data",
+        &"digits",
+        &"--epochs",
+        &"1",
+        &"--limit",
+        &"256",
+        &"--device",
+        &"cpu",
+        &"--out",
+        &out,
+        &"--trainer",
+        &plugin,
+    ];
+    let run = modeconn_with(&args, |cmd| {
+        // SAFETY: between fork and exec only async-signal-safe calls (setrlimit, signal).
+        unsafe {
+            cmd.pre_exec(|| {
+                // A checkpoint of this network is about 2.4 MB; allow 1 MiB.
+                let limit = libc::rlimit {
+                    rlim_cur: 1 << 20,
+                    rlim_max: 1 << 20,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    });
+    let line = run.fails_cleanly();
+    assert!(
+        line.contains("a.safetensors.ckpt") && line.contains("too large"),
+        "{line}"
+    );
+    let left: Vec<String> = std::fs::read_dir(tmp.path())
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

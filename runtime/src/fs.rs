@@ -4,56 +4,112 @@
 //! at its path.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// Writes a file atomically: `fill` writes into a temporary file in the destination folder,
-/// which is flushed, synced and renamed over `path`. On any failure the temporary file is
-/// removed and an existing file at `path` is left as it was.
+/// Writes a file atomically: `fill` writes into a new temporary file in the destination
+/// folder, which is flushed, synced and renamed over `path`. On any failure the temporary file
+/// is removed and an existing file at `path` is left as it was.
+///
+/// The temporary file is `.NAME.tmp-PID-RANDOM` beside `path`, created exclusively (it never
+/// opens, truncates or follows something planted under its name), and temporary files of
+/// `path` whose writer is no longer running (it was killed while writing) are removed first,
+/// where running processes can be told (Linux, through `/proc` of this PID namespace).
+///
+/// Only a regular file is replaced: when `path` is a device, a folder, a symbolic link or
+/// anything else, the write is refused before it starts (a rename would replace the node
+/// itself). The new file keeps the permissions of the file it replaces; a new file gets
+/// `0o666` less the process's umask, as `File::create` gives.
 pub fn write_atomic(
     path: &Path,
-    fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+    fill: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>,
 ) -> Result<()> {
-    write_atomic_via(path, |tmp| {
-        let mut w = BufWriter::new(File::create(tmp)?);
-        fill(&mut w)?;
-        w.into_inner().map_err(|e| e.into_error())?;
-        Ok(())
-    })
-}
-
-/// Like [`write_atomic`], for writers that want a path (libtorch's `save`): `fill` creates and
-/// writes the file at the temporary path it is given.
-///
-/// The temporary file is `.NAME.tmp-PID` beside `path`. Before writing, temporary files of
-/// `path` whose writer is no longer running (it was killed while writing) are removed, where
-/// running processes can be told (Linux, through `/proc` of this PID namespace).
-pub fn write_atomic_via(path: &Path, fill: impl FnOnce(&Path) -> io::Result<()>) -> Result<()> {
+    let folder = folder_of(path);
     let prefix = temporary_prefix(path)?;
-    remove_stale_temporaries(folder_of(path), &prefix);
-    let tmp = folder_of(path).join(format!("{prefix}{}", std::process::id()));
-    let result = (|| -> io::Result<()> {
-        fill(&tmp)?;
-        File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
+    let permissions = replaceable(path)?;
+    remove_stale_temporaries(folder, &prefix);
+    let own_prefix = format!("{prefix}{}-", std::process::id());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&own_prefix).rand_bytes(8);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o666));
     }
+    let mut tmp = builder
+        .tempfile_in(folder)
+        .map_err(|e| Error::io(path, e))?;
+    let written = (|| -> io::Result<()> {
+        let mut w = BufWriter::new(tmp.as_file_mut());
+        fill(&mut w)?;
+        w.flush()?;
+        drop(w);
+        if let Some(p) = &permissions {
+            tmp.as_file().set_permissions(p.clone())?;
+        }
+        tmp.as_file().sync_all()
+    })();
+    written.map_err(|e| Error::io(path, e))?;
+    // Again just before the rename: the target may have been replaced meanwhile.
+    replaceable(path)?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     // Make the rename itself durable where the platform allows it.
-    if let Ok(d) = File::open(folder_of(path)) {
+    if let Ok(d) = File::open(folder) {
         let _ = d.sync_all();
     }
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically (temporary file in the same folder, sync, rename): a
-/// reader sees the old file or the new one, never a part.
+/// Writes `bytes` to `path` atomically (see [`write_atomic`]): a reader sees the old file or
+/// the new one, never a part.
 pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    write_atomic(path.as_ref(), |f| io::Write::write_all(f, bytes))
+    write_atomic(path.as_ref(), |f| f.write_all(bytes))
+}
+
+/// Whether `path` may be replaced: nothing there, or a regular file (whose permissions are
+/// returned, for the new file to keep).
+fn replaceable(path: &Path) -> Result<Option<fs::Permissions>> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Ok(Some(m.permissions())),
+        Ok(m) => Err(Error::io(
+            path,
+            io::Error::other(format!(
+                "is {}, not a regular file: only regular files are replaced",
+                describe(&m.file_type())
+            )),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// What a file type is, for messages.
+fn describe(t: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a named pipe";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "something else"
+    }
 }
 
 /// The folder a path lies in (`.` for a bare file name).
@@ -64,7 +120,8 @@ fn folder_of(path: &Path) -> &Path {
     }
 }
 
-/// `.NAME.tmp-`: the start of the names of `path`'s temporary files (a writer adds its PID).
+/// `.NAME.tmp-`: the start of the names of `path`'s temporary files (a writer adds its PID
+/// and random characters).
 fn temporary_prefix(path: &Path) -> Result<String> {
     let name = path
         .file_name()
@@ -86,11 +143,14 @@ fn remove_stale_temporaries(folder: &Path, prefix: &str) {
             let Some(pid) = name
                 .to_str()
                 .and_then(|n| n.strip_prefix(prefix))
+                .map(|rest| rest.split_once('-').map_or(rest, |(pid, _)| pid))
                 .and_then(|pid| pid.parse::<u32>().ok())
             else {
                 continue;
             };
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let regular = entry.file_type().is_ok_and(|t| t.is_file());
+            if regular && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+            {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -190,6 +250,8 @@ impl FileGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
+    use std::os::unix::fs::FileTypeExt;
 
     #[test]
     fn hex_is_lowercase_pairs() {
@@ -205,6 +267,97 @@ mod tests {
         assert_eq!(
             sha256_file(&path).expect("digest"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_planted_at_a_guessable_temporary_name_is_not_followed() {
+        // The writer opened `.NAME.tmp-PID` with create + truncate, following symbolic links:
+        // whoever guessed the PID had a victim's file overwritten.
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let path = dir.path().join("out.bin");
+        let planted = dir
+            .path()
+            .join(format!(".out.bin.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).expect("symlink");
+        write_file_atomic(&path, b"new").expect("write");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        assert!(
+            planted.is_symlink(),
+            "the planted link was not ours to remove"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_replaced() {
+        // `predict --out /dev/full` replaced the device node with an ordinary file.
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().expect("UTF-8")).expect("C path");
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc_mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).expect("symlink");
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        for (target, what) in [
+            (&fifo, "a named pipe"),
+            (&link, "a symbolic link"),
+            (&sub, "a folder"),
+        ] {
+            let err = write_file_atomic(target, b"x")
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                err.contains(what) && err.contains("not a regular file"),
+                "{err}"
+            );
+        }
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .expect("stat")
+                .file_type()
+                .is_fifo()
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    #[cfg(unix)]
+    unsafe extern "C" {
+        #[link_name = "mkfifo"]
+        fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_replaced_file_keeps_its_permissions_and_a_new_one_follows_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("kept");
+        std::fs::write(&path, b"old").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        write_file_atomic(&path, b"new").expect("write");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        let fresh = dir.path().join("fresh");
+        write_file_atomic(&fresh, b"new").expect("write");
+        let created = dir.path().join("created");
+        std::fs::write(&created, b"x").expect("write");
+        let mode_of = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(
+            mode_of(&fresh),
+            mode_of(&created),
+            "not what File::create gives"
         );
     }
 

@@ -32,10 +32,13 @@ pub fn default_path(out: &Path) -> PathBuf {
 }
 
 /// Writes a checkpoint atomically with the workspace's one atomic writer
-/// ([`modeconn_runtime::fs::write_atomic_via`]: a temporary `.NAME.tmp-PID` beside `path`,
-/// synced, then renamed over it), so that a reader (or a resumed run after a kill at any
-/// moment) sees the previous checkpoint or the new one, never a part of one. Temporary files
-/// that killed writers left behind are removed.
+/// ([`modeconn_runtime::fs::write_atomic`]: a new temporary file beside `path`, synced, then
+/// renamed over it), so that a reader (or a resumed run after a kill at any moment) sees the
+/// previous checkpoint or the new one, never a part of one.
+///
+/// libtorch serialises the tensors into memory first; only Rust writes the file. libtorch's
+/// own file writer throws from a destructor when a write fails (a full disk), which aborts
+/// the process; a failed write here is an error, and the temporary file is removed.
 pub fn save(
     path: &Path,
     epoch: usize,
@@ -47,9 +50,9 @@ pub fn save(
     let state_tensor = Tensor::f_from_slice(&bytes)?;
     let mut named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), *t)).collect();
     named.push((STATE, &state_tensor));
-    modeconn_runtime::fs::write_atomic_via(path, |tmp| {
-        Tensor::save_multi(&named, tmp).map_err(std::io::Error::other)
-    })?;
+    let mut serialised = Vec::new();
+    Tensor::save_multi_to_stream(&named, &mut serialised)?;
+    modeconn_runtime::fs::write_file_atomic(path, &serialised)?;
     Ok(())
 }
 

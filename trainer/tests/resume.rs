@@ -447,14 +447,16 @@ fn temporary_files_of_killed_writers_are_removed() -> Result<()> {
             .map_err(|e| Error::Config(e.to_string()))?;
     let _ = ended.wait();
     // Temporary files are named as the workspace's atomic writer names them:
-    // `.NAME.tmp-PID` (`modeconn_runtime::fs::write_atomic_via`).
-    let stale = tmp.path().join(format!(".run.ckpt.tmp-{}", ended.id()));
+    // `.NAME.tmp-PID-RANDOM` (`modeconn_runtime::fs::write_atomic`).
+    let stale = tmp
+        .path()
+        .join(format!(".run.ckpt.tmp-{}-a1b2c3d4", ended.id()));
     // The parent of this process is running: its file is left alone.
     let live = tmp.path().join(format!(
-        ".run.ckpt.tmp-{}",
+        ".run.ckpt.tmp-{}-a1b2c3d4",
         std::os::unix::process::parent_id()
     ));
-    let other = tmp.path().join(".other.ckpt.tmp-1");
+    let other = tmp.path().join(".other.ckpt.tmp-1-a1b2c3d4");
     for p in [&stale, &live, &other] {
         std::fs::write(p, b"partial").map_err(|e| Error::Config(e.to_string()))?;
     }
