@@ -447,3 +447,43 @@ fn the_guard_notices_a_replaced_file() {
             .is_none()
     );
 }
+
+#[test]
+fn a_graph_whose_data_lies_in_another_file_is_refused() {
+    // ONNX Runtime read `sibling.bin` from the bundle's folder: a bundle must carry its data.
+    use crate::graph::{Mix, MixVia, OnnxModel, StackSource};
+    let external = OnnxModel::parse(&graph())
+        .unwrap()
+        .rewrite_dynamic(&[Mix {
+            name: "fc.bias".into(),
+            shape: vec![4],
+            stack: "fc.bias.stack".into(),
+            via: MixVia::Gather {
+                index: "modeconn.member".into(),
+                members: 1,
+            },
+            source: StackSource::File {
+                location: "sibling.bin".into(),
+                offset: 0,
+            },
+        }])
+        .unwrap();
+    let (meta, mut t) = pieces(&external);
+    t[0].2 = vec![external.len()];
+    let err = open_err(raw_file(meta, &t));
+    let text = err.to_string();
+    assert!(matches!(err, Error::Onnx { .. }), "{text}");
+    assert!(
+        text.contains("fc.bias.stack")
+            && text.contains("`sibling.bin`")
+            && text.contains("external"),
+        "{text}"
+    );
+    // And nothing of the kind is written either.
+    let err = BundleWriter::new(curve_meta(), &external)
+        .tensor("fc.weight", vec![K, 4, 3], values(K * 12, 1.0))
+        .unwrap()
+        .to_bytes()
+        .unwrap_err();
+    assert!(err.to_string().contains("sibling.bin"), "{err}");
+}

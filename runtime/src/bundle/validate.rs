@@ -86,6 +86,24 @@ pub(crate) fn check(
 }
 
 fn check_graph(meta: &Metadata, graph: &OnnxModel) -> Result<()> {
+    // ONNX Runtime would read external data from a file beside the bundle: a bundle must
+    // carry all its data (the runtime's own stacks are added after this check).
+    if let Some(t) = graph.first_external_tensor()? {
+        let name = if t.name.is_empty() {
+            "a tensor".to_string()
+        } else {
+            format!("tensor `{}`", t.name)
+        };
+        let file = t.location.map_or_else(String::new, |l| format!(" (`{l}`)"));
+        return Err(Error::onnx(
+            name,
+            format!(
+                "keeps its data in an external file{file}; a bundle must carry all its data \
+                 (save the model with its data inside, e.g. onnx.save_model(..., \
+                 save_as_external_data=False))"
+            ),
+        ));
+    }
     match graph.opset() {
         Some(v) if v >= 13 => {}
         Some(v) => {

@@ -15,6 +15,7 @@
 pub mod build;
 pub mod elem;
 mod encode;
+mod external;
 mod model;
 mod proto;
 mod rewrite;
@@ -24,5 +25,6 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
+pub use external::ExternalTensor;
 pub use model::{Dim, InitializerInfo, OnnxModel, ValueInfo};
 pub use rewrite::{Mix, MixVia, NamedTensor, STACK_LOCATION, StackSource};

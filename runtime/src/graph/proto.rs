@@ -9,6 +9,17 @@ pub(crate) mod model {
     pub(crate) const GRAPH: u32 = 7;
     pub(crate) const OPSET_IMPORT: u32 = 8;
     pub(crate) const METADATA_PROPS: u32 = 14;
+    pub(crate) const TRAINING_INFO: u32 = 20;
+    pub(crate) const FUNCTIONS: u32 = 25;
+}
+/// `TrainingInfoProto`.
+pub(crate) mod training_info {
+    pub(crate) const INITIALIZATION: u32 = 1;
+    pub(crate) const ALGORITHM: u32 = 2;
+}
+/// `FunctionProto`.
+pub(crate) mod function {
+    pub(crate) const NODE: u32 = 7;
 }
 
 /// `OperatorSetIdProto`.
@@ -52,7 +63,13 @@ pub(crate) mod attribute {
     pub(crate) const S: u32 = 4;
     pub(crate) const FLOATS: u32 = 7;
     pub(crate) const INTS: u32 = 8;
+    pub(crate) const T: u32 = 5;
+    pub(crate) const G: u32 = 6;
+    pub(crate) const TENSORS: u32 = 10;
+    pub(crate) const GRAPHS: u32 = 11;
     pub(crate) const TYPE: u32 = 20;
+    pub(crate) const SPARSE_TENSOR: u32 = 22;
+    pub(crate) const SPARSE_TENSORS: u32 = 23;
 
     /// `AttributeProto.AttributeType` values.
     pub(crate) mod kind {
@@ -81,6 +98,7 @@ pub(crate) mod tensor {
 /// `SparseTensorProto`.
 pub(crate) mod sparse_tensor {
     pub(crate) const VALUES: u32 = 1;
+    pub(crate) const INDICES: u32 = 2;
 }
 
 /// `ValueInfoProto`.
