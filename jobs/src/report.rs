@@ -41,7 +41,9 @@ pub struct Trained {
     pub device: Device,
     /// Epochs of the run.
     pub epochs: usize,
-    /// Mean wall time of the epochs run (of all the run's epochs, a resumed run included).
+    /// Mean wall time of the epochs the reporting process ran: a resumed run counts the
+    /// epochs after its checkpoint (the history keeps every epoch's own time), and a run whose
+    /// checkpoint held every epoch counts those.
     pub seconds_per_epoch: f64,
 }
 
