@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use strum::{EnumIter, EnumMessage, IntoStaticStr};
+
 use crate::ABI_VERSION;
 use crate::plugin::ENV_VAR;
 
@@ -13,17 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// (`MODECONN_STATUS_TRAINER_UNAVAILABLE` is 110, and so on). Numbers are never reused.
 #[non_exhaustive]
 #[repr(u32)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    strum::EnumIter,
-    strum::IntoStaticStr,
-    strum::EnumMessage,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, IntoStaticStr, EnumMessage)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The trainer plugin was not found, could not be loaded, is not a trainer plugin, or

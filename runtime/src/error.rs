@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use strum::{EnumIter, EnumMessage, IntoStaticStr};
+
 use crate::bundle::Kind;
 
 /// Result with the runtime's [`Error`] as the default error.
@@ -230,17 +232,7 @@ pub enum Error {
 /// Numbers are never reused: a retired code keeps its number reserved (50 and 51, the trainer
 /// plugin's, moved to `modeconn_jobs::ErrorCode` as 110 and 111). New codes may be added, so
 /// match with a wildcard arm.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    strum::EnumIter,
-    strum::IntoStaticStr,
-    strum::EnumMessage,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, IntoStaticStr, EnumMessage)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 #[repr(u32)]
 #[non_exhaustive]
