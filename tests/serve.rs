@@ -31,8 +31,17 @@ struct Served {
 
 impl Served {
     /// Starts `modeconn serve ARGS --port 0` and waits until it listens.
-    fn start(args: &[&dyn AsRef<OsStr>]) -> Served {
+    pub(crate) fn start(args: &[&dyn AsRef<OsStr>]) -> Served {
+        Served::start_with(args, |_| {})
+    }
+
+    /// [`Served::start`] after `adjust` changed the command (limits, environment).
+    pub(crate) fn start_with(
+        args: &[&dyn AsRef<OsStr>],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Served {
         let mut cmd = Command::new(bin());
+        adjust(&mut cmd);
         cmd.arg("serve")
             .args(args.iter().map(|a| a.as_ref()))
             .args(["--host", "127.0.0.1", "--port", "0"])
@@ -1505,4 +1514,433 @@ fn an_audit_log_that_cannot_be_written_fails_the_request_not_the_server() {
     }
     assert!(server.log().contains("cannot write the audit log"));
     assert_eq!(get(&server.url("/v2/health/live")).status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP/1.1, for tests that must tell how an exchange ended
+
+/// How one request on a raw socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Ended {
+    /// A complete response with this status.
+    Answered(u16),
+    /// The connection could not be made: refused before anything was sent.
+    Refused,
+    /// The request could not be written completely.
+    SendFailed,
+    /// The request was written completely, and the connection ended (reset or EOF) before a
+    /// complete response.
+    Unanswered,
+}
+
+/// A response read from a raw socket.
+#[derive(Debug)]
+pub(crate) struct RawReply {
+    pub(crate) status: u16,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl RawReply {
+    /// Whether the server said it closes the connection.
+    pub(crate) fn closes(&self) -> bool {
+        self.headers
+            .get("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// An HTTP/1.1 connection on a raw socket.
+pub(crate) struct Raw {
+    pub(crate) stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub(crate) fn connect(port: u16) -> std::io::Result<Raw> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.set_nodelay(true)?;
+        Ok(Raw {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes `request` whole and reads one response.
+    pub(crate) fn exchange(&mut self, request: &[u8]) -> Result<RawReply, Ended> {
+        self.stream
+            .write_all(request)
+            .map_err(|_| Ended::SendFailed)?;
+        self.read_reply().ok_or(Ended::Unanswered)
+    }
+
+    /// Reads one response (`None` if the connection ends first).
+    pub(crate) fn read_reply(&mut self) -> Option<RawReply> {
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            self.fill()?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let mut lines = head.lines();
+        let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+        let headers: BTreeMap<String, String> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let len: usize = headers.get("content-length")?.parse().ok()?;
+        while self.buf.len() < head_end + 4 + len {
+            self.fill()?;
+        }
+        let body = self.buf[head_end + 4..head_end + 4 + len].to_vec();
+        self.buf.drain(..head_end + 4 + len);
+        Some(RawReply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn fill(&mut self) -> Option<()> {
+        let mut chunk = [0u8; 16 << 10];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Some(())
+            }
+        }
+    }
+
+    /// Whether the server closed the connection within `wait` (EOF or reset).
+    pub(crate) fn closed_within(&mut self, wait: Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut byte = [0u8; 1];
+        let closed = match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        closed
+    }
+}
+
+/// The bytes of `POST path` with a JSON body.
+pub(crate) fn raw_post(path: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
+        body.len(),
+        if keep_alive { "" } else { "Connection: close\r\n" }
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// One request on a new connection.
+pub(crate) fn raw_once(port: u16, request: &[u8]) -> Result<RawReply, Ended> {
+    Raw::connect(port)
+        .map_err(|_| Ended::Refused)?
+        .exchange(request)
+}
+
+/// Counts of how requests ended.
+pub(crate) type Tally = BTreeMap<Ended, usize>;
+
+/// Inference requests the server logged as answered (with a result or an error).
+pub(crate) fn logged_inferences(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            matches!(
+                v["fields"]["message"].as_str(),
+                Some("inference" | "inference failed")
+            )
+        })
+        .count()
+}
+
+#[test]
+fn sigterm_under_load_answers_every_request_it_reads() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let mut server = Served::start(&[&model, &"--max-delay-ms", &"2", &"--max-batch", &"8"]);
+    let port = server.port;
+    let x = inputs(1, 31);
+    let body = json_request(&x, json!({}), &["class"]);
+    let path_infer = "/v2/models/m/infer";
+    let keep = raw_post(path_infer, &body, true);
+    let once = raw_post(path_infer, &body, false);
+    // Half the clients reuse their connection, half open one per request; each goes on until
+    // the server refuses it (`503`, as a load balancer would then send it elsewhere, or no
+    // connection).
+    const CLIENTS: usize = 12;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tallies: Vec<Tally> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (keep, once) = (&keep, &once);
+                scope.spawn(move || {
+                    let mut tally = Tally::new();
+                    let mut conn: Option<Raw> = None;
+                    while Instant::now() < deadline {
+                        let ended = if c % 2 == 0 {
+                            if conn.is_none() {
+                                match Raw::connect(port) {
+                                    Ok(r) => conn = Some(r),
+                                    Err(_) => {
+                                        *tally.entry(Ended::Refused).or_default() += 1;
+                                        break;
+                                    }
+                                }
+                            }
+                            let raw = conn.as_mut().unwrap();
+                            match raw.exchange(keep) {
+                                Ok(reply) => {
+                                    if reply.closes() {
+                                        conn = None;
+                                    }
+                                    Ended::Answered(reply.status)
+                                }
+                                Err(e) => {
+                                    conn = None;
+                                    e
+                                }
+                            }
+                        } else {
+                            match raw_once(port, once) {
+                                Ok(reply) => Ended::Answered(reply.status),
+                                Err(e) => e,
+                            }
+                        };
+                        *tally.entry(ended).or_default() += 1;
+                        if matches!(ended, Ended::Refused | Ended::Answered(503)) {
+                            break;
+                        }
+                    }
+                    tally
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        let status = server.terminate();
+        assert!(status.success(), "exit status {status:?}");
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all = Tally::new();
+    for t in &tallies {
+        for (k, v) in t {
+            *all.entry(*k).or_default() += v;
+        }
+    }
+    let answered: usize = all
+        .iter()
+        .filter(|(k, _)| matches!(k, Ended::Answered(_)))
+        .map(|(_, v)| v)
+        .sum();
+    let logged = logged_inferences(&server.log());
+    eprintln!("sigterm under load: {all:?}; the server logged {logged} answers");
+    assert_eq!(
+        all.get(&Ended::Unanswered).copied().unwrap_or(0),
+        0,
+        "requests sent whole got no answer: {all:?}"
+    );
+    assert_eq!(
+        answered, logged,
+        "answers seen by the clients and by the server"
+    );
+    assert!(all.get(&Ended::Answered(200)).is_some_and(|&n| n > 0));
+}
+
+/// `modeconn serve` with at most `files` open files (`RLIMIT_NOFILE`).
+fn start_with_file_limit(args: &[&dyn AsRef<OsStr>], files: u64) -> Served {
+    use std::os::unix::process::CommandExt;
+    Served::start_with(args, |cmd| {
+        // SAFETY: setrlimit(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: files,
+                    rlim_max: files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+}
+
+/// Opens up to `n` connections (those the kernel does not take within a second are skipped),
+/// each sending `first` (nothing, or part of a request).
+fn open_connections(port: u16, n: usize, first: &[u8]) -> Vec<TcpStream> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    (0..n)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .filter_map(|mut s| s.write_all(first).ok().map(|()| s))
+        .collect()
+}
+
+/// One request on a new connection, given `within` to be answered.
+fn raw_within(port: u16, request: &[u8], within: Duration) -> Result<RawReply, Ended> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = TcpStream::connect_timeout(&addr, within).map_err(|_| Ended::Refused)?;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut raw = Raw {
+        stream,
+        buf: Vec::new(),
+    };
+    raw.exchange(request)
+}
+
+/// Sends SIGTERM and waits at most `within` for the exit; the time it took, or `None`.
+fn terminate_within(server: &mut Served, within: Duration) -> Option<(Duration, ExitStatus)> {
+    let started = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill failed");
+    while started.elapsed() < within {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            return Some((started.elapsed(), status));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+const PARTIAL_HEAD: &[u8] = b"POST /v2/models/m/infer HTTP/1.1\r\nHost: localhost\r\nContent-Le";
+
+#[test]
+fn idle_and_half_open_connections_cannot_starve_good_requests() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    // Default limits and timeouts, 256 open files.
+    let server = start_with_file_limit(&[&model], 256);
+    let port = server.port;
+    let idle = open_connections(port, 300, b"");
+    let partial = open_connections(port, 40, PARTIAL_HEAD);
+    let x = inputs(1, 3);
+    let request = raw_post(
+        "/v2/models/m/infer",
+        &json_request(&x, json!({}), &[]),
+        false,
+    );
+    let started = Instant::now();
+    let good: Vec<Result<u16, Ended>> = (0..10)
+        .map(|_| raw_within(port, &request, Duration::from_secs(2)).map(|r| r.status))
+        .collect();
+    let answered = good.iter().filter(|r| **r == Ok(200)).count();
+    eprintln!(
+        "{} idle and {} half-open connections, 256 files: {answered} of 10 good requests answered in {:.2} s ({good:?})",
+        idle.len(),
+        partial.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(answered, 10, "good requests: {good:?}");
+    assert!(server.metric("modeconn_connections_closed_total{reason=\"evicted\"}") > 0.0);
+    drop((idle, partial));
+}
+
+#[test]
+fn idle_and_half_open_connections_are_closed_by_timeouts_and_at_shutdown() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let x = inputs(1, 4);
+    let request = raw_post(
+        "/v2/models/m/infer",
+        &json_request(&x, json!({}), &[]),
+        true,
+    );
+
+    // Default settings: SIGTERM closes an idle connection, one that sent part of its headers
+    // and one idle after an answer, at once.
+    let mut server = Served::start(&[&model]);
+    let port = server.port;
+    let mut after = Raw::connect(port).unwrap();
+    assert_eq!(after.exchange(&request).unwrap().status, 200);
+    let held = (
+        open_connections(port, 1, b""),
+        open_connections(port, 1, PARTIAL_HEAD),
+        after,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let stopped = terminate_within(&mut server, Duration::from_secs(15));
+    eprintln!("SIGTERM with idle and half-open connections: exit after {stopped:?}");
+    let (took, status) = stopped.expect("the server did not exit within 15 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    drop(held);
+
+    // Short timeouts: idle connections close after the keep-alive time, half-open ones after
+    // the header time, and past the connection limit the answer is 503.
+    let server = Served::start(&[
+        &model,
+        &"--keep-alive-ms",
+        &"600",
+        &"--header-timeout-ms",
+        &"1200",
+        &"--max-connections",
+        &"3",
+        &"--max-delay-ms",
+        &"1500",
+        &"--max-batch",
+        &"1000",
+    ]);
+    let port = server.port;
+    let started = Instant::now();
+    let mut idle = Raw::connect(port).unwrap();
+    let mut partial = Raw::connect(port).unwrap();
+    partial.stream.write_all(PARTIAL_HEAD).unwrap();
+    assert!(
+        !idle.closed_within(Duration::from_millis(400)),
+        "closed before the keep-alive time"
+    );
+    assert!(
+        idle.closed_within(Duration::from_millis(1000)),
+        "idle connection still open"
+    );
+    let idle_closed = started.elapsed();
+    assert!(
+        partial.closed_within(Duration::from_millis(1500)),
+        "half-open connection still open"
+    );
+    let partial_closed = started.elapsed();
+    eprintln!("idle connection closed after {idle_closed:?}, half-open after {partial_closed:?}");
+    assert!(
+        partial_closed > Duration::from_millis(1100),
+        "{partial_closed:?}"
+    );
+    // Three requests wait 1.5 s for company in the batcher; a fourth connection is refused.
+    let busy: Vec<_> = (0..3)
+        .map(|_| {
+            let request = request.clone();
+            std::thread::spawn(move || raw_once(port, &request).map(|r| r.status))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = raw_once(port, &request).expect("an answer");
+    assert_eq!(
+        refused.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert!(refused.closes());
+    assert_eq!(
+        refused.headers.get("retry-after").map(String::as_str),
+        Some("1")
+    );
+    for b in busy {
+        assert_eq!(b.join().unwrap(), Ok(200));
+    }
+    assert_eq!(server.metric("modeconn_connections_refused_total"), 1.0);
 }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,8 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::audit::{AuditLog, Entry};
-use crate::batcher::{Batcher, Job, Limits};
-use crate::config::{Mode, Options};
+use crate::batcher::{BatchLimits, Batcher, Job};
+use crate::config::{Limits, Mode, Options};
+use crate::conn::Connections;
 use crate::metrics::{Metrics, ProviderLabel};
 use crate::model::ServedModel;
 use crate::protocol::{self, HEADER_LENGTH};
@@ -36,8 +36,7 @@ pub struct Server {
     pub(crate) batcher: Batcher,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) audit: Option<AuditLog>,
-    pub(crate) body_limit: usize,
-    pub(crate) timeout: Duration,
+    pub(crate) limits: Limits,
     /// False once shutdown begins (readiness answers 503).
     pub(crate) ready: AtomicBool,
     pub(crate) provider: Provider,
@@ -124,7 +123,7 @@ impl Server {
         };
         let batcher = Batcher::start(
             options.workers,
-            Limits {
+            BatchLimits {
                 max_batch: options.max_batch,
                 max_delay: options.max_delay,
                 capacity: options.queue,
@@ -136,42 +135,47 @@ impl Server {
             context: "cannot start the worker threads".into(),
             source,
         })?;
+        let mut limits = options.limits();
+        let wanted = limits.max_connections;
+        limits.max_connections = crate::conn::within_file_limit(wanted);
+        if limits.max_connections < wanted {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                wanted,
+                "fewer connections than asked for: the limit of open files is lower"
+            );
+        }
         Ok(Arc::new(Server {
             models,
             order,
             batcher,
             metrics,
             audit,
-            body_limit: options.body_limit(),
-            timeout: options.timeout(),
+            limits,
             ready: AtomicBool::new(true),
             provider,
         }))
     }
 
-    /// Serves on `listener` until `shutdown` completes, then stops taking connections, answers
-    /// every request already received, and stops the workers.
+    /// Serves on `listener` until `shutdown` completes, then answers every request already
+    /// read and refuses the rest with `503` (see the connections' life in `conn.rs`), and
+    /// stops the workers.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let server = Arc::clone(&self);
-        let signal = async move {
-            shutdown.await;
-            server.ready.store(false, Ordering::SeqCst);
-            tracing::info!("shutting down: answering the requests already received");
-        };
-        let result = axum::serve(listener, self.router())
-            .with_graceful_shutdown(signal)
+        let connections = Connections::new(self.limits, Arc::clone(&self.metrics), self.router());
+        connections
+            .run(listener, shutdown, || {
+                self.ready.store(false, Ordering::SeqCst);
+                tracing::info!("shutting down: answering the requests already read");
+            })
             .await;
-        // Every handler has returned; let the workers finish and stop.
+        // Every connection has closed; let the workers finish and stop.
         let me = Arc::clone(&self);
         let _ = tokio::task::spawn_blocking(move || me.batcher.close()).await;
-        result.map_err(|source| Error::Net {
-            context: "serving".into(),
-            source,
-        })
+        Ok(())
     }
 
     /// The served models' names, in the order given.
@@ -197,8 +201,13 @@ impl Server {
         mode_seen: &mut Option<Mode>,
     ) -> Result<Response, ApiError> {
         // One deadline for the whole request: receiving the body, waiting, running.
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
         let model = Arc::clone(self.model(name)?);
+        if !self.ready.load(Ordering::SeqCst) {
+            return Err(ApiError::unavailable(
+                "the server is shutting down; retry on another replica",
+            ));
+        }
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -208,25 +217,28 @@ impl Server {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "the request body exceeds the limit of {} bytes",
-                    self.body_limit
+                    self.limits.max_body_bytes
                 ),
             )
         };
-        if declared.is_some_and(|n| n > self.body_limit) {
+        if declared.is_some_and(|n| n > self.limits.max_body_bytes) {
             return Err(too_large());
         }
-        let bytes = tokio::time::timeout_at(deadline, axum::body::to_bytes(body, self.body_limit))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the request body did not arrive within {} ms",
-                        self.timeout.as_millis()
-                    ),
-                )
-            })?
-            .map_err(|_| too_large())?;
+        let bytes = tokio::time::timeout_at(
+            deadline,
+            axum::body::to_bytes(body, self.limits.max_body_bytes),
+        )
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    self.limits.request_timeout.as_millis()
+                ),
+            )
+        })?
+        .map_err(|_| too_large())?;
         let (json_part, binary) = protocol::split_body(headers, &bytes)?;
         let request = protocol::parse_request(json_part)?;
         let (query, input) = model.decode(request, binary)?;
@@ -250,7 +262,10 @@ impl Server {
             Err(_) => {
                 return Err(ApiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
-                    format!("no answer within {} ms", self.timeout.as_millis()),
+                    format!(
+                        "no answer within {} ms",
+                        self.limits.request_timeout.as_millis()
+                    ),
                 ));
             }
         };
@@ -350,12 +365,10 @@ pub async fn run(options: Options) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Config(format!("loading the models failed: {e}")))??;
-    let listener = TcpListener::bind(options.address)
-        .await
-        .map_err(|source| Error::Net {
-            context: format!("cannot listen on {}", options.address),
-            source,
-        })?;
+    let listener = listen(options.address).map_err(|source| Error::Net {
+        context: format!("cannot listen on {}", options.address),
+        source,
+    })?;
     let address = listener.local_addr().map_err(|source| Error::Net {
         context: "local address".into(),
         source,
@@ -372,6 +385,24 @@ pub async fn run(options: Options) -> Result<()> {
     server.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections the kernel completes and queues for the server to accept. A deep queue holds a
+/// burst while the connection limit makes room (the usual default, 128, drops the connections
+/// past it, which their clients retry only a second later).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `address` with a queue of [`LISTEN_BACKLOG`].
+fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Completes on SIGTERM or SIGINT.

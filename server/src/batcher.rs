@@ -71,7 +71,7 @@ impl Job {
 
 /// Batch limits.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct BatchLimits {
     /// Samples per batch at most (a larger request runs alone).
     pub max_batch: usize,
     /// Longest wait of a batch's first request for others.
@@ -93,7 +93,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
-    limits: Limits,
+    limits: BatchLimits,
     metrics: Arc<Metrics>,
 }
 
@@ -113,7 +113,7 @@ impl Batcher {
     /// Starts `workers` threads.
     pub fn start(
         workers: usize,
-        limits: Limits,
+        limits: BatchLimits,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Batcher> {
         let shared = Arc::new(Shared {
@@ -219,7 +219,7 @@ fn work(shared: &Shared) {
 /// samples, its first request has waited `max_delay`, or the server is closing. A group that
 /// is still gathering does not hold back a later one that is full. When none is ready, says how
 /// long to wait for the oldest to become so.
-fn next_batch(st: &mut State, limits: Limits) -> Result<Vec<Job>, Duration> {
+fn next_batch(st: &mut State, limits: BatchLimits) -> Result<Vec<Job>, Duration> {
     let now = Instant::now();
     let mut wait = limits.max_delay;
     let mut seen: Vec<usize> = Vec::new();

@@ -6,6 +6,9 @@
 //! [server]
 //! request_timeout_ms = 30000
 //! max_body_mb = 64
+//! max_connections = 1024
+//! header_timeout_ms = 10000
+//! keep_alive_ms = 5000
 //! keyed_secret_file = "keyed.key"   # 64 hex digits; or keyed_secret = "..."
 //! audit_log = "audit.jsonl"
 //! audit_key_file = "audit.key"      # or audit_key = "..."
@@ -106,6 +109,9 @@ struct PolicyFile {
 struct ServerFile {
     request_timeout_ms: Option<u64>,
     max_body_mb: Option<usize>,
+    max_connections: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    keep_alive_ms: Option<u64>,
     keyed_secret: Option<String>,
     keyed_secret_file: Option<PathBuf>,
     audit_log: Option<PathBuf>,
@@ -128,8 +134,7 @@ struct ConfigFile {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     file: ConfigFile,
-    request_timeout: Option<Duration>,
-    max_body_bytes: Option<usize>,
+    limits: LimitOverrides,
     keyed_secret: Option<[u8; 32]>,
     audit: Option<(PathBuf, [u8; 32])>,
 }
@@ -181,17 +186,16 @@ impl Config {
             }
             (None, None) => None,
         };
-        if s.request_timeout_ms == Some(0) {
-            return Err(Error::Config(
-                "`request_timeout_ms` must be at least 1".into(),
-            ));
-        }
-        if s.max_body_mb == Some(0) {
-            return Err(Error::Config("`max_body_mb` must be at least 1".into()));
-        }
-        let config = Config {
+        let limits = LimitOverrides {
+            max_body_bytes: s.max_body_mb.map(mib),
             request_timeout: s.request_timeout_ms.map(Duration::from_millis),
-            max_body_bytes: s.max_body_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            max_connections: s.max_connections,
+            header_timeout: s.header_timeout_ms.map(Duration::from_millis),
+            keep_alive: s.keep_alive_ms.map(Duration::from_millis),
+        };
+        limits.check(|key| format!("`{}`", key.file))?;
+        let config = Config {
+            limits,
             keyed_secret,
             audit,
             file,
@@ -270,15 +274,108 @@ impl Config {
         self.audit.as_ref().map(|(p, k)| (p.as_path(), k))
     }
 
-    /// `request_timeout_ms`, when set.
-    pub fn request_timeout(&self) -> Option<Duration> {
-        self.request_timeout
+    /// The limits `[server]` sets (`max_body_mb`, `request_timeout_ms`, ...).
+    pub fn limits(&self) -> &LimitOverrides {
+        &self.limits
     }
+}
 
-    /// `max_body_mb` in bytes, when set.
-    pub fn max_body_bytes(&self) -> Option<usize> {
-        self.max_body_bytes
+/// Bytes in `mb` MiB.
+pub fn mib(mb: usize) -> usize {
+    mb.saturating_mul(1 << 20)
+}
+
+/// A limit that zero would disable by mistake.
+trait Positive: Copy {
+    fn is_zero(self) -> bool;
+}
+
+impl Positive for usize {
+    fn is_zero(self) -> bool {
+        self == 0
     }
+}
+
+impl Positive for Duration {
+    fn is_zero(self) -> bool {
+        Duration::is_zero(&self)
+    }
+}
+
+/// The names of one limit on the command line and in `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitKey {
+    /// The command-line flag.
+    pub flag: &'static str,
+    /// The key of `[server]`.
+    pub file: &'static str,
+}
+
+/// Declares [`Limits`] and [`LimitOverrides`] from one list: each limit's type, default, flag
+/// and file key.
+macro_rules! limits {
+    ($($(#[doc = $doc:literal])* $name:ident: $ty:ty = $default:expr, $flag:literal, $key:literal;)*) => {
+        /// The limits a server enforces, resolved from the command line, the configuration
+        /// file's `[server]` section and the defaults, in that order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct Limits {
+            $($(#[doc = $doc])* pub $name: $ty,)*
+        }
+
+        impl Default for Limits {
+            fn default() -> Self {
+                Limits { $($name: $default,)* }
+            }
+        }
+
+        /// Limits given on the command line or in `[server]`; `None` leaves the next source's.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct LimitOverrides {
+            $(#[doc = concat!("See [`Limits::", stringify!($name), "`].")] pub $name: Option<$ty>,)*
+        }
+
+        impl LimitOverrides {
+            /// These overrides over `below`'s.
+            pub fn or(&self, below: &LimitOverrides) -> LimitOverrides {
+                LimitOverrides { $($name: self.$name.or(below.$name),)* }
+            }
+
+            /// The limits, with the defaults where nothing is given.
+            pub fn resolve(&self) -> Limits {
+                let d = Limits::default();
+                Limits { $($name: self.$name.unwrap_or(d.$name),)* }
+            }
+
+            /// Refuses a limit of zero, naming it with `name`.
+            fn check(&self, name: impl Fn(LimitKey) -> String) -> Result<()> {
+                $(
+                    if self.$name.is_some_and(Positive::is_zero) {
+                        let key = LimitKey { flag: $flag, file: $key };
+                        return Err(Error::Config(format!("{} must be at least 1", name(key))));
+                    }
+                )*
+                Ok(())
+            }
+        }
+    };
+}
+
+limits! {
+    /// Largest request body in bytes (`--max-body-mb`, `max_body_mb`; default 64 MiB).
+    max_body_bytes: usize = 64 << 20, "--max-body-mb", "max_body_mb";
+    /// Time from a request's arrival to its answer, `504` past it (`--timeout-ms`,
+    /// `request_timeout_ms`; default 30 s).
+    request_timeout: Duration = Duration::from_secs(30), "--timeout-ms", "request_timeout_ms";
+    /// Open connections at most: past it, connections idle for 100 ms or more are closed to
+    /// make room, else the new one is answered `503` (`--max-connections`, `max_connections`;
+    /// default 1024, fewer where the limit of open files is lower).
+    max_connections: usize = 1024, "--max-connections", "max_connections";
+    /// Time for a request's headers to arrive, from their first byte (`--header-timeout-ms`,
+    /// `header_timeout_ms`; default 10 s).
+    header_timeout: Duration = Duration::from_secs(10), "--header-timeout-ms", "header_timeout_ms";
+    /// Time an idle connection stays open, from its last answer or its opening
+    /// (`--keep-alive-ms`, `keep_alive_ms`; default 5 s).
+    keep_alive: Duration = Duration::from_secs(5), "--keep-alive-ms", "keep_alive_ms";
 }
 
 /// A 32-byte secret given inline or in a file, as 64 hex digits.
@@ -348,10 +445,8 @@ pub struct Options {
     pub busy_wait: bool,
     /// Bytes of weights kept in materialised sessions per model.
     pub static_budget: usize,
-    /// Largest request body (overrides the configuration file).
-    pub max_body_bytes: Option<usize>,
-    /// Time a request may take before it is answered with `504` (overrides the file).
-    pub request_timeout: Option<Duration>,
+    /// Limits given on the command line: each overrides the configuration file's.
+    pub limits: LimitOverrides,
     /// The configuration file's content.
     pub config: Config,
 }
@@ -372,24 +467,15 @@ impl Options {
             workers: 2,
             busy_wait: false,
             static_budget: 1 << 30,
-            max_body_bytes: None,
-            request_timeout: None,
+            limits: LimitOverrides::default(),
             config: Config::default(),
         }
     }
 
-    /// The body limit in force.
-    pub fn body_limit(&self) -> usize {
-        self.max_body_bytes
-            .or(self.config.max_body_bytes())
-            .unwrap_or(64 << 20)
-    }
-
-    /// The request timeout in force.
-    pub fn timeout(&self) -> Duration {
-        self.request_timeout
-            .or(self.config.request_timeout())
-            .unwrap_or(Duration::from_secs(30))
+    /// The limits in force: the command line's over the configuration file's over the
+    /// defaults.
+    pub fn limits(&self) -> Limits {
+        self.limits.or(self.config.limits()).resolve()
     }
 
     /// Checks the options against each other and the configuration.
@@ -435,7 +521,7 @@ impl Options {
                 return Err(Error::Config(format!("{what} must be at least 1")));
             }
         }
-        Ok(())
+        self.limits.check(|key| key.flag.to_string())
     }
 }
 
@@ -486,6 +572,11 @@ mod tests {
             ("[server]\nkeyed_secret = \"abc\"\n", "64 hex digits"),
             ("[server]\naudit_log = \"a.jsonl\"\n", "needs `audit_key`"),
             ("[server]\nrequest_timeout_ms = 0\n", "request_timeout_ms"),
+            (
+                "[server]\nkeep_alive_ms = 0\n",
+                "`keep_alive_ms` must be at least 1",
+            ),
+            ("[server]\nmax_connections = 0\n", "`max_connections`"),
             ("[server\n", "TOML"),
         ];
         for (text, want) in cases {
@@ -507,6 +598,29 @@ mod tests {
         o.config = Config::default();
         o.max_batch = 0;
         assert!(o.check().unwrap_err().to_string().contains("--max-batch"));
+        o.max_batch = 1;
+        o.limits.header_timeout = Some(Duration::ZERO);
+        assert!(
+            o.check()
+                .unwrap_err()
+                .to_string()
+                .contains("--header-timeout-ms")
+        );
+    }
+
+    #[test]
+    fn the_command_line_overrides_the_file_over_the_defaults() {
+        let mut o = Options::new(vec![("a".into(), "x".into())]);
+        o.config = Config::parse(
+            "[server]\nkeep_alive_ms = 700\nmax_body_mb = 3\n",
+            Path::new("."),
+        )
+        .unwrap();
+        o.limits.max_body_bytes = Some(5);
+        let l = o.limits();
+        assert_eq!(l.keep_alive, Duration::from_millis(700));
+        assert_eq!(l.max_body_bytes, 5);
+        assert_eq!(l.header_timeout, Limits::default().header_timeout);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod app;
 pub mod audit;
 pub mod batcher;
 pub mod config;
+mod conn;
 pub mod error;
 pub mod metrics;
 pub mod model;
@@ -32,7 +33,7 @@ pub mod protocol;
 mod routes;
 
 pub use app::{Server, run, shutdown_signal};
-pub use config::{Config, Mode, Options, Policy};
+pub use config::{Config, Limits, Mode, Options, Policy};
 pub use error::{ApiError, Error, Result};
 
 /// Logs as JSON lines on standard error, filtered by `RUST_LOG` (default `info`).

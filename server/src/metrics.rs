@@ -33,6 +33,13 @@ pub struct ModelLabel {
     pub model: String,
 }
 
+/// Labels naming why the server closed a connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `keep_alive`, `header_timeout`, `evicted`, `shutdown` or `stalled`.
+    pub reason: String,
+}
+
 /// Labels naming a model and its execution provider.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabel {
@@ -67,6 +74,12 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// 1 for the execution provider each model runs on.
     pub provider: Family<ProviderLabel, Gauge>,
+    /// Open client connections.
+    pub connections: Gauge,
+    /// Connections refused past the connection limit (answered `503`, or closed unread).
+    pub connections_refused: Counter,
+    /// Connections the server closed, by reason.
+    pub connections_closed: Family<ReasonLabel, Counter>,
 }
 
 fn seconds() -> Histogram {
@@ -98,6 +111,9 @@ impl Metrics {
         let queue_depth = Gauge::default();
         let in_flight = Gauge::default();
         let provider = Family::<ProviderLabel, Gauge>::default();
+        let connections = Gauge::default();
+        let connections_refused = Counter::default();
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
         let mut r = Registry::with_prefix("modeconn");
         r.register(
             "requests",
@@ -145,6 +161,22 @@ impl Metrics {
             "1 for the execution provider each model runs on",
             provider.clone(),
         );
+        r.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections refused past the connection limit",
+            connections_refused.clone(),
+        );
+        r.register(
+            "connections_closed",
+            "Connections the server closed: idle past the keep-alive time, headers not received \
+             in time, evicted to make room, at shutdown, or stalled writing an answer",
+            connections_closed.clone(),
+        );
         Metrics {
             registry: r,
             requests,
@@ -157,6 +189,9 @@ impl Metrics {
             queue_depth,
             in_flight,
             provider,
+            connections,
+            connections_refused,
+            connections_closed,
         }
     }
 
@@ -174,6 +209,15 @@ impl Metrics {
             .get_or_create(&ModelStatus {
                 model: model.to_string(),
                 code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a connection the server closed.
+    pub fn closed(&self, reason: &str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
             })
             .inc();
     }

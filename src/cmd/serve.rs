@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use modeconn_server::config::{LimitOverrides, mib};
 use modeconn_server::{Config, Options};
 
 /// Arguments of `serve`.
@@ -45,6 +46,19 @@ pub struct Args {
     /// configuration's `request_timeout_ms`, else 30000).
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
+    /// Open connections at most; past it, idle ones are closed to make room, else new ones
+    /// get 503 (default: the configuration's `max_connections`, else 1024, fewer if the limit
+    /// of open files is lower).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Milliseconds for a request's headers to arrive, from their first byte (default: the
+    /// configuration's `header_timeout_ms`, else 10000).
+    #[arg(long, value_name = "MS")]
+    header_timeout_ms: Option<u64>,
+    /// Milliseconds an idle connection stays open (default: the configuration's
+    /// `keep_alive_ms`, else 5000).
+    #[arg(long, value_name = "MS")]
+    keep_alive_ms: Option<u64>,
     #[command(flatten)]
     runtime: super::RuntimeArgs,
 }
@@ -81,8 +95,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     options.queue_bytes = args.queue_mb.saturating_mul(1 << 20);
     options.workers = args.workers;
     options.static_budget = args.runtime.static_bytes();
-    options.max_body_bytes = args.max_body_mb.map(|mb| mb.saturating_mul(1 << 20));
-    options.request_timeout = args.timeout_ms.map(Duration::from_millis);
+    options.limits = LimitOverrides {
+        max_body_bytes: args.max_body_mb.map(mib),
+        request_timeout: args.timeout_ms.map(Duration::from_millis),
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout_ms.map(Duration::from_millis),
+        keep_alive: args.keep_alive_ms.map(Duration::from_millis),
+    };
     if let Some(path) = &args.config {
         options.config = Config::load(path)?;
     }
