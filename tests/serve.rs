@@ -1944,3 +1944,154 @@ fn idle_and_half_open_connections_are_closed_by_timeouts_and_at_shutdown() {
     }
     assert_eq!(server.metric("modeconn_connections_refused_total"), 1.0);
 }
+/// `n` t values spread over [0, 1].
+fn many_t(n: usize) -> Vec<f64> {
+    (0..n).map(|i| i as f64 / (n - 1) as f64).collect()
+}
+
+#[test]
+fn heavy_requests_are_bounded_run_in_chunks_and_stop_at_their_deadline() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let x = inputs(1000, 13);
+    let heavy = json_request(&x, json!({"mode": "at", "t": many_t(1024)}), &["class"]);
+    let small = json_request(&x.select(Axis(0), &[0]), json!({}), &["class"]);
+
+    // 1000 samples at 1024 points is 1,024,000 member-samples: over the default bound, refused
+    // before it runs.
+    let server = Served::start(&[&model]);
+    let started = Instant::now();
+    let r = post(&server.infer_url("m"), &[], heavy.clone());
+    eprintln!(
+        "heavy request with the default bound: {} in {:.2} s",
+        r.status,
+        started.elapsed().as_secs_f64()
+    );
+    let e = r.error(413);
+    assert!(e.contains("max_work") && e.contains("1024000"), "{e}");
+    assert_eq!(
+        server.metric("modeconn_compute_seconds_count{model=\"m\"}"),
+        0.0
+    );
+    drop(server);
+
+    // Allowed, but the deadline is 1 s: both heavy requests stop there, and a small request
+    // sent after them is answered at once.
+    let server = Served::start(&[&model, &"--timeout-ms", &"1000", &"--max-work", &"4000000"]);
+    let port = server.port;
+    let started = Instant::now();
+    let heavies: Vec<_> = (0..2)
+        .map(|_| {
+            let heavy = heavy.clone();
+            std::thread::spawn(move || {
+                let url = format!("http://127.0.0.1:{port}/v2/models/m/infer");
+                let r = post(&url, &[], heavy);
+                (r.status, started.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1300));
+    let sent = Instant::now();
+    let r = post(&server.infer_url("m"), &[], small);
+    let small_took = sent.elapsed();
+    let heavies: Vec<(u16, Duration)> = heavies.into_iter().map(|h| h.join().unwrap()).collect();
+    // Everything the workers did, heavy requests included, fits in the 1.3 s before the small
+    // request and the small request's own run.
+    let compute = server.metric("modeconn_compute_seconds_sum{model=\"m\"}");
+    eprintln!(
+        "two heavy requests under a 1 s deadline: {heavies:?}; then a small one: {} in {:.3} s; \
+         compute {compute:.2} s",
+        r.status,
+        small_took.as_secs_f64()
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(small_took < Duration::from_millis(500), "{small_took:?}");
+    for (status, took) in &heavies {
+        assert_eq!(*status, 504);
+        assert!(*took < Duration::from_millis(1300), "{took:?}");
+    }
+    assert!(compute < 2.0 * 1.3 + 0.5, "the workers ran {compute:.2} s");
+    assert_eq!(server.metric("modeconn_abandoned_total{model=\"m\"}"), 2.0);
+    drop(server);
+    chunked_answers_equal_whole_ones();
+}
+
+/// Large batches run in chunks (by members, and by samples in per-sample modes) whose answers
+/// are those of one run.
+fn chunked_answers_equal_whole_ones() {
+    let dir = tempdir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nkeyed_secret = \"{KEY_A}\"\n[defaults]\nmodes = [\"at\", \"keyed\"]\nreturn_point = true\n"
+        ),
+    );
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Served::start(&[&model, &"--config", &config]);
+    // 8 samples at 1024 points: 8,192 member-samples, two chunks by members.
+    let x = inputs(8, 37);
+    let ts = many_t(1024);
+    let all = ["probabilities", "per_member", "entropy", "disagreement"];
+    let r = infer_binary(&server, "m", &x, json!({"mode": "at", "t": ts}), &all);
+    let t_arg = ts
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (p, pm) = predict(&path, &x, &["--at", &t_arg]);
+    assert_close(&r.array("probabilities"), &p, TOL);
+    assert_close(&r.array("per_member"), &pm, TOL);
+    let (_, entropy) = r.output("entropy");
+    let (_, disagreement) = r.output("disagreement");
+    for (i, row) in p.axis_iter(Axis(0)).enumerate() {
+        let h: f64 = row.iter().map(|&q| -(q as f64) * (q as f64).ln()).sum();
+        assert!((entropy[i] - h).abs() < 1e-4, "{} vs {h}", entropy[i]);
+        let top = ndarray::Array1::from_iter(row.iter().copied());
+        let top = (0..CLASSES)
+            .max_by(|&a, &b| top[a].partial_cmp(&top[b]).unwrap())
+            .unwrap();
+        let differ = pm
+            .axis_iter(Axis(0))
+            .filter(|m| {
+                let s = m.index_axis(Axis(0), i);
+                (0..CLASSES)
+                    .max_by(|&a, &b| s[a].partial_cmp(&s[b]).unwrap())
+                    .unwrap()
+                    != top
+            })
+            .count();
+        assert!((disagreement[i] - differ as f64 / 1024.0).abs() < 1e-6);
+    }
+    // 4,100 keyed samples: two chunks by samples, the same points and answers as two requests.
+    let x = inputs(4100, 41);
+    let whole = infer_binary(
+        &server,
+        "m",
+        &x,
+        json!({"mode": "keyed"}),
+        &["probabilities", "point"],
+    );
+    let halves: Vec<Reply> = [0..2050, 2050..4100]
+        .into_iter()
+        .map(|rows| {
+            let part = x.select(Axis(0), &rows.collect::<Vec<_>>());
+            infer_binary(
+                &server,
+                "m",
+                &part,
+                json!({"mode": "keyed"}),
+                &["probabilities", "point"],
+            )
+        })
+        .collect();
+    let points: Vec<f64> = halves.iter().flat_map(|h| h.output("point").1).collect();
+    assert_eq!(whole.output("point").1, points);
+    let probs: Vec<ArrayD<f32>> = halves.iter().map(|h| h.array("probabilities")).collect();
+    let views: Vec<_> = probs.iter().map(|a| a.view()).collect();
+    assert_close(
+        &whole.array("probabilities"),
+        &ndarray::concatenate(Axis(0), &views).unwrap(),
+        TOL,
+    );
+}

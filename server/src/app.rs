@@ -243,6 +243,7 @@ impl Server {
         let request = protocol::parse_request(json_part)?;
         let (query, input) = model.decode(request, binary)?;
         *mode_seen = Some(query.mode);
+        model.check_work(&query, input.shape()[0], self.limits.max_work)?;
         drop(bytes);
 
         // The input moves to the worker; the audit keeps only its fingerprints.
@@ -255,6 +256,7 @@ impl Server {
             input,
             query.wants_per_member(),
             tx,
+            deadline.into_std(),
         ))?;
         let answer = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => result?,

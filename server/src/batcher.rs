@@ -2,15 +2,15 @@
 //! holds `max_batch` samples or its first request has waited `max_delay`, then run as one
 //! prediction on a worker thread and are answered separately.
 //!
-//! The queue is bounded (a full queue is `503`), requests whose client has gone are dropped
-//! before they run, and closing lets the workers finish everything queued.
+//! The queue is bounded (a full queue is `503`), requests whose client has gone or whose
+//! deadline has passed are dropped before they run and stopped between the chunks of a large
+//! batch (`chunks.rs`), and closing lets the workers finish everything queued.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use modeconn_runtime::Error as RuntimeError;
 use ndarray::{ArrayD, Axis, s};
 use tokio::sync::oneshot;
 
@@ -32,11 +32,13 @@ pub struct Job {
     pub per_member: bool,
     /// Where the answer goes; a closed channel means the client is gone.
     pub reply: oneshot::Sender<Result<Answer, ApiError>>,
+    /// When the request times out: its work stops then.
+    pub deadline: Instant,
     enqueued: Instant,
 }
 
 impl Job {
-    /// A job queued now.
+    /// A job queued now, to be answered by `deadline`.
     pub fn new(
         model: Arc<ServedModel>,
         key: BatchKey,
@@ -44,6 +46,7 @@ impl Job {
         input: ArrayD<f32>,
         per_member: bool,
         reply: oneshot::Sender<Result<Answer, ApiError>>,
+        deadline: Instant,
     ) -> Job {
         Job {
             model,
@@ -52,8 +55,15 @@ impl Job {
             input,
             per_member,
             reply,
+            deadline,
             enqueued: Instant::now(),
         }
+    }
+
+    /// Whether someone still waits for the answer: the client is there and the deadline has
+    /// not passed.
+    fn awaited(&self) -> bool {
+        !self.reply.is_closed() && Instant::now() < self.deadline
     }
 
     fn bytes(&self) -> usize {
@@ -271,13 +281,8 @@ fn run(shared: &Shared, batch: Vec<Job>) {
     let metrics = &shared.metrics;
     let started = Instant::now();
     // Requests whose client has gone (disconnected or timed out) are not run.
-    let (live, gone): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| !j.reply.is_closed());
-    for job in &gone {
-        metrics
-            .abandoned
-            .get_or_create(&Metrics::model(&job.model.name))
-            .inc();
-    }
+    let (live, gone): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(Job::awaited);
+    abandon(metrics, gone);
     let Some(first) = live.first() else {
         return;
     };
@@ -312,9 +317,13 @@ fn run(shared: &Shared, batch: Vec<Job>) {
     };
     let total = input.shape()[0];
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        model
-            .ensemble
-            .predict(input.view(), &live[0].sampling, per_member)
+        crate::chunks::predict(
+            &model.ensemble,
+            input.view(),
+            &live[0].sampling,
+            per_member,
+            || live.iter().any(Job::awaited),
+        )
     }));
     let compute = started.elapsed();
     metrics
@@ -330,9 +339,13 @@ fn run(shared: &Shared, batch: Vec<Job>) {
         .get_or_create(&label)
         .observe(live.len() as f64);
     let prediction = match result {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
-            let err = runtime_error(&e);
+        Ok(Ok(Some(p))) => p,
+        Ok(Ok(None)) => {
+            // Nobody waits any more: the rest of the work was dropped between two chunks.
+            abandon(metrics, live);
+            return;
+        }
+        Ok(Err(err)) => {
             for job in live {
                 let _ = job.reply.send(Err(err.clone()));
             }
@@ -380,13 +393,16 @@ fn run(shared: &Shared, batch: Vec<Job>) {
     }
 }
 
-/// The status of a runtime failure: the request's fault, or ours.
-fn runtime_error(e: &RuntimeError) -> ApiError {
-    use modeconn_runtime::ErrorCode as C;
-    match e.code() {
-        C::Input | C::Sampling | C::TOutOfRange | C::MemberOutOfRange => {
-            ApiError::bad_request(e.to_string())
-        }
-        _ => ApiError::internal(e.to_string()),
+/// Drops jobs nobody waits for, counting them.
+fn abandon(metrics: &Metrics, jobs: Vec<Job>) {
+    for job in jobs {
+        metrics
+            .abandoned
+            .get_or_create(&Metrics::model(&job.model.name))
+            .inc();
+        let _ = job.reply.send(Err(ApiError::new(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            "the deadline passed before the answer was ready",
+        )));
     }
 }

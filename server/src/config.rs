@@ -9,6 +9,7 @@
 //! max_connections = 1024
 //! header_timeout_ms = 10000
 //! keep_alive_ms = 5000
+//! max_work = 262144                 # members x samples of one request
 //! keyed_secret_file = "keyed.key"   # 64 hex digits; or keyed_secret = "..."
 //! audit_log = "audit.jsonl"
 //! audit_key_file = "audit.key"      # or audit_key = "..."
@@ -112,6 +113,7 @@ struct ServerFile {
     max_connections: Option<usize>,
     header_timeout_ms: Option<u64>,
     keep_alive_ms: Option<u64>,
+    max_work: Option<usize>,
     keyed_secret: Option<String>,
     keyed_secret_file: Option<PathBuf>,
     audit_log: Option<PathBuf>,
@@ -192,6 +194,7 @@ impl Config {
             max_connections: s.max_connections,
             header_timeout: s.header_timeout_ms.map(Duration::from_millis),
             keep_alive: s.keep_alive_ms.map(Duration::from_millis),
+            max_work: s.max_work,
         };
         limits.check(|key| format!("`{}`", key.file))?;
         let config = Config {
@@ -376,6 +379,10 @@ limits! {
     /// Time an idle connection stays open, from its last answer or its opening
     /// (`--keep-alive-ms`, `keep_alive_ms`; default 5 s).
     keep_alive: Duration = Duration::from_secs(5), "--keep-alive-ms", "keep_alive_ms";
+    /// The work one request may cause, in member-samples: members times samples (samples in
+    /// the per-sample modes); more is `413` before anything runs (`--max-work`, `max_work`;
+    /// default 262,144).
+    max_work: usize = 1 << 18, "--max-work", "max_work";
 }
 
 /// A 32-byte secret given inline or in a file, as 64 hex digits.

@@ -86,6 +86,26 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
+
+    /// `413 Content Too Large`: the request asks for more than a limit allows.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+
+    /// The status of a runtime failure: `400` for the request's fault, `413` for a request
+    /// over one of the runtime's bounds, `500` for ours.
+    pub fn runtime(e: &modeconn_runtime::Error) -> Self {
+        use modeconn_runtime::ErrorCode as C;
+        if matches!(e, modeconn_runtime::Error::TooLarge { .. }) {
+            return Self::too_large(e.to_string());
+        }
+        match e.code() {
+            C::Input | C::Sampling | C::TOutOfRange | C::MemberOutOfRange => {
+                Self::bad_request(e.to_string())
+            }
+            _ => Self::internal(e.to_string()),
+        }
+    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -24,6 +24,7 @@
 pub mod app;
 pub mod audit;
 pub mod batcher;
+mod chunks;
 pub mod config;
 mod conn;
 pub mod error;

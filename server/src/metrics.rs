@@ -58,7 +58,8 @@ pub struct Metrics {
     pub requests: Family<ModelMode, Counter>,
     /// Inference requests answered with an error.
     pub failures: Family<ModelStatus, Counter>,
-    /// Requests dropped before they ran because the client left or the deadline passed.
+    /// Requests dropped because the client left or the deadline passed: before they ran, or
+    /// between the chunks of their work.
     pub abandoned: Family<ModelLabel, Counter>,
     /// Seconds from queueing to the start of the batch.
     pub queue_seconds: Histograms<ModelLabel>,
@@ -127,7 +128,8 @@ impl Metrics {
         );
         r.register(
             "abandoned",
-            "Requests dropped unrun because the client disconnected or the deadline passed",
+            "Requests dropped, unrun or between chunks, because the client disconnected or the \
+             deadline passed",
             abandoned.clone(),
         );
         r.register(

@@ -59,6 +59,10 @@ pub struct Args {
     /// `keep_alive_ms`, else 5000).
     #[arg(long, value_name = "MS")]
     keep_alive_ms: Option<u64>,
+    /// Member-samples one request may cost (members times samples; samples in per-sample
+    /// modes); more is answered 413 (default: the configuration's `max_work`, else 262144).
+    #[arg(long, value_name = "N")]
+    max_work: Option<usize>,
     #[command(flatten)]
     runtime: super::RuntimeArgs,
 }
@@ -101,6 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         header_timeout: args.header_timeout_ms.map(Duration::from_millis),
         keep_alive: args.keep_alive_ms.map(Duration::from_millis),
+        max_work: args.max_work,
     };
     if let Some(path) = &args.config {
         options.config = Config::load(path)?;

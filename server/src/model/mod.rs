@@ -216,6 +216,35 @@ impl ServedModel {
         })
     }
 
+    /// Refuses with `413` a query whose work, members times samples (samples in per-sample
+    /// modes, where each sample has one member), is over `max_work`.
+    pub fn check_work(
+        &self,
+        query: &Query,
+        samples: usize,
+        max_work: usize,
+    ) -> Result<(), ApiError> {
+        let members = self
+            .ensemble
+            .member_count(&query.sampling, samples)
+            .map_err(|e| ApiError::runtime(&e))?;
+        let (work, how) = if query.sampling.is_per_sample() {
+            (samples, format!("{samples} samples, one member each"))
+        } else {
+            (
+                members.saturating_mul(samples),
+                format!("{members} members x {samples} samples"),
+            )
+        };
+        if work > max_work {
+            return Err(ApiError::too_large(format!(
+                "this request costs {work} member-samples ({how}), over the server's limit of \
+                 {max_work} (max_work): send fewer samples or points"
+            )));
+        }
+        Ok(())
+    }
+
     /// The sampling a mode uses, with the points of `at` given.
     fn sampling(&self, mode: Mode, at: Option<AtPoints>) -> Result<(BatchKey, Sampling), ApiError> {
         let p = &self.policy;
