@@ -2095,3 +2095,93 @@ fn chunked_answers_equal_whole_ones() {
         TOL,
     );
 }
+/// Samples a process's resident memory every 10 ms while `work` runs: (peak, samples) in KiB.
+fn peak_rss_during<T>(server: &Served, work: impl FnOnce() -> T) -> (u64, T) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let pid = server.child.id();
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(rss_of(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        });
+        let out = work();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (sampler.join().unwrap(), out)
+    })
+}
+
+/// Resident memory of a process in KiB (0 once it is gone).
+pub(crate) fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn concurrent_large_bodies_are_bounded_in_memory_and_it_goes_back() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Served::start(&[&model, &"--max-body-mb", &"6", &"--receive-mb", &"12"]);
+    // 16 clients at once, each with a JSON body of about 5 MiB: one body at a time fits in the
+    // 12 MiB being received (each counts twice).
+    let x = inputs(1400, 17);
+    let body = json_request(&x, json!({"mode": "at", "t": 0.5}), &["class"]);
+    let mb = body.len() as f64 / f64::from(1 << 20);
+    let port = server.port;
+    // Warm up both workers (and their sessions' memory) with requests of the size.
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| assert_eq!(post(&server.infer_url("m"), &[], body.clone()).status, 200));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let before = server.rss_kib();
+    let (peak, statuses) = peak_rss_during(&server, || {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    let body = &body;
+                    scope.spawn(move || {
+                        let url = format!("http://127.0.0.1:{port}/v2/models/m/infer");
+                        post(&url, &[], body.clone()).status
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<u16>>()
+        })
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let after = server.rss_kib();
+    eprintln!(
+        "16 concurrent {mb:.1} MiB bodies: statuses {statuses:?}; RSS {} MiB before, {} MiB peak, {} MiB after",
+        before / 1024,
+        peak / 1024,
+        after / 1024
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200));
+    assert!(
+        peak < before + 40 * 1024,
+        "peak {peak} KiB from {before} KiB"
+    );
+    assert!(
+        after < before + 8 * 1024,
+        "{after} KiB after, {before} KiB before"
+    );
+}

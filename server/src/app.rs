@@ -21,6 +21,7 @@ use crate::conn::Connections;
 use crate::metrics::{Metrics, ProviderLabel};
 use crate::model::ServedModel;
 use crate::protocol::{self, HEADER_LENGTH};
+use crate::receive::{Receiving, read_body};
 use crate::{ApiError, Error, Result};
 use modeconn_runtime::fs::hex;
 
@@ -37,6 +38,8 @@ pub struct Server {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) audit: Option<AuditLog>,
     pub(crate) limits: Limits,
+    /// The budget of bytes being received.
+    pub(crate) receiving: Receiving,
     /// False once shutdown begins (readiness answers 503).
     pub(crate) ready: AtomicBool,
     pub(crate) provider: Provider,
@@ -55,6 +58,7 @@ impl Server {
     /// workers.
     pub fn load(options: &Options) -> Result<Arc<Server>> {
         options.check()?;
+        crate::memory::give_back_large_blocks();
         let mut rt = RuntimeOptions::default()
             .with_device(options.device)
             .with_intra_threads(options.threads)
@@ -151,6 +155,7 @@ impl Server {
             batcher,
             metrics,
             audit,
+            receiving: Receiving::new(limits.receive_bytes),
             limits,
             ready: AtomicBool::new(true),
             provider,
@@ -208,43 +213,31 @@ impl Server {
                 "the server is shutting down; retry on another replica",
             ));
         }
+        let limit = self.limits.max_body_bytes;
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body exceeds the limit of {} bytes",
-                    self.limits.max_body_bytes
-                ),
-            )
-        };
-        if declared.is_some_and(|n| n > self.limits.max_body_bytes) {
-            return Err(too_large());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::too_large(format!(
+                "the request body exceeds the limit of {limit} bytes"
+            )));
         }
-        let bytes = tokio::time::timeout_at(
-            deadline,
-            axum::body::to_bytes(body, self.limits.max_body_bytes),
-        )
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {} ms",
-                    self.limits.request_timeout.as_millis()
-                ),
-            )
-        })?
-        .map_err(|_| too_large())?;
+        // The body and the values decoded from it count against the budget of bytes being
+        // received, from before the first byte is read until the input tensor is built.
+        let length = declared.unwrap_or(limit);
+        let mut reservation = self.receiving.reserve(2 * length, deadline).await?;
+        let bytes = read_body(body, limit, declared, deadline, self.limits.request_timeout).await?;
+        reservation.keep(2 * bytes.len());
         let (json_part, binary) = protocol::split_body(headers, &bytes)?;
         let request = protocol::parse_request(json_part)?;
-        let (query, input) = model.decode(request, binary)?;
+        let (query, input) = model.decode(request, binary, |values| {
+            reservation.hold(bytes.len() + values)
+        })?;
         *mode_seen = Some(query.mode);
         model.check_work(&query, input.shape()[0], self.limits.max_work)?;
         drop(bytes);
+        drop(reservation);
 
         // The input moves to the worker; the audit keeps only its fingerprints.
         let fingerprints = self.audit.as_ref().map(|a| a.fingerprints(&input));

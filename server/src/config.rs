@@ -10,6 +10,7 @@
 //! header_timeout_ms = 10000
 //! keep_alive_ms = 5000
 //! max_work = 262144                 # members x samples of one request
+//! receive_mb = 512                  # bodies being received at once, each counted twice
 //! keyed_secret_file = "keyed.key"   # 64 hex digits; or keyed_secret = "..."
 //! audit_log = "audit.jsonl"
 //! audit_key_file = "audit.key"      # or audit_key = "..."
@@ -114,6 +115,7 @@ struct ServerFile {
     header_timeout_ms: Option<u64>,
     keep_alive_ms: Option<u64>,
     max_work: Option<usize>,
+    receive_mb: Option<usize>,
     keyed_secret: Option<String>,
     keyed_secret_file: Option<PathBuf>,
     audit_log: Option<PathBuf>,
@@ -195,6 +197,7 @@ impl Config {
             header_timeout: s.header_timeout_ms.map(Duration::from_millis),
             keep_alive: s.keep_alive_ms.map(Duration::from_millis),
             max_work: s.max_work,
+            receive_bytes: s.receive_mb.map(mib),
         };
         limits.check(|key| format!("`{}`", key.file))?;
         let config = Config {
@@ -383,6 +386,10 @@ limits! {
     /// the per-sample modes); more is `413` before anything runs (`--max-work`, `max_work`;
     /// default 262,144).
     max_work: usize = 1 << 18, "--max-work", "max_work";
+    /// Bytes of request bodies being received and decoded at once, over every connection;
+    /// each body counts twice its length (`--receive-mb`, `receive_mb`, in MiB; default 512 MiB,
+    /// at least twice the body limit). Bodies past it wait, until their deadline (then `503`).
+    receive_bytes: usize = 512 << 20, "--receive-mb", "receive_mb";
 }
 
 /// A 32-byte secret given inline or in a file, as 64 hex digits.
@@ -528,7 +535,17 @@ impl Options {
                 return Err(Error::Config(format!("{what} must be at least 1")));
             }
         }
-        self.limits.check(|key| key.flag.to_string())
+        self.limits.check(|key| key.flag.to_string())?;
+        let limits = self.limits();
+        if limits.receive_bytes < 2 * limits.max_body_bytes {
+            return Err(Error::Config(format!(
+                "--receive-mb ({} MiB) must be at least twice --max-body-mb ({} MiB): a body \
+                 counts twice its length while it is received",
+                limits.receive_bytes >> 20,
+                limits.max_body_bytes >> 20
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -28,9 +28,11 @@ mod chunks;
 pub mod config;
 mod conn;
 pub mod error;
+mod memory;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+mod receive;
 mod routes;
 
 pub use app::{Server, run, shutdown_signal};

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::ApiError;
@@ -14,37 +15,48 @@ use crate::ApiError;
 /// Header giving the length of the JSON part of a body with binary tensor data.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
-/// An inference request as sent.
+/// The most inputs a request may list (a model takes one: the rest is only counted).
+pub const MAX_INPUTS: usize = 8;
+/// The most dimensions of an input's shape.
+pub const MAX_DIMS: usize = 32;
+/// The most bytes of JSON of `parameters`, `outputs`, or an input's `parameters`: they are
+/// parsed into a tree that takes many times the bytes of its text.
+pub const MAX_PARAMETERS_BYTES: usize = 64 << 10;
+
+/// An inference request as sent. The input values stay unparsed text in the body until the
+/// shape says how many there must be ([`values`]).
 #[derive(Debug, Deserialize)]
-pub struct InferRequest {
+pub struct InferRequest<'a> {
     /// The client's identifier of the request, echoed in the response.
     #[serde(default)]
     pub id: Option<String>,
     /// Request parameters (`mode`, `t`, `members`, `binary_data_output`, ...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "small")]
     pub parameters: Option<Map<String, Value>>,
-    /// Input tensors.
-    pub inputs: Vec<InputTensor>,
+    /// Input tensors (at most [`MAX_INPUTS`]).
+    #[serde(borrow, deserialize_with = "few_inputs")]
+    pub inputs: Vec<InputTensor<'a>>,
     /// Outputs asked for; all defaults when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "small")]
     pub outputs: Option<Vec<RequestedOutput>>,
 }
 
 /// One input tensor as sent.
 #[derive(Debug, Deserialize)]
-pub struct InputTensor {
+pub struct InputTensor<'a> {
     /// Tensor name.
     pub name: String,
-    /// Shape.
+    /// Shape (at most [`MAX_DIMS`] dimensions).
+    #[serde(deserialize_with = "dims")]
     pub shape: Vec<i64>,
     /// Datatype (`FP32`, ...).
     pub datatype: String,
     /// Tensor parameters (`binary_data_size`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "small")]
     pub parameters: Option<Map<String, Value>>,
-    /// The values in row-major order, flat or nested; absent with binary data.
-    #[serde(default, deserialize_with = "flat_numbers")]
-    pub data: Option<Vec<f64>>,
+    /// The values in row-major order, flat or nested, as sent; absent with binary data.
+    #[serde(borrow, default)]
+    pub data: Option<&'a RawValue>,
 }
 
 /// One output asked for.
@@ -55,6 +67,90 @@ pub struct RequestedOutput {
     /// Output parameters (`binary_data`).
     #[serde(default)]
     pub parameters: Option<Map<String, Value>>,
+}
+
+/// A value of at most [`MAX_PARAMETERS_BYTES`] of JSON, parsed once its size is known.
+fn small<'de, D: Deserializer<'de>, T: de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let raw = <&RawValue>::deserialize(d)?;
+    if raw.get().len() > MAX_PARAMETERS_BYTES {
+        return Err(de::Error::custom(format!(
+            "parameters and outputs may take {MAX_PARAMETERS_BYTES} bytes each at most, not {}",
+            raw.get().len()
+        )));
+    }
+    serde_json::from_str(raw.get()).map_err(de::Error::custom)
+}
+
+/// Input tensors, refusing more than [`MAX_INPUTS`].
+fn few_inputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<InputTensor<'de>>, D::Error> {
+    struct Few;
+    impl<'de> Visitor<'de> for Few {
+        type Value = Vec<InputTensor<'de>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of at most {MAX_INPUTS} input tensors")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(t) = seq.next_element()? {
+                if out.len() == MAX_INPUTS {
+                    return Err(de::Error::custom(format!(
+                        "more than {MAX_INPUTS} inputs (the model takes one)"
+                    )));
+                }
+                out.push(t);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Few)
+}
+
+/// A shape, refusing more than [`MAX_DIMS`] dimensions.
+fn dims<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    struct Dims;
+    impl<'de> Visitor<'de> for Dims {
+        type Value = Vec<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a shape of at most {MAX_DIMS} integers")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(d) = seq.next_element()? {
+                if out.len() == MAX_DIMS {
+                    return Err(de::Error::custom(format!(
+                        "a shape has at most {MAX_DIMS} dimensions"
+                    )));
+                }
+                out.push(d);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Dims)
+}
+
+/// The bytes the values of `data` take once parsed when `count` are expected: no more than the
+/// text can hold (a value takes two bytes of it at least, with its separator).
+pub fn values_bytes(data: &RawValue, count: usize) -> usize {
+    count.min(data.get().len() / 2 + 1) * std::mem::size_of::<f32>()
+}
+
+/// Parses `data` (numbers, flat or nested) into exactly `count` values, allocating no more than
+/// [`values_bytes`] says. Err says what is wrong: not numbers, or how many there are.
+pub fn values(data: &RawValue, count: usize) -> Result<Vec<f32>, String> {
+    let mut out = Vec::with_capacity(values_bytes(data, count) / std::mem::size_of::<f32>());
+    let mut de = serde_json::Deserializer::from_str(data.get());
+    let seen = Flatten {
+        out: &mut out,
+        count,
+        seen: 0,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| e.to_string())?;
+    if seen != count {
+        return Err(format!("has {seen} values; its shape needs {count}"));
+    }
+    Ok(out)
 }
 
 /// Splits a body into its JSON part and its binary part, using the
@@ -81,7 +177,7 @@ pub fn split_body<'a>(
 }
 
 /// Parses the JSON part of a request.
-pub fn parse_request(json: &[u8]) -> Result<InferRequest, ApiError> {
+pub fn parse_request(json: &[u8]) -> Result<InferRequest<'_>, ApiError> {
     serde_json::from_slice(json)
         .map_err(|e| ApiError::bad_request(format!("malformed inference request: {e}")))
 }
@@ -246,62 +342,60 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `data` as flat numbers, however deeply nested; `null` and absent are `None`.
-fn flat_numbers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<f64>>, D::Error> {
-    struct Top;
-    impl<'de> Visitor<'de> for Top {
-        type Value = Option<Vec<f64>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an array of numbers (flat or nested)")
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_any(Top)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            Flatten(&mut out).visit_seq(seq)?;
-            Ok(Some(out))
-        }
-    }
-    d.deserialize_option(Top)
+/// Appends the numbers of a nested sequence to a vector, keeping the first `count` and
+/// counting the rest.
+struct Flatten<'a> {
+    out: &'a mut Vec<f32>,
+    count: usize,
+    seen: usize,
 }
 
-/// Appends every number of a nested sequence to a vector.
-struct Flatten<'a>(&'a mut Vec<f64>);
+impl Flatten<'_> {
+    fn push(&mut self, v: f64) {
+        self.seen += 1;
+        if self.out.len() < self.count {
+            // Values beyond the FP32 range become infinite, and are refused as such.
+            self.out.push(v as f32);
+        }
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for Flatten<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Flatten<'_> {
-    type Value = ();
+    type Value = usize;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a number or an array of numbers")
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.0.push(v);
-        Ok(())
+    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<usize, E> {
+        self.push(v);
+        Ok(self.seen)
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.0.push(v as f64);
-        Ok(())
+    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<usize, E> {
+        self.push(v as f64);
+        Ok(self.seen)
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.0.push(v as f64);
-        Ok(())
+    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<usize, E> {
+        self.push(v as f64);
+        Ok(self.seen)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
-        Ok(())
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<usize, A::Error> {
+        loop {
+            let inner = Flatten {
+                out: &mut *self.out,
+                count: self.count,
+                seen: self.seen,
+            };
+            match seq.next_element_seed(inner)? {
+                Some(seen) => self.seen = seen,
+                None => return Ok(self.seen),
+            }
+        }
     }
 }
 
@@ -309,28 +403,67 @@ impl<'de> Visitor<'de> for Flatten<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn nested_and_flat_data_agree() {
-        let a = parse_request(
-            br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2.5],[3,-4]]}]}"#,
-        )
-        .unwrap();
-        let b = parse_request(
-            br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2.5,3,-4]}]}"#,
-        )
-        .unwrap();
-        assert_eq!(a.inputs[0].data, Some(vec![1.0, 2.5, 3.0, -4.0]));
-        assert_eq!(a.inputs[0].data, b.inputs[0].data);
+    fn data_of(body: &[u8], count: usize) -> Result<Vec<f32>, String> {
+        let r = parse_request(body).unwrap();
+        values(r.inputs[0].data.unwrap(), count)
     }
 
     #[test]
-    fn strings_in_data_are_refused() {
-        let e = parse_request(
+    fn nested_and_flat_data_agree() {
+        let a = data_of(
+            br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2.5],[3,-4]]}]}"#,
+            4,
+        );
+        let b = data_of(
+            br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2.5,3,-4]}]}"#,
+            4,
+        );
+        assert_eq!(a, Ok(vec![1.0, 2.5, 3.0, -4.0]));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn strings_in_data_are_refused_and_counts_are_exact() {
+        let e = data_of(
             br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["a"]}]}"#,
+            1,
         )
         .unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert!(e.message.contains("number"), "{}", e.message);
+        assert!(e.contains("number"), "{e}");
+        let body =
+            br#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[[0,0],[0,0,0]]}]}"#;
+        assert_eq!(
+            data_of(body, 3).unwrap_err(),
+            "has 5 values; its shape needs 3"
+        );
+        assert_eq!(
+            data_of(body, 9).unwrap_err(),
+            "has 5 values; its shape needs 9"
+        );
+    }
+
+    #[test]
+    fn the_parsed_parts_of_a_request_are_bounded() {
+        let many = format!(
+            r#"{{"inputs":[{}]}}"#,
+            [r#"{"name":"x","shape":[1],"datatype":"FP32"}"#; MAX_INPUTS + 1].join(",")
+        );
+        let e = parse_request(many.as_bytes()).unwrap_err();
+        assert!(e.message.contains("more than 8 inputs"), "{}", e.message);
+        let deep = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[{}],"datatype":"FP32"}}]}}"#,
+            vec!["1"; MAX_DIMS + 1].join(",")
+        );
+        assert!(parse_request(deep.as_bytes()).is_err());
+        let big = format!(
+            r#"{{"inputs":[],"parameters":{{"junk":[{}]}}}}"#,
+            vec!["0"; MAX_PARAMETERS_BYTES].join(",")
+        );
+        let e = parse_request(big.as_bytes()).unwrap_err();
+        assert!(e.message.contains("65536 bytes"), "{}", e.message);
+        // The values of `[0,0,...]` take twice its bytes at most, whatever the shape says.
+        let raw: &RawValue = serde_json::from_str("[0,0,0]").unwrap();
+        assert_eq!(values_bytes(raw, 1 << 40), 4 * 4);
     }
 
     #[test]

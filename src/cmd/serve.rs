@@ -63,6 +63,10 @@ pub struct Args {
     /// modes); more is answered 413 (default: the configuration's `max_work`, else 262144).
     #[arg(long, value_name = "N")]
     max_work: Option<usize>,
+    /// MiB of request bodies being received at once over all connections, each counted twice
+    /// its length; more wait (default: the configuration's `receive_mb`, else 512).
+    #[arg(long, value_name = "MB")]
+    receive_mb: Option<usize>,
     #[command(flatten)]
     runtime: super::RuntimeArgs,
 }
@@ -106,6 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         header_timeout: args.header_timeout_ms.map(Duration::from_millis),
         keep_alive: args.keep_alive_ms.map(Duration::from_millis),
         max_work: args.max_work,
+        receive_bytes: args.receive_mb.map(mib),
     };
     if let Some(path) = &args.config {
         options.config = Config::load(path)?;

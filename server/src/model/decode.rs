@@ -9,15 +9,17 @@ use serde_json::{Map, Value};
 use super::{AtPoints, Output, Query, ServedModel, listed};
 use crate::ApiError;
 use crate::config::Mode;
-use crate::protocol::{InferRequest, bool_param};
+use crate::protocol::{self, InferRequest, bool_param};
 
 impl ServedModel {
     /// Checks a request against the bundle and the policy and turns it into a query and its
-    /// input batch.
+    /// input batch. `reserve` is told the bytes the input values will take before they are
+    /// parsed, and may refuse them.
     pub fn decode(
         &self,
-        request: InferRequest,
+        request: InferRequest<'_>,
         binary: &[u8],
+        reserve: impl FnOnce(usize) -> Result<(), ApiError>,
     ) -> Result<(Query, ArrayD<f32>), ApiError> {
         let meta = self.ensemble.bundle().metadata();
         let params = request.parameters.as_ref();
@@ -84,7 +86,16 @@ impl ServedModel {
             )));
         }
         let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
-        let count: usize = shape.iter().product();
+        let count = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= usize::MAX / 4)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "input `{}` has shape {:?}: too many values",
+                    input.name, input.shape
+                ))
+            })?;
         let binary_size = match input
             .parameters
             .as_ref()
@@ -109,15 +120,13 @@ impl ServedModel {
                 )));
             }
             (Some(data), None) => {
-                if data.len() != count {
-                    return Err(ApiError::bad_request(format!(
-                        "input `{}` has {} values; shape {:?} needs {count}",
-                        input.name,
-                        data.len(),
-                        input.shape
-                    )));
-                }
-                data.iter().map(|&v| v as f32).collect()
+                reserve(protocol::values_bytes(data, count))?;
+                protocol::values(data, count).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "input `{}` (shape {:?}): {e}",
+                        input.name, input.shape
+                    ))
+                })?
             }
             (None, Some(size)) => {
                 if size != count * 4 {
@@ -134,6 +143,7 @@ impl ServedModel {
                         binary.len()
                     )));
                 }
+                reserve(size)?;
                 binary
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
