@@ -2185,3 +2185,36 @@ fn concurrent_large_bodies_are_bounded_in_memory_and_it_goes_back() {
         "{after} KiB after, {before} KiB before"
     );
 }
+
+#[test]
+fn answers_are_bounded_before_they_are_computed() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Served::start(&[&model, &"--max-response-mb", &"1"]);
+    // 64 samples at 1024 points, with every member's probabilities: 327,680 values.
+    let x = inputs(64, 19);
+    let params = json!({"mode": "at", "t": many_t(1024)});
+    let body = json_request(&x, params.clone(), &["per_member"]);
+    let r = post(&server.infer_url("m"), &[], body.clone());
+    eprintln!(
+        "per_member of 64 samples at 1024 points: a {} byte request, a {} byte answer ({})",
+        body.len(),
+        r.body.len(),
+        r.status
+    );
+    let e = r.error(413);
+    assert!(
+        e.contains("max_response_mb") && e.contains("1048576"),
+        "{e}"
+    );
+    assert_eq!(
+        server.metric("modeconn_compute_seconds_count{model=\"m\"}"),
+        0.0
+    );
+    // 32 samples: 655,360 bytes in binary fit, while in JSON they could take 16 bytes a value.
+    let half = x.select(Axis(0), &(0..32).collect::<Vec<_>>());
+    let r = infer_binary(&server, "m", &half, params.clone(), &["per_member"]);
+    assert_eq!(r.output("per_member").0, vec![1024, 32, CLASSES]);
+    assert!(r.body.len() < 1 << 20);
+    infer(&server, "m", &half, params, &["per_member"]).error(413);
+}

@@ -235,7 +235,9 @@ impl Server {
             reservation.hold(bytes.len() + values)
         })?;
         *mode_seen = Some(query.mode);
-        model.check_work(&query, input.shape()[0], self.limits.max_work)?;
+        let samples = input.shape()[0];
+        model.check_work(&query, samples, self.limits.max_work)?;
+        model.check_response(&query, samples, self.limits.max_response_bytes)?;
         drop(bytes);
         drop(reservation);
 

@@ -11,6 +11,7 @@
 //! keep_alive_ms = 5000
 //! max_work = 262144                 # members x samples of one request
 //! receive_mb = 512                  # bodies being received at once, each counted twice
+//! max_response_mb = 64              # the largest answer, reckoned before it is computed
 //! keyed_secret_file = "keyed.key"   # 64 hex digits; or keyed_secret = "..."
 //! audit_log = "audit.jsonl"
 //! audit_key_file = "audit.key"      # or audit_key = "..."
@@ -116,6 +117,7 @@ struct ServerFile {
     keep_alive_ms: Option<u64>,
     max_work: Option<usize>,
     receive_mb: Option<usize>,
+    max_response_mb: Option<usize>,
     keyed_secret: Option<String>,
     keyed_secret_file: Option<PathBuf>,
     audit_log: Option<PathBuf>,
@@ -198,6 +200,7 @@ impl Config {
             keep_alive: s.keep_alive_ms.map(Duration::from_millis),
             max_work: s.max_work,
             receive_bytes: s.receive_mb.map(mib),
+            max_response_bytes: s.max_response_mb.map(mib),
         };
         limits.check(|key| format!("`{}`", key.file))?;
         let config = Config {
@@ -390,6 +393,10 @@ limits! {
     /// each body counts twice its length (`--receive-mb`, `receive_mb`, in MiB; default 512 MiB,
     /// at least twice the body limit). Bodies past it wait, until their deadline (then `503`).
     receive_bytes: usize = 512 << 20, "--receive-mb", "receive_mb";
+    /// Bytes an answer may take, reckoned from the request before anything runs (each value at
+    /// its widest); more is `413` (`--max-response-mb`, `max_response_mb`, in MiB; default
+    /// 64 MiB).
+    max_response_bytes: usize = 64 << 20, "--max-response-mb", "max_response_mb";
 }
 
 /// A 32-byte secret given inline or in a file, as 64 hex digits.

@@ -193,6 +193,56 @@ pub fn bool_param(params: Option<&Map<String, Value>>, key: &str) -> Result<bool
     }
 }
 
+/// The widest a number is written in a response's JSON: shortest or fixed-width (`F32`:
+/// sign, 9 significant digits and a two-digit exponent; `F64`: 17 digits and three; `I64`:
+/// sign and 19 digits).
+pub const F32_WIDTH: usize = 15;
+/// See [`F32_WIDTH`].
+pub const F64_WIDTH: usize = 24;
+/// See [`F32_WIDTH`].
+pub const I64_WIDTH: usize = 20;
+
+/// The type of an output tensor's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datatype {
+    /// `FP32`.
+    Fp32,
+    /// `FP64`.
+    Fp64,
+    /// `INT64`.
+    Int64,
+}
+
+impl Datatype {
+    /// The protocol's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Datatype::Fp32 => "FP32",
+            Datatype::Fp64 => "FP64",
+            Datatype::Int64 => "INT64",
+        }
+    }
+
+    /// The most bytes one value takes in a response: in binary, or in JSON with its separator.
+    pub fn value_bytes(self, binary: bool) -> usize {
+        match (self, binary) {
+            (Datatype::Fp32, true) => 4,
+            (Datatype::Fp64 | Datatype::Int64, true) => 8,
+            (Datatype::Fp32, false) => F32_WIDTH + 1,
+            (Datatype::Fp64, false) => F64_WIDTH + 1,
+            (Datatype::Int64, false) => I64_WIDTH + 1,
+        }
+    }
+}
+
+/// The most bytes a response takes besides its values, for a model name, a client's request id
+/// and a number of outputs: the JSON around the values (an id may need six bytes a character,
+/// escaped).
+pub fn frame_bytes(model_name: &str, client_id: Option<&str>, outputs: usize) -> usize {
+    let id = client_id.map_or(0, str::len);
+    512 + 2 * model_name.len() + 6 * id + 256 * outputs
+}
+
 /// Values of an output tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Data {
@@ -205,11 +255,11 @@ pub enum Data {
 }
 
 impl Data {
-    fn datatype(&self) -> &'static str {
+    fn datatype(&self) -> Datatype {
         match self {
-            Data::F32(_) => "FP32",
-            Data::F64(_) => "FP64",
-            Data::I64(_) => "INT64",
+            Data::F32(_) => Datatype::Fp32,
+            Data::F64(_) => Datatype::Fp64,
+            Data::I64(_) => Datatype::Int64,
         }
     }
 
@@ -288,7 +338,7 @@ impl InferResponse {
             };
             outputs.push(JsonOutput {
                 name: o.name,
-                datatype: o.data.datatype(),
+                datatype: o.data.datatype().name(),
                 shape: &o.shape,
                 parameters,
                 data,

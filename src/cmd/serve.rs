@@ -67,6 +67,10 @@ pub struct Args {
     /// its length; more wait (default: the configuration's `receive_mb`, else 512).
     #[arg(long, value_name = "MB")]
     receive_mb: Option<usize>,
+    /// MiB an answer may take, reckoned before it is computed; more is answered 413 (default:
+    /// the configuration's `max_response_mb`, else 64).
+    #[arg(long, value_name = "MB")]
+    max_response_mb: Option<usize>,
     #[command(flatten)]
     runtime: super::RuntimeArgs,
 }
@@ -111,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         keep_alive: args.keep_alive_ms.map(Duration::from_millis),
         max_work: args.max_work,
         receive_bytes: args.receive_mb.map(mib),
+        max_response_bytes: args.max_response_mb.map(mib),
     };
     if let Some(path) = &args.config {
         options.config = Config::load(path)?;

@@ -7,9 +7,51 @@ use modeconn_runtime::ensemble::argmax;
 use serde_json::Map;
 
 use super::{Answer, Output, Query, ServedModel};
-use crate::protocol::{Data, InferResponse, OutputTensor};
+use crate::ApiError;
+use crate::protocol::{Data, Datatype, InferResponse, OutputTensor, frame_bytes};
 
 impl ServedModel {
+    /// Refuses with `413` a query whose response could take more than `max_bytes` for a batch
+    /// of `samples`, before anything runs.
+    pub fn check_response(
+        &self,
+        query: &Query,
+        samples: usize,
+        max_bytes: usize,
+    ) -> Result<(), ApiError> {
+        let classes = self.ensemble.bundle().metadata().output.classes;
+        let members = self
+            .ensemble
+            .member_count(&query.sampling, samples)
+            .map_err(|e| ApiError::runtime(&e))?;
+        let point = match self.kind() {
+            Kind::Curve => Datatype::Fp64,
+            Kind::Snapshots => Datatype::Int64,
+        };
+        let mut bytes = frame_bytes(&self.name, query.client_id.as_deref(), query.outputs.len());
+        for &(kind, binary) in &query.outputs {
+            let (count, datatype) = match kind {
+                Output::Probabilities => (samples.saturating_mul(classes), Datatype::Fp32),
+                Output::Class => (samples, Datatype::Int64),
+                Output::Entropy | Output::Disagreement => (samples, Datatype::Fp32),
+                Output::PerMember => (
+                    members.saturating_mul(samples).saturating_mul(classes),
+                    Datatype::Fp32,
+                ),
+                Output::Point => (members, point),
+            };
+            bytes = bytes.saturating_add(count.saturating_mul(datatype.value_bytes(binary)));
+        }
+        if bytes > max_bytes {
+            return Err(ApiError::too_large(format!(
+                "the answer could take {bytes} bytes, over the server's limit of {max_bytes} \
+                 (max_response_mb): ask for fewer samples, points or outputs, or for binary \
+                 outputs"
+            )));
+        }
+        Ok(())
+    }
+
     /// The response to a query from its answer.
     pub fn respond(&self, query: &Query, answer: Answer, request_id: &str) -> InferResponse {
         let mut parameters = Map::new();
