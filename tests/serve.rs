@@ -2218,3 +2218,77 @@ fn answers_are_bounded_before_they_are_computed() {
     assert!(r.body.len() < 1 << 20);
     infer(&server, "m", &half, params, &["per_member"]).error(413);
 }
+
+#[test]
+fn randomized_and_keyed_answers_have_one_size_whatever_the_point() {
+    let dir = tempdir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nkeyed_secret = \"{KEY_A}\"\n[defaults]\nmodes = [\"randomized\", \"keyed\"]\n"
+        ),
+    );
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Served::start(&[&model, &"--config", &config]);
+    let outputs = ["probabilities", "class", "entropy"];
+    let bits = |r: &Reply| {
+        r.array("probabilities")
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
+    // One input, 400 times in JSON and 50 times in binary: a random point each time.
+    let x = inputs(1, 23);
+    let mut json_sizes = std::collections::BTreeSet::new();
+    let mut answers = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        let r = infer(&server, "m", &x, json!({"mode": "randomized"}), &outputs);
+        json_sizes.insert(r.body.len());
+        answers.insert(bits(&r));
+    }
+    let mut binary_sizes = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        let r = infer_binary(&server, "m", &x, json!({"mode": "randomized"}), &outputs);
+        binary_sizes.insert(r.body.len());
+    }
+    // 60 inputs in keyed mode, each at its own point.
+    let mut keyed_sizes = std::collections::BTreeSet::new();
+    let mut keyed_answers = std::collections::BTreeSet::new();
+    for seed in 0..60 {
+        let r = infer(
+            &server,
+            "m",
+            &inputs(1, 100 + seed),
+            json!({"mode": "keyed"}),
+            &outputs,
+        );
+        keyed_sizes.insert(r.body.len());
+        keyed_answers.insert(bits(&r));
+    }
+    eprintln!(
+        "randomized: {} answers of one input in {} JSON body lengths {json_sizes:?}, {} binary \
+         {binary_sizes:?}; keyed: 60 inputs in {} lengths",
+        answers.len(),
+        json_sizes.len(),
+        binary_sizes.len(),
+        keyed_sizes.len()
+    );
+    assert!(answers.len() > 1 && keyed_answers.len() > 1);
+    assert_eq!(json_sizes.len(), 1, "{json_sizes:?}");
+    assert_eq!(binary_sizes.len(), 1, "{binary_sizes:?}");
+    assert_eq!(keyed_sizes.len(), 1, "{keyed_sizes:?}");
+    // The numbers still read back as the same values as in binary.
+    let j = infer(&server, "m", &x, json!({"mode": "keyed"}), &outputs);
+    let b = infer_binary(&server, "m", &x, json!({"mode": "keyed"}), &outputs);
+    let single = |r: &Reply, name: &str| {
+        r.output(name)
+            .1
+            .iter()
+            .map(|v| (*v as f32).to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bits(&j), bits(&b));
+    assert_eq!(j.output("class"), b.output("class"));
+    assert_eq!(single(&j, "entropy"), single(&b, "entropy"));
+}

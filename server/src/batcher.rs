@@ -346,6 +346,17 @@ fn run(shared: &Shared, batch: Vec<Job>) {
             return;
         }
         Ok(Err(err)) => {
+            // A message may name the member that failed: in per-sample modes that is the
+            // secret point, so the client gets the status alone.
+            let err = if live[0].sampling.is_per_sample() {
+                tracing::error!(model = model.name.as_str(), error = %err, "prediction failed");
+                ApiError::new(
+                    err.status,
+                    "the prediction failed (the server's log has why)",
+                )
+            } else {
+                err
+            };
             for job in live {
                 let _ = job.reply.send(Err(err.clone()));
             }

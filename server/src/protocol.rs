@@ -1,7 +1,7 @@
 //! The Open Inference Protocol v2 on the wire: request bodies (JSON, or JSON followed by
 //! binary tensor data) and response bodies.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -296,6 +296,9 @@ pub struct InferResponse {
     pub parameters: Map<String, Value>,
     /// Outputs in the order asked for.
     pub outputs: Vec<OutputTensor>,
+    /// Whether JSON numbers take their type's full width, so that the body's length does not
+    /// depend on the values (per-sample modes: it would tell the point).
+    pub fixed_width: bool,
 }
 
 #[derive(Serialize)]
@@ -315,6 +318,62 @@ enum JsonData<'a> {
     F32(&'a [f32]),
     F64(&'a [f64]),
     I64(&'a [i64]),
+    Fixed(Box<RawValue>),
+}
+
+impl Data {
+    /// The values as a JSON array whose length depends only on how many there are: each
+    /// number at its type's full width ([`F32_WIDTH`], ...), right-aligned with spaces. Floats
+    /// keep every digit their type needs to be read back exactly (9 for `FP32`, 17 for
+    /// `FP64`); a non-finite value is `null`.
+    pub fn fixed_width_json(&self) -> String {
+        let mut out = String::from("[");
+        let mut number = String::new();
+        let push = |out: &mut String, text: &str, width: usize| {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.extend(std::iter::repeat_n(' ', width.saturating_sub(text.len())));
+            out.push_str(text);
+        };
+        match self {
+            Data::F32(v) => v.iter().for_each(|&x| {
+                float(&mut number, f64::from(x), x.is_finite(), 8, 2);
+                push(&mut out, &number, F32_WIDTH);
+            }),
+            Data::F64(v) => v.iter().for_each(|&x| {
+                float(&mut number, x, x.is_finite(), 16, 3);
+                push(&mut out, &number, F64_WIDTH);
+            }),
+            Data::I64(v) => v.iter().for_each(|&x| {
+                number.clear();
+                let _ = write!(number, "{x}");
+                push(&mut out, &number, I64_WIDTH);
+            }),
+        }
+        out.push(']');
+        out
+    }
+}
+
+/// Writes `x` in scientific notation with `digits` after the point and an exponent of
+/// `exponent_digits` with its sign (`-1.23456789e-01`), or `null`.
+fn float(out: &mut String, x: f64, finite: bool, digits: usize, exponent_digits: usize) {
+    out.clear();
+    if !finite {
+        out.push_str("null");
+        return;
+    }
+    let text = format!("{:.*e}", digits, x);
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let sign = if exponent < 0 { '-' } else { '+' };
+    let _ = write!(
+        out,
+        "{mantissa}e{sign}{:0width$}",
+        exponent.unsigned_abs(),
+        width = exponent_digits
+    );
 }
 
 impl InferResponse {
@@ -329,10 +388,15 @@ impl InferResponse {
                 binary.extend_from_slice(&bytes);
                 (Some(p), None)
             } else {
-                let d = match &o.data {
-                    Data::F32(v) => JsonData::F32(v),
-                    Data::F64(v) => JsonData::F64(v),
-                    Data::I64(v) => JsonData::I64(v),
+                let fixed = self
+                    .fixed_width
+                    .then(|| RawValue::from_string(o.data.fixed_width_json()).ok())
+                    .flatten();
+                let d = match (&o.data, fixed) {
+                    (_, Some(raw)) => JsonData::Fixed(raw),
+                    (Data::F32(v), None) => JsonData::F32(v),
+                    (Data::F64(v), None) => JsonData::F64(v),
+                    (Data::I64(v), None) => JsonData::I64(v),
                 };
                 (None, Some(d))
             };
@@ -536,6 +600,7 @@ mod tests {
                     binary: false,
                 },
             ],
+            fixed_width: false,
         };
         let (body, len) = r.encode();
         let len = len.unwrap();
@@ -544,6 +609,43 @@ mod tests {
         assert_eq!(head["outputs"][1]["data"], serde_json::json!([1]));
         assert_eq!(head["id"], "7");
         assert_eq!(&body[len..len + 4], &0.25f32.to_le_bytes());
+    }
+
+    #[test]
+    fn fixed_width_numbers_read_back_exactly() {
+        let floats = [
+            0.0f32,
+            -0.0,
+            1.0,
+            0.1,
+            1.0e-45,
+            f32::MAX,
+            -3.4e-7,
+            0.999_999_9,
+        ];
+        let text = Data::F32(floats.to_vec()).fixed_width_json();
+        assert_eq!(text.len(), 2 + floats.len() * (F32_WIDTH + 1) - 1, "{text}");
+        let back: Vec<f64> = serde_json::from_str(&text).unwrap();
+        for (a, b) in floats.iter().zip(&back) {
+            assert_eq!(a.to_bits(), (*b as f32).to_bits(), "{a} {b} in {text}");
+        }
+        assert!(text.starts_with("[ 0.00000000e+00,-0.00000000e+00, 1.00000000e+00"));
+        let doubles = [0.25, 1.0 / 3.0, -2.2250738585072014e-308, f64::MAX];
+        let text = Data::F64(doubles.to_vec()).fixed_width_json();
+        assert_eq!(
+            text.len(),
+            2 + doubles.len() * (F64_WIDTH + 1) - 1,
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Vec<f64>>(&text).unwrap(), doubles);
+        let ints = [0i64, 7, -1, i64::MIN];
+        let text = Data::I64(ints.to_vec()).fixed_width_json();
+        assert_eq!(text.len(), 2 + ints.len() * (I64_WIDTH + 1) - 1, "{text}");
+        assert_eq!(serde_json::from_str::<Vec<i64>>(&text).unwrap(), ints);
+        assert_eq!(
+            Data::F32(vec![f32::NAN]).fixed_width_json(),
+            "[           null]"
+        );
     }
 
     #[test]

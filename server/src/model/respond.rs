@@ -136,6 +136,7 @@ impl ServedModel {
             id: query.client_id.clone(),
             parameters,
             outputs,
+            fixed_width: query.mode.is_per_sample(),
         }
     }
 }
