@@ -198,9 +198,11 @@ enum modeconn_device
  {
   // ONNX Runtime's CPU execution provider.
   MODECONN_DEVICE_CPU = 0,
-  // The CUDA execution provider; MODECONN_STATUS_DEVICE when it cannot be used.
+  // The CUDA execution provider on the GPU the gpu argument names; MODECONN_STATUS_DEVICE
+  // when it cannot be used.
   MODECONN_DEVICE_CUDA = 1,
-  // CUDA when it can be used, the CPU otherwise (see modeconn_ensemble_provider).
+  // CUDA on the first GPU when it can be used, the CPU otherwise (see
+  // modeconn_ensemble_provider).
   MODECONN_DEVICE_AUTO = 2,
 };
 #ifndef __cplusplus
@@ -636,6 +638,10 @@ modeconn_status modeconn_ensemble_predict(const struct modeconn_ensemble *ensemb
 // device: a modeconn_device value (MODECONN_DEVICE_CPU, MODECONN_DEVICE_CUDA or
 // MODECONN_DEVICE_AUTO), passed as its number.
 //
+// gpu: with MODECONN_DEVICE_CUDA, the index of the GPU to run on (0 is the first); ignored
+// otherwise. An index past the last GPU is MODECONN_STATUS_DEVICE when the first session is
+// made (modeconn_ensemble_open).
+//
 // threads: operator threads (0: ONNX Runtime's default, one per core); the first runtime of
 // the process fixes it for all.
 //
@@ -650,7 +656,7 @@ modeconn_status modeconn_ensemble_predict(const struct modeconn_ensemble *ensemb
 //
 // Pointers: ort_library is NULL or a NUL-terminated string; out is NULL or valid for writing
 // one pointer.
-modeconn_status modeconn_runtime_new(const char *ort_library, uint32_t device, size_t threads, struct modeconn_runtime **out);
+modeconn_status modeconn_runtime_new(const char *ort_library, uint32_t device, uint32_t gpu, size_t threads, struct modeconn_runtime **out);
 
 // Releases a runtime handle. NULL does nothing (OK).
 //

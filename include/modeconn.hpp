@@ -435,10 +435,11 @@ public:
     /// operator threads (0: one per core; the first runtime of the process fixes it).
     /// `ort_library` is the path of libonnxruntime.so; empty: ORT_DYLIB_PATH, then the
     /// executable's folder. Throws Error (ORT_LIBRARY, DEVICE, INVALID_ARGUMENT, ORT, ...).
+    /// With Device::cuda, `gpu` is the index of the GPU (0 is the first).
     explicit Runtime(Device device = Device::cpu, std::size_t threads = 0,
-                     const std::string &ort_library = {}) {
+                     const std::string &ort_library = {}, std::uint32_t gpu = 0) {
         detail::check(modeconn_runtime_new(ort_library.empty() ? nullptr : ort_library.c_str(),
-                                           static_cast<std::uint32_t>(device), threads,
+                                           static_cast<std::uint32_t>(device), gpu, threads,
                                            handle_.out()));
     }
 

@@ -264,7 +264,7 @@ pub mod c_abi {
         // handle is freed once, at the end.
         unsafe {
             ok(
-                modeconn_runtime_new(ptr::null(), device(q.device) as u32, 0, &mut rt),
+                modeconn_runtime_new(ptr::null(), device(q.device) as u32, 0, 0, &mut rt),
                 "modeconn_runtime_new",
             );
             let budget = q.static_budget.map_or(1usize << 30, |mib| mib << 20);

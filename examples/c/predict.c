@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
     }
     input.batch = (size_t)strtoul(argv[3], NULL, 10);
 
-    if ((s = modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 1, &rt)) != MODECONN_STATUS_OK)
+    if ((s = modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 0, 1, &rt)) != MODECONN_STATUS_OK)
         return fail("runtime", s);
     if ((s = modeconn_ensemble_open(rt, argv[1], &ens)) != MODECONN_STATUS_OK) {
         rc = fail("open", s);

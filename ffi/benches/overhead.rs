@@ -69,7 +69,7 @@ fn overhead(c: &mut Criterion) {
     // SAFETY: valid out-pointers and strings, as the C API asks.
     unsafe {
         assert_eq!(
-            modeconn_runtime_new(std::ptr::null(), 0, 1, &mut rt),
+            modeconn_runtime_new(std::ptr::null(), 0, 0, 1, &mut rt),
             modeconn_status::OK
         );
         assert_eq!(

@@ -21,17 +21,20 @@ pub(crate) static RUNTIMES: Registry<Runtime> = Registry::new("runtime");
 pub enum modeconn_device {
     /// ONNX Runtime's CPU execution provider.
     Cpu = 0,
-    /// The CUDA execution provider; MODECONN_STATUS_DEVICE when it cannot be used.
+    /// The CUDA execution provider on the GPU the gpu argument names; MODECONN_STATUS_DEVICE
+    /// when it cannot be used.
     Cuda = 1,
-    /// CUDA when it can be used, the CPU otherwise (see modeconn_ensemble_provider).
+    /// CUDA on the first GPU when it can be used, the CPU otherwise (see
+    /// modeconn_ensemble_provider).
     Auto = 2,
 }
 
-impl From<modeconn_device> for Device {
-    fn from(d: modeconn_device) -> Self {
-        match d {
+impl modeconn_device {
+    /// The runtime's device, with GPU `gpu` for CUDA.
+    fn on(self, gpu: u32) -> Device {
+        match self {
             modeconn_device::Cpu => Device::Cpu,
-            modeconn_device::Cuda => Device::Cuda,
+            modeconn_device::Cuda => Device::Cuda(gpu),
             modeconn_device::Auto => Device::Auto,
         }
     }
@@ -46,6 +49,10 @@ impl From<modeconn_device> for Device {
 ///
 /// device: a modeconn_device value (MODECONN_DEVICE_CPU, MODECONN_DEVICE_CUDA or
 /// MODECONN_DEVICE_AUTO), passed as its number.
+///
+/// gpu: with MODECONN_DEVICE_CUDA, the index of the GPU to run on (0 is the first); ignored
+/// otherwise. An index past the last GPU is MODECONN_STATUS_DEVICE when the first session is
+/// made (modeconn_ensemble_open).
 ///
 /// threads: operator threads (0: ONNX Runtime's default, one per core); the first runtime of
 /// the process fixes it for all.
@@ -65,6 +72,7 @@ impl From<modeconn_device> for Device {
 pub unsafe extern "C" fn modeconn_runtime_new(
     ort_library: *const c_char,
     device: u32,
+    gpu: u32,
     threads: usize,
     out: *mut *mut modeconn_runtime,
 ) -> crate::modeconn_status {
@@ -80,7 +88,7 @@ pub unsafe extern "C" fn modeconn_runtime_new(
             ))
         })?;
         let mut options = RuntimeOptions::default()
-            .with_device(device.into())
+            .with_device(device.on(gpu))
             .with_intra_threads(threads);
         if !ort_library.is_null() {
             // SAFETY: non-NULL and NUL-terminated (this function's contract).

@@ -22,9 +22,11 @@ use crate::{Error, Result};
 pub enum Device {
     /// The CPU execution provider.
     Cpu,
-    /// The CUDA execution provider; an error if it cannot be used.
-    Cuda,
-    /// CUDA when it can be used, the CPU otherwise.
+    /// The CUDA execution provider on the GPU of this index (`cuda` is `cuda:0`); an error if
+    /// it cannot be used.
+    Cuda(u32),
+    /// CUDA on GPU 0 when it can be used, the CPU otherwise (see
+    /// [`Runtime::fallback_reason`]).
     #[default]
     Auto,
 }
@@ -32,14 +34,32 @@ pub enum Device {
 impl std::str::FromStr for Device {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
+        let unknown = || {
+            Error::invalid(
+                format!("device `{s}`"),
+                "is unknown (expected cpu, cuda, cuda:N or auto)",
+            )
+        };
         match s {
             "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda),
+            "cuda" => Ok(Device::Cuda(0)),
             "auto" => Ok(Device::Auto),
-            other => Err(Error::invalid(
-                format!("device `{other}`"),
-                "is unknown (expected cpu, cuda or auto)",
-            )),
+            other => match other.strip_prefix("cuda:") {
+                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    n.parse().map(Device::Cuda).map_err(|_| unknown())
+                }
+                _ => Err(unknown()),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::Auto => f.write_str("auto"),
         }
     }
 }
@@ -121,6 +141,8 @@ struct RuntimeInner {
     env: Environment,
     library: PathBuf,
     device: Device,
+    /// Why `auto` fell back to the CPU, once it has.
+    fallback: OnceLock<String>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -259,9 +281,9 @@ impl Runtime {
             options.intra_threads,
             options.busy_wait,
         )?;
-        if options.device == Device::Cuda && !cuda_compiled_in() {
+        if matches!(options.device, Device::Cuda(_)) && !cuda_compiled_in() {
             return Err(Error::Device {
-                device: "cuda".into(),
+                device: options.device.to_string(),
                 reason: format!(
                     "the ONNX Runtime at {} was built without the CUDA execution provider \
                      (install onnxruntime-gpu and point ORT_DYLIB_PATH at its library)",
@@ -274,8 +296,17 @@ impl Runtime {
                 env,
                 library,
                 device: options.device,
+                fallback: OnceLock::new(),
             }),
         })
+    }
+
+    /// Why device `auto` runs on the CPU although the loaded ONNX Runtime has the CUDA
+    /// execution provider (a missing driver, a library that does not load, no GPU); `None`
+    /// while it has not fallen back. Set by the first session that fell back, for the caller
+    /// to say so once.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.inner.fallback.get().map(String::as_str)
     }
 
     /// The ONNX Runtime library in use.
@@ -294,26 +325,37 @@ impl Runtime {
         let mut builder = self.builder(sources)?;
         let provider = match self.inner.device {
             Device::Cpu => Provider::Cpu,
-            Device::Cuda => {
-                builder = with_cuda(builder).map_err(|reason| Error::Device {
-                    device: "cuda".into(),
+            Device::Cuda(index) => {
+                builder = with_cuda(builder, index).map_err(|reason| Error::Device {
+                    device: self.inner.device.to_string(),
                     reason,
                 })?;
                 Provider::Cuda
             }
-            Device::Auto if cuda_compiled_in() => match with_cuda(builder) {
+            Device::Auto if cuda_compiled_in() => match with_cuda(builder, 0) {
                 Ok(b) => {
                     builder = b;
                     Provider::Cuda
                 }
-                Err(_) => {
+                Err(reason) => {
+                    let _ = self.inner.fallback.set(reason);
                     builder = self.builder(sources)?;
                     Provider::Cpu
                 }
             },
             Device::Auto => Provider::Cpu,
         };
-        let session = builder.commit_from_memory(model)?;
+        let session = builder
+            .commit_from_memory(model)
+            .map_err(|e| match provider {
+                // A GPU that the provider loaded for but cannot use (an index past the last GPU,
+                // a driver too old) fails here, when the session is made.
+                Provider::Cuda => Error::Device {
+                    device: self.inner.device.to_string(),
+                    reason: cuda_reason(e.message()),
+                },
+                Provider::Cpu => e.into(),
+            })?;
         Ok((session, provider))
     }
 
@@ -359,10 +401,42 @@ fn cuda_compiled_in() -> bool {
     ep::CUDA::is_available().unwrap_or(false)
 }
 
-fn with_cuda(builder: SessionBuilder) -> std::result::Result<SessionBuilder, String> {
+/// The builder with the CUDA execution provider on GPU `index`, or why it cannot have it.
+fn with_cuda(builder: SessionBuilder, index: u32) -> std::result::Result<SessionBuilder, String> {
+    let index = i32::try_from(index).map_err(|_| format!("there is no GPU {index}"))?;
     builder
-        .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
-        .map_err(|e| e.message().to_string())
+        .with_execution_providers([ep::CUDA::default()
+            .with_device_id(index)
+            .build()
+            .error_on_failure()])
+        .map_err(|e| cuda_reason(e.message()))
+}
+
+/// ONNX Runtime's message about the CUDA execution provider, led by what matters to the person
+/// reading it: the first shared library that could not be loaded (and whether it is the NVIDIA
+/// driver, which no package of the environment provides), or else the message itself.
+pub(crate) fn cuda_reason(message: &str) -> String {
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    // dlopen's words: "<library>: cannot open shared object file: No such file or directory".
+    let missing = line
+        .split(": cannot open shared object file")
+        .next()
+        .and_then(|head| {
+            (head.len() < line.len())
+                .then(|| head.rsplit([' ', ':']).find(|w| !w.is_empty()))
+                .flatten()
+        });
+    match missing {
+        Some(lib) if lib.starts_with("libcuda.so") => format!(
+            "the NVIDIA driver ({lib}) is not installed or not on the library path; the CUDA \
+             execution provider needs it ({line})"
+        ),
+        Some(lib) => format!(
+            "the CUDA execution provider could not load {lib} (the env file of scripts/setup.sh \
+             puts the CUDA libraries of the Python environment on LD_LIBRARY_PATH) ({line})"
+        ),
+        None => line,
+    }
 }
 
 /// Sessions of one model, shared by threads: `ort` runs take `&mut Session`, so concurrency
@@ -444,5 +518,60 @@ impl SessionPool {
             }
             state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_read_and_print_alike() {
+        for (text, device) in [
+            ("cpu", Device::Cpu),
+            ("auto", Device::Auto),
+            ("cuda", Device::Cuda(0)),
+            ("cuda:0", Device::Cuda(0)),
+            ("cuda:3", Device::Cuda(3)),
+        ] {
+            assert_eq!(text.parse::<Device>().ok(), Some(device), "{text}");
+        }
+        assert_eq!(Device::Cuda(2).to_string(), "cuda:2");
+        for bad in [
+            "gpu",
+            "cuda:",
+            "cuda:-1",
+            "cuda:x",
+            "cuda:1:2",
+            "CUDA",
+            "cuda:99999999999",
+        ] {
+            let e = bad.parse::<Device>().unwrap_err().to_string();
+            assert!(e.contains("cuda:N"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_reason_names_the_library_that_did_not_load() {
+        let driver = cuda_reason(
+            "Failed to load library libonnxruntime_providers_cuda.so with error: libcuda.so.1: \
+             cannot open shared object file: No such file or directory",
+        );
+        assert!(
+            driver.starts_with("the NVIDIA driver (libcuda.so.1)"),
+            "{driver}"
+        );
+        let cublas = cuda_reason(
+            "Failed to load library /x/libonnxruntime_providers_cuda.so with error: \
+             libcublasLt.so.13: cannot open shared object file: No such file or directory",
+        );
+        assert!(
+            cublas.contains("could not load libcublasLt.so.13"),
+            "{cublas}"
+        );
+        assert_eq!(
+            cuda_reason("CUDA failure 100:\n no CUDA-capable device"),
+            "CUDA failure 100: no CUDA-capable device"
+        );
     }
 }

@@ -15,12 +15,13 @@ pub mod unseal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use modeconn_runtime::{Bundle, Device, RuntimeOptions};
+use modeconn_runtime::{Bundle, Device, Runtime, RuntimeOptions};
 
 /// How to run ONNX Runtime: shared by the commands that run bundles.
 #[derive(clap::Args)]
 pub struct RuntimeArgs {
-    /// cpu, cuda or auto (CUDA when available).
+    /// cpu, cuda (the first GPU), cuda:N (GPU N) or auto (the first GPU when CUDA can be
+    /// used, else the CPU, saying why).
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Path of libonnxruntime (default: ORT_DYLIB_PATH, then beside this executable).
@@ -55,6 +56,14 @@ impl RuntimeArgs {
     /// The static budget in bytes.
     pub fn static_bytes(&self) -> usize {
         self.static_budget.saturating_mul(1 << 20)
+    }
+}
+
+/// Says once on stderr why device `auto` runs on the CPU although the ONNX Runtime loaded has
+/// the CUDA execution provider (a missing driver, a library that does not load).
+pub fn note_fallback(runtime: &Runtime) {
+    if let Some(reason) = runtime.fallback_reason() {
+        eprintln!("note: device auto runs on the CPU: {reason}");
     }
 }
 

@@ -117,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
     )?;
     let prediction = ensemble.predict(input.view(), &sampling, args.per_member.is_some())?;
+    super::note_fallback(&runtime);
     let probs = &prediction.probabilities;
     if let Some(p) = &args.out {
         npy::write(p, &probs.view().into_dyn())

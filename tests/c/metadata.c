@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: metadata OUTDIR NAME=BUNDLE...\n");
         return 2;
     }
-    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 1, &rt), MODECONN_STATUS_OK);
+    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 0, 1, &rt), MODECONN_STATUS_OK);
     for (i = 2; i < argc; i++) {
         const char *eq = strchr(argv[i], '=');
         if (!eq || (size_t)(eq - argv[i]) >= sizeof name) {

@@ -59,11 +59,11 @@ int main(int argc, char **argv) {
         data[i] = (float)i / 8.0f;
 
     printf("runtime\n");
-    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 1, NULL),
+    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 0, 1, NULL),
                   MODECONN_STATUS_NULL_ARGUMENT);
-    EXPECT_STATUS(modeconn_runtime_new(NULL, 7, 1, &rt), MODECONN_STATUS_INVALID_ARGUMENT);
+    EXPECT_STATUS(modeconn_runtime_new(NULL, 7, 0, 1, &rt), MODECONN_STATUS_INVALID_ARGUMENT);
     CHECK(rt == NULL);
-    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 1, &rt), MODECONN_STATUS_OK);
+    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 0, 1, &rt), MODECONN_STATUS_OK);
     CHECK(modeconn_last_error_message()[0] == '\0');
     EXPECT_STATUS(modeconn_runtime_free(NULL), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_free(NULL), MODECONN_STATUS_OK);

@@ -8,11 +8,11 @@ int main(int argc, char **argv) {
     modeconn_runtime *rt = NULL;
     if (argc != 2)
         return 2;
-    EXPECT_STATUS(modeconn_runtime_new(argv[1], MODECONN_DEVICE_CPU, 1, &rt),
+    EXPECT_STATUS(modeconn_runtime_new(argv[1], MODECONN_DEVICE_CPU, 0, 1, &rt),
                   MODECONN_STATUS_ORT_LIBRARY);
     CHECK(rt == NULL);
     /* Without a path, ORT_DYLIB_PATH (unset here) and the executable's folder are searched. */
-    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_AUTO, 1, &rt),
+    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_AUTO, 0, 1, &rt),
                   MODECONN_STATUS_ORT_LIBRARY);
     CHECK(rt == NULL);
     return failures ? 1 : 0;

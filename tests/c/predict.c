@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
            (unsigned)modeconn_abi_version(), MODECONN_VERSION_MAJOR, MODECONN_VERSION_MINOR,
            MODECONN_VERSION_PATCH);
     CHECK(modeconn_abi_version() == MODECONN_ABI_VERSION);
-    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 1, &rt), MODECONN_STATUS_OK);
+    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 0, 1, &rt), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[1], &curve), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[2], &snaps), MODECONN_STATUS_OK);
     /* No static sessions, the default number of sessions. */

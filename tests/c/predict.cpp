@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
         const std::string out = arg[4];
 
         modeconn_runtime *raw = nullptr;
-        check(modeconn_runtime_new(nullptr, MODECONN_DEVICE_CPU, 1, &raw), "runtime");
+        check(modeconn_runtime_new(nullptr, MODECONN_DEVICE_CPU, 0, 1, &raw), "runtime");
         Runtime rt(raw);
         Ensemble curve = open(rt, arg[0].c_str());
         Ensemble snaps = open(rt, arg[1].c_str());

@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
     samplings[1].count = 3;
     samplings[1].seed = 5;
 
-    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 1, &rt), MODECONN_STATUS_OK);
+    EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 0, 1, &rt), MODECONN_STATUS_OK);
     EXPECT_STATUS(modeconn_ensemble_open(rt, argv[1], &ens), MODECONN_STATUS_OK);
     if (failures)
         return 1;

@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
         struct modeconn_runtime *rt = NULL;
         struct modeconn_ensemble *ens = NULL;
         size_t classes = 0;
-        EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 0, &rt), MODECONN_STATUS_OK);
+        EXPECT_STATUS(modeconn_runtime_new(NULL, MODECONN_DEVICE_CPU, 0, 0, &rt), MODECONN_STATUS_OK);
         EXPECT_STATUS(modeconn_ensemble_open(rt, out, &ens), MODECONN_STATUS_OK);
         EXPECT_STATUS(modeconn_ensemble_classes(ens, &classes), MODECONN_STATUS_OK);
         CHECK(classes == 10);
