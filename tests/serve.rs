@@ -2292,3 +2292,112 @@ fn randomized_and_keyed_answers_have_one_size_whatever_the_point() {
     assert_eq!(j.output("class"), b.output("class"));
     assert_eq!(single(&j, "entropy"), single(&b, "entropy"));
 }
+
+/// The distinct values of a list, and how far the mean of some probabilities is from others.
+fn distinct(points: &[f64]) -> usize {
+    let mut d = points.to_vec();
+    d.sort_by(f64::total_cmp);
+    d.dedup();
+    d.len()
+}
+
+fn mean_distance(probs: &ArrayD<f32>, reference: &ArrayD<f32>) -> f64 {
+    let mean = probs.mean_axis(Axis(0)).unwrap();
+    mean.iter()
+        .zip(reference.iter())
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn keyed_mode_meets_one_point_for_signed_zeros_and_changes_below_the_quantum() {
+    const QUANTUM: f32 = 1e-3;
+    let dir = tempdir();
+    let plain = dir.path().join("plain");
+    let quantised = dir.path().join("quantised");
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::create_dir_all(&quantised).unwrap();
+    let text = |extra: &str| {
+        format!(
+            "[server]\nkeyed_secret = \"{KEY_A}\"\n[defaults]\nmodes = [\"keyed\"]\nreturn_point = true\n{extra}"
+        )
+    };
+    let plain = write_config(&plain, &text(""));
+    let quantised = write_config(&quantised, &text(&format!("keyed_quantum = {QUANTUM}\n")));
+    let path = curve();
+    let model = format!("m={}", path.display());
+    // One input with 64 zeros, and three families of copies of it.
+    let mut x = inputs(1, 43);
+    for i in 0..64 {
+        x.as_slice_mut().unwrap()[i * 3] = 0.0;
+    }
+    let n = x.len();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |m: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % m as u64) as usize
+    };
+    let copies = |count: usize, change: &mut dyn FnMut(&mut [f32])| {
+        let mut all = Vec::with_capacity(count * n);
+        for _ in 0..count {
+            let mut v = x.as_slice().unwrap().to_vec();
+            change(&mut v);
+            all.extend(v);
+        }
+        let mut shape = x.shape().to_vec();
+        shape[0] = count;
+        ArrayD::from_shape_vec(IxDyn(&shape), all).unwrap()
+    };
+    // 200 copies with some zeros written -0.0 (the same numbers, other bytes).
+    let zeros = copies(200, &mut |v| {
+        for i in 0..64 {
+            if next(2) == 1 {
+                v[i * 3] = -0.0;
+            }
+        }
+    });
+    // 100 copies with one value one ulp larger in magnitude.
+    let ulps = copies(100, &mut |v| {
+        let i = loop {
+            let i = next(n);
+            if v[i] != 0.0 {
+                break i;
+            }
+        };
+        v[i] = f32::from_bits(v[i].to_bits() + 1);
+    });
+    // 100 copies with one value one quantum larger: what the quantum does not cover.
+    let steps = copies(100, &mut |v| v[next(n)] += QUANTUM);
+    let (ensemble, _) = predict(&path, &x, &["--grid", "21"]);
+
+    let mut rows = Vec::new();
+    for (name, config) in [
+        ("without a quantum", &plain),
+        ("with a quantum of 0.001", &quantised),
+    ] {
+        let server = Served::start(&[&model, &"--config", config]);
+        let mut row = Vec::new();
+        for family in [&zeros, &ulps, &steps] {
+            let r = infer_binary(&server, "m", family, json!({}), &["probabilities", "point"]);
+            row.push((
+                distinct(&r.output("point").1),
+                mean_distance(&r.array("probabilities"), &ensemble),
+            ));
+        }
+        eprintln!(
+            "keyed {name}: 200 copies with -0.0 meet {} points (mean {:.4} from the ensemble), \
+             100 one-ulp changes {} ({:.4}), 100 changes of 0.001 {} ({:.4})",
+            row[0].0, row[0].1, row[1].0, row[1].1, row[2].0, row[2].1
+        );
+        rows.push(row);
+    }
+    // Signed zeros are read as one number either way; one-ulp changes meet many points without
+    // a quantum and one with it; changes of a whole quantum still meet many.
+    assert_eq!(rows[0][0].0, 1);
+    assert!(rows[0][1].0 >= 8, "{:?}", rows[0]);
+    assert_eq!(rows[1][0].0, 1);
+    assert!(rows[1][1].0 <= 2, "{:?}", rows[1]);
+    assert!(rows[1][2].0 >= 8, "{:?}", rows[1]);
+}

@@ -22,6 +22,7 @@
 //! return_point = false
 //! grid = 5                          # ensemble of a curve: M equally spaced points
 //! randomized_grid = 21              # randomised and keyed modes: R grid points
+//! keyed_quantum = 0.01              # keyed mode: round each value to a multiple first
 //!
 //! [models.digits]                   # one model, overriding the defaults
 //! modes = ["randomized"]
@@ -93,6 +94,10 @@ pub struct Policy {
     pub grid: usize,
     /// Grid points of a curve in `randomized` and `keyed` modes.
     pub randomized_grid: usize,
+    /// In `keyed` mode, each input value is rounded to a multiple of this before it is hashed,
+    /// so that inputs closer than about half of it meet the same point; `None` hashes the
+    /// values themselves (with `-0` read as `+0`).
+    pub keyed_quantum: Option<f32>,
 }
 
 /// Policy keys as written in `[defaults]` or `[models.NAME]`.
@@ -104,6 +109,7 @@ struct PolicyFile {
     return_point: Option<bool>,
     grid: Option<usize>,
     randomized_grid: Option<usize>,
+    keyed_quantum: Option<f64>,
 }
 
 /// `[server]` as written.
@@ -239,6 +245,7 @@ impl Config {
             return_point: own.return_point.or(d.return_point).unwrap_or(false),
             grid: own.grid.or(d.grid).unwrap_or(5),
             randomized_grid: own.randomized_grid.or(d.randomized_grid).unwrap_or(21),
+            keyed_quantum: None,
             modes,
         };
         let what = if model == "defaults" {
@@ -264,6 +271,17 @@ impl Config {
             return Err(Error::Config(format!(
                 "{what}: `grid` and `randomized_grid` must be at least 2"
             )));
+        }
+        let mut policy = policy;
+        if let Some(q) = own.keyed_quantum.or(d.keyed_quantum) {
+            let single = q as f32;
+            if !(q.is_finite() && q > 0.0 && single.is_finite() && single > 0.0) {
+                return Err(Error::Config(format!(
+                    "{what}: `keyed_quantum` is {q}; it must be a positive, finite number (in \
+                     single precision)"
+                )));
+            }
+            policy.keyed_quantum = Some(single);
         }
         Ok(policy)
     }
@@ -584,6 +602,7 @@ mod tests {
         assert_eq!(a.default_mode, Mode::Keyed);
         assert!(a.return_point);
         assert_eq!(a.grid, 7);
+        assert_eq!(a.keyed_quantum, None);
         assert_eq!(c.keyed_secret().unwrap()[31], 0x1f);
         let b = c.policy("b").unwrap();
         assert!(b.modes.contains(&Mode::Keyed) && !b.return_point);
@@ -600,6 +619,13 @@ mod tests {
                 "not one of its modes",
             ),
             ("[models.x]\ngrid = 1\n", "[models.x]"),
+            ("[defaults]\nkeyed_quantum = 0.0\n", "keyed_quantum"),
+            (
+                "[models.x]\nkeyed_quantum = -1\n",
+                "[models.x]: `keyed_quantum` is -1",
+            ),
+            ("[defaults]\nkeyed_quantum = 1e-50\n", "single precision"),
+            ("[defaults]\nkeyed_quantum = inf\n", "keyed_quantum"),
             ("[server]\nkeyed_secret = \"abc\"\n", "64 hex digits"),
             ("[server]\naudit_log = \"a.jsonl\"\n", "needs `audit_key`"),
             ("[server]\nrequest_timeout_ms = 0\n", "request_timeout_ms"),

@@ -286,7 +286,7 @@ impl ServedModel {
                     Sampling::Keyed {
                         key,
                         grid: p.randomized_grid,
-                        quantum: None,
+                        quantum: p.keyed_quantum,
                     },
                 )
             }
