@@ -7,15 +7,74 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-named_enum! {
-    /// Where the trainer runs.
-    Device ("device") {
-        /// The CPU.
-        Cpu = "cpu",
-        /// The first CUDA device (an error when there is none).
-        Cuda = "cuda",
-        /// CUDA when available, else the CPU.
-        Auto = "auto",
+/// Where the trainer runs: `cpu`, `cuda` (the first GPU), `cuda:N` (GPU N) or `auto`, as JSON
+/// and the command line spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Device {
+    /// The CPU.
+    Cpu,
+    /// The CUDA device of this index (an error when there is none).
+    Cuda(u32),
+    /// The first CUDA device when there is one, else the CPU.
+    Auto,
+}
+
+impl Device {
+    /// How each value is spelled (`N` stands for a GPU's index).
+    pub const NAMES: &'static [&'static str] = &["cpu", "cuda", "cuda:N", "auto"];
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            // The first GPU keeps the name it had before GPUs were numbered.
+            Device::Cuda(0) => f.write_str("cuda"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let index = |n: &str| {
+            (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| n.parse::<u32>().ok())
+                .flatten()
+        };
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            "auto" => Ok(Device::Auto),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(index)
+                .map(Device::Cuda)
+                .ok_or_else(|| Error::UnknownName {
+                    what: "device",
+                    value: s.to_string(),
+                    expected: Self::NAMES,
+                }),
+        }
+    }
+}
+
+impl Serialize for Device {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -377,21 +436,26 @@ mod tests {
     #[test]
     fn names_are_checked_and_named() {
         let m = error(&format!(r#"{{{TRAIN},"epochs":3,"device":"tpu"}}"#));
-        assert!(m.starts_with("device: unknown variant `tpu`"), "{m}");
+        assert!(m.starts_with("device: `tpu` is not a valid device"), "{m}");
         let m = error(
             r#"{"command":"curve","start":"a","end":"b","basis":"spline","data":"digits","epochs":1,"out":"c"}"#,
         );
         assert!(m.starts_with("basis: unknown variant `spline`"), "{m}");
-        for device in [Device::Cpu, Device::Cuda, Device::Auto] {
-            assert_eq!(device.as_str().parse::<Device>().ok(), Some(device));
+        for device in [Device::Cpu, Device::Cuda(0), Device::Cuda(3), Device::Auto] {
+            assert_eq!(device.to_string().parse::<Device>().ok(), Some(device));
             let wire = serde_json::to_value(device).unwrap_or_default();
-            assert_eq!(wire, device.as_str());
+            assert_eq!(wire, device.to_string());
         }
+        assert_eq!("cuda:0".parse::<Device>().ok(), Some(Device::Cuda(0)));
+        assert_eq!(Device::Cuda(3).to_string(), "cuda:3");
         let e = "tpu".parse::<Device>().err().map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
-            Some("`tpu` is not a valid device: expected one of cpu, cuda, auto")
+            Some("`tpu` is not a valid device: expected one of cpu, cuda, cuda:N, auto")
         );
+        for bad in ["cuda:", "cuda:-1", "cuda:x", "cuda:99999999999"] {
+            assert!(bad.parse::<Device>().is_err(), "{bad}");
+        }
         assert_eq!("polychain".parse::<Basis>().ok(), Some(Basis::Polychain));
     }
 

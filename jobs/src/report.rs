@@ -361,7 +361,7 @@ mod tests {
         };
         let report = Report::Eval(EvalReport {
             bundle: "f.safetensors".into(),
-            device: Device::Cuda,
+            device: Device::Cuda(0),
             evaluation: Evaluation::Snapshots(SnapshotsEvaluation {
                 members: vec![row],
                 running_ensemble: vec![ensemble],

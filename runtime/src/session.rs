@@ -332,31 +332,38 @@ impl Runtime {
                 })?;
                 Provider::Cuda
             }
-            Device::Auto if cuda_compiled_in() => match with_cuda(builder, 0) {
-                Ok(b) => {
-                    builder = b;
-                    Provider::Cuda
+            // Once auto has fallen back, it stays on the CPU: loading the CUDA provider again
+            // for every session would only fail again, slowly.
+            Device::Auto if cuda_compiled_in() && self.inner.fallback.get().is_none() => {
+                match with_cuda(builder, 0) {
+                    Ok(b) => {
+                        builder = b;
+                        Provider::Cuda
+                    }
+                    Err(reason) => {
+                        let _ = self.inner.fallback.set(reason);
+                        builder = self.builder(sources)?;
+                        Provider::Cpu
+                    }
                 }
-                Err(reason) => {
-                    let _ = self.inner.fallback.set(reason);
-                    builder = self.builder(sources)?;
-                    Provider::Cpu
-                }
-            },
+            }
             Device::Auto => Provider::Cpu,
         };
-        let session = builder
-            .commit_from_memory(model)
-            .map_err(|e| match provider {
-                // A GPU that the provider loaded for but cannot use (an index past the last GPU,
-                // a driver too old) fails here, when the session is made.
-                Provider::Cuda => Error::Device {
-                    device: self.inner.device.to_string(),
-                    reason: cuda_reason(e.message()),
-                },
-                Provider::Cpu => e.into(),
-            })?;
-        Ok((session, provider))
+        match builder.commit_from_memory(model) {
+            Ok(session) => Ok((session, provider)),
+            Err(e) if provider == Provider::Cpu => Err(e.into()),
+            // A GPU that the provider loaded for but cannot use (an index past the last GPU, a
+            // driver too old) fails here, when the session is made.
+            Err(e) if self.inner.device == Device::Auto => {
+                let _ = self.inner.fallback.set(cuda_reason(e.message()));
+                let session = self.builder(sources)?.commit_from_memory(model)?;
+                Ok((session, Provider::Cpu))
+            }
+            Err(e) => Err(Error::Device {
+                device: self.inner.device.to_string(),
+                reason: cuda_reason(e.message()),
+            }),
+        }
     }
 
     fn builder(&self, sources: &Sources) -> Result<SessionBuilder> {

@@ -12,7 +12,7 @@ pub struct DataArgs {
     /// The data: `digits` (embedded), an `.npz` file, or a CIFAR-10/100 or MNIST folder.
     #[arg(long, value_name = "D")]
     pub data: String,
-    /// cpu, cuda or auto (CUDA when available).
+    /// cpu, cuda (the first GPU), cuda:N (GPU N) or auto (the first GPU when there is one).
     #[arg(long, default_value_t = defaults::device())]
     pub device: Device,
     /// Take this many training samples as the test split (for model selection; evaluate a

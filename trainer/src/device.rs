@@ -33,24 +33,40 @@ pub fn cuda_available() -> bool {
     load_torch_cuda() && tch::Cuda::is_available()
 }
 
-/// The device for `cpu`, `cuda` (an error when there is none) or `auto` (CUDA when available).
+/// The device for `cpu`, `cuda:N` (an error when there is no such GPU) or `auto` (the first
+/// GPU when CUDA is available).
 pub fn select(device: job::Device) -> Result<Device> {
     match device {
         job::Device::Cpu => Ok(Device::Cpu),
-        job::Device::Cuda | job::Device::Auto if cuda_available() => Ok(Device::Cuda(0)),
-        job::Device::Cuda => Err(Error::Device(
-            "cuda: no CUDA device, or libtorch_cuda.so could not be loaded (is torch/lib on \
-             LD_LIBRARY_PATH?)"
-                .into(),
-        )),
+        job::Device::Auto if cuda_available() => Ok(Device::Cuda(0)),
         job::Device::Auto => Ok(Device::Cpu),
+        job::Device::Cuda(_) if !cuda_available() => Err(Error::Device {
+            device: device.to_string(),
+            reason: "no CUDA device, or libtorch_cuda.so could not be loaded (is torch/lib on \
+                     LD_LIBRARY_PATH?)"
+                .into(),
+        }),
+        job::Device::Cuda(index) => {
+            let count = tch::Cuda::device_count();
+            if i64::from(index) >= count {
+                return Err(Error::Device {
+                    device: device.to_string(),
+                    reason: format!(
+                        "libtorch sees {count} CUDA device{} (0 to {})",
+                        if count == 1 { "" } else { "s" },
+                        count - 1
+                    ),
+                });
+            }
+            Ok(Device::Cuda(index as usize))
+        }
     }
 }
 
-/// The device for reports: `cpu` or `cuda`.
+/// The device for reports: `cpu` or `cuda:N`.
 pub fn reported(device: Device) -> job::Device {
     match device {
-        Device::Cpu => job::Device::Cpu,
-        _ => job::Device::Cuda,
+        Device::Cuda(i) => job::Device::Cuda(u32::try_from(i).unwrap_or(u32::MAX)),
+        _ => job::Device::Cpu,
     }
 }

@@ -43,8 +43,13 @@ pub enum Error {
         step: usize,
     },
     /// A requested device cannot be used.
-    #[error("device `{0}` is not available")]
-    Device(String),
+    #[error("device `{device}` is not available: {reason}")]
+    Device {
+        /// The device asked for, as the job spells it.
+        device: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 impl Error {
