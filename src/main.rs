@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Describe a bundle: kind, basis, points, bn grid, input, classes, tensors, size.
     Inspect(cmd::inspect::Args),
+    /// Say what runs where: ONNX Runtime and its CUDA provider, the trainer plugin, libtorch and
+    /// the CUDA devices it sees.
+    Doctor(cmd::doctor::Args),
     /// Predict class probabilities for a batch with members chosen along a curve or from a set.
     Predict(cmd::predict::Args),
     /// Write one member as a standalone ONNX model with fixed weights.
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Doctor(a) => cmd::doctor::run(a),
         Command::Predict(a) => cmd::predict::run(a),
         Command::Materialize(a) => cmd::materialize::run(a),
         Command::Pack(a) => cmd::pack::run(a),

@@ -295,7 +295,14 @@ pub enum Job {
     Fge(FgeJob),
     /// Evaluate a bundle.
     Eval(EvalJob),
+    /// Say what the trainer runs on: libtorch, its CUDA library, the GPUs (`modeconn doctor`).
+    Doctor(DoctorJob),
 }
+
+/// Ask the trainer what it runs on. Takes no options.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorJob {}
 
 impl Job {
     /// The command, as the job's `"command"` tag (and its report's) says it.
@@ -305,6 +312,7 @@ impl Job {
             Job::Curve(_) => "curve",
             Job::Fge(_) => "fge",
             Job::Eval(_) => "eval",
+            Job::Doctor(_) => "doctor",
         }
     }
 

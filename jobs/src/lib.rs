@@ -95,12 +95,14 @@ pub mod report;
 
 pub use error::{Error, ErrorCode, Result, Searched};
 pub use event::{EpochScores, Event, Phase};
-pub use job::{Basis, CurveJob, Device, EvalJob, FgeJob, Job, TrainJob, TrainingOptions, defaults};
+pub use job::{
+    Basis, CurveJob, Device, DoctorJob, EvalJob, FgeJob, Job, TrainJob, TrainingOptions, defaults,
+};
 pub use plugin::TrainerPlugin;
 pub use report::{
-    Along, CurveEvaluation, CurveReport, EnsembleScores, EvalReport, Evaluation, FgeReport,
-    HistoryRow, PointRow, Report, Scores, SnapshotsEvaluation, Stats, Summary, TrainReport,
-    Trained,
+    Along, CurveEvaluation, CurveReport, DoctorReport, EnsembleScores, EvalReport, Evaluation,
+    FgeReport, Gpu, HistoryRow, Libtorch, PointRow, Report, Scores, SnapshotsEvaluation, Stats,
+    Summary, TrainReport, Trained,
 };
 
 /// The version of the plugin's C ABI: the plugin returns it from

@@ -237,6 +237,48 @@ pub struct EvalReport {
     pub evaluation: Evaluation,
 }
 
+/// What the trainer runs on: the report of `doctor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoctorReport {
+    /// The libtorch the plugin runs on.
+    pub libtorch: Libtorch,
+    /// Whether libtorch's CUDA library (`libtorch_cuda.so`) loads.
+    pub cuda_library_loads: bool,
+    /// Whether libtorch can use CUDA (its library loads and sees a device).
+    pub cuda_available: bool,
+    /// The CUDA devices libtorch sees, by index.
+    pub devices: Vec<Gpu>,
+    /// Why there are none, when there are none (no driver, no device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_devices: Option<String>,
+}
+
+/// The libtorch a plugin runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Libtorch {
+    /// Its version (e.g. `2.11.0+cu130`), when it can be told.
+    pub version: Option<String>,
+    /// The folder of its libraries.
+    pub path: Option<PathBuf>,
+    /// The CUDA runtime version it was built with (e.g. 13000), 0 without CUDA.
+    pub cuda_runtime: i64,
+    /// The cuDNN version it was built with, 0 without.
+    pub cudnn: i64,
+}
+
+/// A CUDA device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gpu {
+    /// Its index (`cuda:N`).
+    pub index: u32,
+    /// Its name, e.g. `NVIDIA H200`.
+    pub name: String,
+    /// Its memory in bytes.
+    pub memory_bytes: u64,
+    /// Its compute capability, e.g. `9.0`.
+    pub compute_capability: String,
+}
+
 /// The report of a finished job, by its command (`"command"` on the wire).
 ///
 /// It serialises as the plugin's success report: with `"ok": true` beside the command and the
@@ -254,6 +296,8 @@ pub enum Report {
     Fge(FgeReport),
     /// Of `eval`.
     Eval(EvalReport),
+    /// Of `doctor`.
+    Doctor(DoctorReport),
 }
 
 impl Report {
@@ -264,6 +308,7 @@ impl Report {
             Report::Curve(_) => "curve",
             Report::Fge(_) => "fge",
             Report::Eval(_) => "eval",
+            Report::Doctor(_) => "doctor",
         }
     }
 
@@ -273,7 +318,7 @@ impl Report {
             Report::Train(r) => Some(&r.run.out),
             Report::Curve(r) => Some(&r.run.out),
             Report::Fge(r) => Some(&r.run.out),
-            Report::Eval(_) => None,
+            Report::Eval(_) | Report::Doctor(_) => None,
         }
     }
 }
@@ -288,6 +333,7 @@ impl Serialize for Report {
             Curve(&'a CurveReport),
             Fge(&'a FgeReport),
             Eval(&'a EvalReport),
+            Doctor(&'a DoctorReport),
         }
         /// The success report of the wire.
         #[derive(Serialize)]
@@ -301,6 +347,7 @@ impl Serialize for Report {
             Report::Curve(r) => Tagged::Curve(r),
             Report::Fge(r) => Tagged::Fge(r),
             Report::Eval(r) => Tagged::Eval(r),
+            Report::Doctor(r) => Tagged::Doctor(r),
         };
         Success { ok: true, report }.serialize(serializer)
     }

@@ -61,6 +61,7 @@
 
 pub mod bundle;
 pub mod curve;
+pub mod doctor;
 pub mod ensemble;
 pub mod error;
 pub mod fs;

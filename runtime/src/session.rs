@@ -326,9 +326,9 @@ impl Runtime {
         let provider = match self.inner.device {
             Device::Cpu => Provider::Cpu,
             Device::Cuda(index) => {
-                builder = with_cuda(builder, index).map_err(|reason| Error::Device {
+                builder = with_cuda(builder, index).map_err(|message| Error::Device {
                     device: self.inner.device.to_string(),
-                    reason,
+                    reason: cuda_reason(&message),
                 })?;
                 Provider::Cuda
             }
@@ -340,8 +340,8 @@ impl Runtime {
                         builder = b;
                         Provider::Cuda
                     }
-                    Err(reason) => {
-                        let _ = self.inner.fallback.set(reason);
+                    Err(message) => {
+                        let _ = self.inner.fallback.set(cuda_reason(&message));
                         builder = self.builder(sources)?;
                         Provider::Cpu
                     }
@@ -364,6 +364,19 @@ impl Runtime {
                 reason: cuda_reason(e.message()),
             }),
         }
+    }
+
+    /// Makes a session of `model` with the CUDA execution provider on GPU 0, or says why it
+    /// cannot (`modeconn doctor`).
+    pub(crate) fn try_cuda(&self, model: &[u8]) -> std::result::Result<(), String> {
+        let builder = self
+            .builder(&Sources::default())
+            .map_err(|e| e.to_string())?;
+        let mut builder = with_cuda(builder, 0)?;
+        builder
+            .commit_from_memory(model)
+            .map(drop)
+            .map_err(|e| e.message().to_string())
     }
 
     fn builder(&self, sources: &Sources) -> Result<SessionBuilder> {
@@ -408,7 +421,8 @@ fn cuda_compiled_in() -> bool {
     ep::CUDA::is_available().unwrap_or(false)
 }
 
-/// The builder with the CUDA execution provider on GPU `index`, or why it cannot have it.
+/// The builder with the CUDA execution provider on GPU `index`, or ONNX Runtime's message
+/// saying why it cannot have it.
 fn with_cuda(builder: SessionBuilder, index: u32) -> std::result::Result<SessionBuilder, String> {
     let index = i32::try_from(index).map_err(|_| format!("there is no GPU {index}"))?;
     builder
@@ -416,7 +430,7 @@ fn with_cuda(builder: SessionBuilder, index: u32) -> std::result::Result<Session
             .with_device_id(index)
             .build()
             .error_on_failure()])
-        .map_err(|e| cuda_reason(e.message()))
+        .map_err(|e| e.message().to_string())
 }
 
 /// ONNX Runtime's message about the CUDA execution provider, led by what matters to the person
@@ -424,6 +438,14 @@ fn with_cuda(builder: SessionBuilder, index: u32) -> std::result::Result<Session
 /// driver, which no package of the environment provides), or else the message itself.
 pub(crate) fn cuda_reason(message: &str) -> String {
     let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    // ONNX Runtime leads with where in its sources the error arose: keep what it says.
+    let line = match line.rsplit_once("] : ") {
+        Some((_, said)) => said
+            .split_once(" : ")
+            .and_then(|(_, rest)| rest.split_once(" : ").map(|(_, m)| m.to_string()))
+            .unwrap_or_else(|| said.to_string()),
+        None => line,
+    };
     // dlopen's words: "<library>: cannot open shared object file: No such file or directory".
     let missing = line
         .split(": cannot open shared object file")

@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod curve;
+pub mod doctor;
 pub mod eval;
 pub mod fge;
 pub mod inspect;

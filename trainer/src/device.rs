@@ -11,7 +11,7 @@ use tch::Device;
 use crate::{Error, Result, job};
 
 /// Loads `libtorch_cuda.so` if it can be found; whether it could.
-fn load_torch_cuda() -> bool {
+pub(crate) fn load_torch_cuda() -> bool {
     static LOADED: OnceLock<bool> = OnceLock::new();
     *LOADED.get_or_init(|| {
         // SAFETY: loading libtorch's own CUDA library runs its static initialisers, which only

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod curve;
 pub mod data;
 pub mod device;
+pub mod doctor;
 pub mod epochs;
 pub mod error;
 pub mod eval;
