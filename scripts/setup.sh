@@ -4,8 +4,9 @@
 #     checkout under ${MODECONN_CACHE:-~/.cache/modeconn}/py-<key>, where <key> is a hash of the
 #     pins, so a second run (or another checkout) reuses it at once;
 #   - the digits data set as an .npz beside it;
-#   - an env file, <venv>/modeconn.env, exporting LIBTORCH_USE_PYTORCH, LD_LIBRARY_PATH,
-#     ORT_DYLIB_PATH and MODECONN_PYTHON.
+#   - an env file, <venv>/modeconn.env, exporting LIBTORCH_USE_PYTORCH, LD_LIBRARY_PATH (torch's
+#     libraries and the CUDA libraries of its nvidia-* wheels), ORT_DYLIB_PATH and
+#     MODECONN_PYTHON.
 # Prints the env file's path on its last line. Everything comes from the package registries.
 set -euo pipefail
 
@@ -34,6 +35,10 @@ fi
 
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ortlib=$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
+# The CUDA libraries of torch's nvidia-* wheels (cuBLAS, cuDNN, the CUDA runtime, ...), which
+# libtorch_cuda and ONNX Runtime's CUDA execution provider load; only the driver (libcuda.so.1)
+# comes from the machine.
+cudalibs=$(find "$site/nvidia" -mindepth 2 -maxdepth 2 -type d -name lib 2>/dev/null | sort | paste -sd: -)
 digits="$cache/digits.npz"
 if [[ ! -f "$digits" ]]; then
   "$venv/bin/python" "$repo/scripts/write_digits.py" "$digits.tmp.npz"
@@ -44,7 +49,7 @@ cat > "$envfile.tmp" <<ENV
 # Written by modeconn's scripts/setup.sh; source it before building or running.
 export LIBTORCH_USE_PYTORCH=1
 export PATH="$venv/bin:\$PATH"
-export LD_LIBRARY_PATH="$site/torch/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$site/torch/lib${cudalibs:+:$cudalibs}\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 export ORT_DYLIB_PATH="$ortlib"
 export MODECONN_PYTHON="$venv/bin/python"
 export MODECONN_DIGITS="$digits"

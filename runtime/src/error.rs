@@ -25,19 +25,19 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The file ends before the data its header promises.
-    #[error("truncated bundle: {}", Quoted(detail))]
+    #[error("truncated bundle: {}", Reason(detail))]
     Truncated {
         /// What was expected and what was there.
         detail: String,
     },
     /// The safetensors header is not valid (length, JSON, offsets, dtypes).
-    #[error("bad bundle header: {}", Quoted(detail))]
+    #[error("bad bundle header: {}", Reason(detail))]
     Header {
         /// What is wrong with it.
         detail: String,
     },
     /// A metadata key is missing or its value is not what the format requires.
-    #[error("bundle metadata `{}`: {}", Quoted(key), Quoted(reason))]
+    #[error("bundle metadata `{}`: {}", Quoted(key), Reason(reason))]
     Metadata {
         /// The `__metadata__` key.
         key: String,
@@ -51,7 +51,7 @@ pub enum Error {
     #[error("unknown curve basis `{}` (expected `bezier` or `polychain`)", Quoted(.0))]
     UnknownBasis(String),
     /// A required tensor is absent.
-    #[error("tensor `{}` is missing: {}", Quoted(tensor), Quoted(reason))]
+    #[error("tensor `{}` is missing: {}", Quoted(tensor), Reason(reason))]
     MissingTensor {
         /// The tensor name.
         tensor: String,
@@ -161,7 +161,7 @@ pub enum Error {
         expected: Vec<i64>,
     },
     /// A `.npy` file that cannot be read as the array asked for.
-    #[error("input: {}: {}", path.display(), Quoted(reason))]
+    #[error("input: {}: {}", path.display(), Reason(reason))]
     Npy {
         /// The file.
         path: PathBuf,
@@ -173,7 +173,7 @@ pub enum Error {
         "ONNX model: {}{}: {}",
         Quoted(part),
         offset.map(|o| format!(" at byte {o}")).unwrap_or_default(),
-        Quoted(reason)
+        Reason(reason)
     )]
     Onnx {
         /// The part of the model at fault: a message type (`ModelProto`), a node, an
@@ -217,7 +217,7 @@ pub enum Error {
         limit: usize,
     },
     /// An argument is invalid on its own (zero counts, empty lists and the like).
-    #[error("invalid argument: {} {}", Quoted(what), Quoted(reason))]
+    #[error("invalid argument: {} {}", Quoted(what), Reason(reason))]
     InvalidArgument {
         /// The argument at fault, e.g. ``a grid``, ``tensor `fc.weight` ``.
         what: String,
@@ -365,25 +365,41 @@ impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
     }
 }
 
-/// How many bytes of a name, value or reason a message quotes; longer ones are cut.
+/// How many bytes of a name or value a message quotes; longer ones are cut.
 const QUOTED: usize = 256;
+/// How many bytes of a reason (a sentence of ours that may quote a value) a message keeps.
+const REASON: usize = 2048;
 
-/// A name, value or reason as a message quotes it: whole, or its first [`QUOTED`] bytes (on a
+/// A name or value as a message quotes it: whole, or its first [`QUOTED`] bytes (on a
 /// character boundary) and a note of its full length. A bundle's metadata or tensor names can
 /// be megabytes long; a message about them stays a line.
 struct Quoted<'a>(&'a str);
 
+/// A reason as a message gives it: whole, or its first [`REASON`] bytes and its full length.
+struct Reason<'a>(&'a str);
+
 impl std::fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.len() <= QUOTED {
-            return f.write_str(self.0);
-        }
-        let mut end = QUOTED;
-        while !self.0.is_char_boundary(end) {
-            end -= 1;
-        }
-        write!(f, "{}... ({} bytes in all)", &self.0[..end], self.0.len())
+        cut(f, self.0, QUOTED)
     }
+}
+
+impl std::fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        cut(f, self.0, REASON)
+    }
+}
+
+/// Writes `text`, or its first `limit` bytes and a note of its length.
+fn cut(f: &mut std::fmt::Formatter<'_>, text: &str, limit: usize) -> std::fmt::Result {
+    if text.len() <= limit {
+        return f.write_str(text);
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    write!(f, "{}... ({} bytes in all)", &text[..end], text.len())
 }
 
 /// The message of [`Error::KindMismatch`].
@@ -424,6 +440,6 @@ mod tests {
             key: "modeconn.points".into(),
             reason: format!("`{long}` is not a positive integer"),
         };
-        assert!(e.to_string().len() < 400);
+        assert!(e.to_string().len() < 2200, "{} bytes", e.to_string().len());
     }
 }

@@ -56,6 +56,10 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Also time the prediction: run it N more times after the first (which makes the
+    /// sessions) and report the wall time of those runs (`seconds`: median, min, max).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    repeat: usize,
 }
 
 fn sampling(args: &Args, kind: Kind) -> anyhow::Result<Sampling> {
@@ -116,8 +120,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..EnsembleOptions::default()
         },
     )?;
+    let started = std::time::Instant::now();
     let prediction = ensemble.predict(input.view(), &sampling, args.per_member.is_some())?;
-    super::note_fallback(&runtime);
+    let first = started.elapsed().as_secs_f64();
+    let mut times = Vec::with_capacity(args.repeat);
+    for _ in 0..args.repeat {
+        let started = std::time::Instant::now();
+        ensemble.predict(input.view(), &sampling, args.per_member.is_some())?;
+        times.push(started.elapsed().as_secs_f64());
+    }
     let probs = &prediction.probabilities;
     if let Some(p) = &args.out {
         npy::write(p, &probs.view().into_dyn())
@@ -155,6 +166,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         report["accuracy"] = json!(acc);
         report["nll"] = json!(nll);
     }
+    if !times.is_empty() {
+        times.sort_by(f64::total_cmp);
+        report["seconds"] = json!({
+            "first": first, "repeats": times.len(), "median": times[times.len() / 2],
+            "min": times[0], "max": times[times.len() - 1],
+        });
+    }
+    // Said once, and only when the command succeeded: a failure's one line is its error.
+    super::note_fallback(&runtime);
     if args.json {
         println!("{report}");
         return Ok(());

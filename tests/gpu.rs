@@ -1,0 +1,244 @@
+//! The GPU paths as a machine without a GPU sees them, with the environment of
+//! scripts/setup.sh (ONNX Runtime with the CUDA execution provider, the CUDA libraries of
+//! torch's wheels, no driver): `doctor` says what runs where, `--device cuda` fails with one
+//! line that names the missing driver, `auto` falls back and says why, a GPU index past the
+//! last one is a clear error. On a machine where CUDA works, the no-driver cases are skipped
+//! (and say so): scripts/gpu-check.sh covers that side.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// The trainer plugin built beside the `modeconn` under test.
+fn plugin() -> PathBuf {
+    Path::new(BIN).parent().expect("a folder").join(format!(
+        "{}modeconn_trainer{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+/// `doctor --json` with the plugin beside the executable.
+fn doctor() -> Value {
+    let plugin = plugin();
+    modeconn(&[&"doctor", &"--json", &"--trainer", &plugin])
+        .ok()
+        .json()
+}
+
+/// Whether CUDA works here; when it does, says the no-driver cases are skipped.
+fn cuda_works(report: &Value, case: &str) -> bool {
+    let works = report["onnxruntime"]["cuda"]["loads"] == true;
+    if works {
+        eprintln!("{case}: CUDA works on this machine; the no-driver case does not apply");
+    }
+    works
+}
+
+#[test]
+fn doctor_reports_what_runs_where() {
+    let report = doctor();
+    let ort = &report["onnxruntime"];
+    let providers: Vec<&str> = ort["providers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no providers: {report}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(providers.contains(&"CPUExecutionProvider"), "{report}");
+    assert_eq!(ort["version"], "1.31.1", "{report}");
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        // scripts/setup.sh installs onnxruntime-gpu here.
+        assert!(providers.contains(&"CUDAExecutionProvider"), "{report}");
+        assert_eq!(ort["cuda"]["built_in"], true, "{report}");
+    }
+    let trainer = &report["trainer"];
+    assert_eq!(trainer["abi_version"], 2, "{report}");
+    assert!(
+        trainer["libtorch"]["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("2.11.0")),
+        "{report}"
+    );
+    assert!(trainer["libtorch"]["path"].is_string(), "{report}");
+    if !cuda_works(&report, "doctor") && ort["cuda"]["built_in"] == true {
+        // Loadable up to the driver: the first library missing is libcuda.so.1.
+        assert_eq!(ort["cuda"]["missing_library"], "libcuda.so.1", "{report}");
+        assert_eq!(report["cuda_ready"], false, "{report}");
+        assert!(
+            trainer["devices"].as_array().is_some_and(Vec::is_empty),
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn doctor_require_cuda_fails_without_a_driver() {
+    if cuda_works(&doctor(), "require") {
+        return;
+    }
+    let plugin = plugin();
+    let line = modeconn(&[&"doctor", &"--require", &"cuda", &"--trainer", &plugin]).fails_cleanly();
+    assert!(line.contains("CUDA is not ready"), "{line}");
+    assert!(
+        line.contains("libcuda.so.1") || line.contains("CUDA execution provider"),
+        "{line}"
+    );
+}
+
+#[test]
+fn device_cuda_names_the_missing_driver_and_auto_falls_back_saying_why() {
+    if cuda_works(&doctor(), "device") {
+        return;
+    }
+    let dir = curve_fixture(&BEZIER3);
+    let (bundle, x) = (dir.join("bundle.safetensors"), dir.join("x.npy"));
+    let predict = |device: &str| {
+        modeconn(&[
+            &"predict",
+            &bundle,
+            &"--input",
+            &x,
+            &"--at",
+            &"0.5",
+            &"--device",
+            &device,
+            &"--json",
+        ])
+    };
+    for device in ["cuda", "cuda:0"] {
+        let line = predict(device).fails_cleanly();
+        assert!(
+            line.contains("cuda:0") && line.contains("libcuda.so.1"),
+            "{device}: {line}"
+        );
+        assert!(line.contains("NVIDIA driver"), "{device}: {line}");
+    }
+    let line = predict("cuda:7").fails_cleanly();
+    assert!(line.contains("`cuda:7`"), "{line}");
+    let run = predict("auto").ok();
+    assert_eq!(run.json()["provider"], "cpu", "{}", run.transcript());
+    let notes: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("note:"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{}", run.transcript());
+    assert!(
+        notes[0].contains("runs on the CPU") && notes[0].contains("libcuda.so.1"),
+        "{}",
+        notes[0]
+    );
+}
+
+#[test]
+fn a_gpu_the_trainer_does_not_have_is_a_clear_error() {
+    let tmp = tempdir();
+    let out = tmp.path().join("x.safetensors");
+    let plugin = plugin();
+    let line = modeconn(&[
+        &"train",
+        &"--arch",
+        &"mlp",
+        &"--data",
+        &"digits",
+        &"--epochs",
+        &"1",
+        &"--device",
+        &"cuda:7",
+        &"--out",
+        &out,
+        &"--trainer",
+        &plugin,
+    ])
+    .fails_cleanly();
+    assert!(line.contains("device `cuda:7` is not available"), "{line}");
+    // An unknown device is clap's error (a usage line follows it), naming what is valid.
+    let run = modeconn(&[
+        &"train",
+        &"--arch",
+        &"mlp",
+        &"--data",
+        &"digits",
+        &"--epochs",
+        &"1",
+        &"--device",
+        &"gpu",
+        &"--out",
+        &out,
+        &"--trainer",
+        &plugin,
+    ]);
+    assert_eq!(run.status.code(), Some(2), "{}", run.transcript());
+    assert!(run.stderr.contains("cuda:N"), "{}", run.transcript());
+    assert!(!out.exists());
+}
+
+#[test]
+fn the_gpu_check_runs_through_on_the_cpu() {
+    // scripts/gpu-check.sh --device cpu --quick: every step of the GPU check, on the CPU,
+    // with the binaries under test; the figures that compare a GPU with the CPU are left out.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = Path::new(BIN).parent().expect("a folder");
+    let out = std::process::Command::new("bash")
+        .arg(repo.join("scripts/gpu-check.sh"))
+        .args(["--device", "cpu", "--quick"])
+        .env("MODECONN_GPU_CHECK_BIN", bin)
+        .output()
+        .expect("run scripts/gpu-check.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "gpu-check failed:\n{stderr}\n{stdout}"
+    );
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("the report is not JSON ({e}):\n{stdout}"));
+    assert_eq!(report["device"], "cpu");
+    assert!(
+        report["doctor"]["onnxruntime"]["providers"].is_array(),
+        "{report}"
+    );
+    let trainer = &report["trainer"];
+    for key in [
+        "train_seconds_per_epoch",
+        "curve_seconds_per_epoch",
+        "curve_over_train",
+    ] {
+        assert!(
+            trainer[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {report}"
+        );
+    }
+    let reproduced = &report["bundles_reproduced"];
+    assert_eq!(reproduced["agree"], true, "{report}");
+    assert_eq!(
+        reproduced["curve"].as_array().map(Vec::len),
+        Some(3),
+        "{report}"
+    );
+    assert!(
+        reproduced["fge"].as_array().is_some_and(|m| !m.is_empty()),
+        "{report}"
+    );
+    let runtime = &report["runtime"];
+    for section in ["dynamic_vs_static", "ensemble_vs_singles"] {
+        for batch in ["batch_1", "batch_128"] {
+            let ratio = runtime[section][batch]["ratio"].as_f64();
+            assert!(
+                ratio.is_some_and(|r| r > 0.0),
+                "{section} {batch}: {report}"
+            );
+        }
+    }
+    assert!(
+        runtime.get("cuda_vs_cpu_max_abs").is_none(),
+        "a CPU run compares no GPU"
+    );
+    assert!(
+        report["serve"]["ratio"].as_f64().is_some_and(|r| r > 0.0),
+        "{report}"
+    );
+}
