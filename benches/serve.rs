@@ -39,7 +39,7 @@ struct Setting {
     binary: bool,
 }
 
-const SETTINGS: [Setting; 7] = [
+const SETTINGS: [Setting; 8] = [
     Setting {
         name: "ensemble b=1",
         mode: "ensemble",
@@ -81,6 +81,14 @@ const SETTINGS: [Setting; 7] = [
         mode: "randomized",
         batch: 32,
         binary: true,
+    },
+    // Per-sample modes write JSON numbers at full width, so that an answer's length does not
+    // tell its point: this setting shows what that costs against `ensemble b=32 JSON`.
+    Setting {
+        name: "randomized b=32 JSON",
+        mode: "randomized",
+        batch: 32,
+        binary: false,
     },
 ];
 

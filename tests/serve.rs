@@ -16,16 +16,16 @@ use serde_json::{Value, json};
 
 use crate::util::*;
 
-const KEY_A: &str = "5f1e0c7a9b3d2e4f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
+pub(crate) const KEY_A: &str = "5f1e0c7a9b3d2e4f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
 const KEY_B: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 // ---------------------------------------------------------------------------------------------
 // The server process
 
 /// A running `modeconn serve`, killed when dropped.
-struct Served {
-    child: Child,
-    port: u16,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
     log: Arc<Mutex<String>>,
 }
 
@@ -82,7 +82,7 @@ impl Served {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -90,12 +90,12 @@ impl Served {
         self.url(&format!("/v2/models/{model}/infer"))
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     /// Resident memory of the server process in KiB.
-    fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("cannot read the server's /proc status");
         status
@@ -107,7 +107,7 @@ impl Served {
     }
 
     /// Sends SIGTERM and waits (at most 60 s) for the process to exit.
-    fn terminate(&mut self) -> ExitStatus {
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
         // SAFETY: kill(2) on our own child's pid.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         assert_eq!(rc, 0, "kill failed");
@@ -126,7 +126,7 @@ impl Served {
     }
 
     /// The value of a metric line (`name{labels}` exactly as exposed), 0 when absent.
-    fn metric(&self, series: &str) -> f64 {
+    pub(crate) fn metric(&self, series: &str) -> f64 {
         let text = get(&self.url("/metrics")).text();
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
@@ -154,8 +154,8 @@ fn agent() -> ureq::Agent {
 
 /// A response as the client saw it.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: BTreeMap<String, String>,
     body: Vec<u8>,
 }
@@ -180,7 +180,7 @@ impl Reply {
         }
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
@@ -270,7 +270,7 @@ fn decode(datatype: &str, bytes: &[u8]) -> Vec<f64> {
     }
 }
 
-fn get(url: &str) -> Reply {
+pub(crate) fn get(url: &str) -> Reply {
     Reply::from(agent().get(url).call().expect("GET failed"))
 }
 
@@ -283,7 +283,7 @@ fn post(url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Reply {
 }
 
 /// An inference request in JSON.
-fn json_request(x: &ArrayD<f32>, params: Value, outputs: &[&str]) -> Vec<u8> {
+pub(crate) fn json_request(x: &ArrayD<f32>, params: Value, outputs: &[&str]) -> Vec<u8> {
     let mut body = json!({
         "id": "req-1",
         "inputs": [{
@@ -378,7 +378,7 @@ fn predict(bundle: &Path, x: &ArrayD<f32>, args: &[&str]) -> (ArrayD<f32>, Array
 }
 
 /// A deterministic batch of `n` inputs for the CNN fixtures ([n, 3, 8, 8]).
-fn inputs(n: usize, seed: u64) -> ArrayD<f32> {
+pub(crate) fn inputs(n: usize, seed: u64) -> ArrayD<f32> {
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let values = (0..n * 3 * 8 * 8)
         .map(|_| {
@@ -391,13 +391,13 @@ fn inputs(n: usize, seed: u64) -> ArrayD<f32> {
     ArrayD::from_shape_vec(IxDyn(&[n, 3, 8, 8]), values).unwrap()
 }
 
-fn write_config(dir: &Path, text: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("server.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
-fn curve() -> PathBuf {
+pub(crate) fn curve() -> PathBuf {
     curve_fixture(&BEZIER3).join("bundle.safetensors")
 }
 
@@ -1567,6 +1567,17 @@ impl Raw {
         })
     }
 
+    /// A connection already made.
+    pub(crate) fn from_stream(stream: TcpStream) -> Raw {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// Writes `request` whole and reads one response.
     pub(crate) fn exchange(&mut self, request: &[u8]) -> Result<RawReply, Ended> {
         self.stream
@@ -1782,7 +1793,7 @@ fn start_with_file_limit(args: &[&dyn AsRef<OsStr>], files: u64) -> Served {
 
 /// Opens up to `n` connections (those the kernel does not take within a second are skipped),
 /// each sending `first` (nothing, or part of a request).
-fn open_connections(port: u16, n: usize, first: &[u8]) -> Vec<TcpStream> {
+pub(crate) fn open_connections(port: u16, n: usize, first: &[u8]) -> Vec<TcpStream> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     (0..n)
         .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
@@ -1794,11 +1805,8 @@ fn open_connections(port: u16, n: usize, first: &[u8]) -> Vec<TcpStream> {
 fn raw_within(port: u16, request: &[u8], within: Duration) -> Result<RawReply, Ended> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let stream = TcpStream::connect_timeout(&addr, within).map_err(|_| Ended::Refused)?;
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut raw = Raw {
-        stream,
-        buf: Vec::new(),
-    };
+    let mut raw = Raw::from_stream(stream);
+    raw.stream.set_read_timeout(Some(within)).unwrap();
     raw.exchange(request)
 }
 

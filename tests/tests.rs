@@ -18,6 +18,7 @@ mod pack;
 mod references;
 mod runtime_api;
 mod serve;
+mod soak;
 mod trainer_cli;
 
 /// The prediction cases through `modeconn predict`.
