@@ -96,14 +96,9 @@ impl Served {
 
     /// Resident memory of the server process in KiB.
     pub(crate) fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("cannot read the server's /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("no VmRSS line")
+        let kib = rss_of(self.child.id());
+        assert!(kib > 0, "cannot read the server's resident memory");
+        kib
     }
 
     /// Sends SIGTERM and waits (at most 60 s) for the process to exit.
@@ -395,6 +390,18 @@ pub(crate) fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("server.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// `modeconn serve m=CURVE --config C ARGS`, with `C` holding `text` in a folder that lives as
+/// long as the returned guard.
+pub(crate) fn serve_curve(text: &str, args: &[&dyn AsRef<OsStr>]) -> (tempfile::TempDir, Served) {
+    let dir = tempdir();
+    let config = write_config(dir.path(), text);
+    let model = format!("m={}", curve().display());
+    let mut all: Vec<&dyn AsRef<OsStr>> = vec![&model, &"--config", &config];
+    all.extend_from_slice(args);
+    let server = Served::start(&all);
+    (dir, server)
 }
 
 pub(crate) fn curve() -> PathBuf {
@@ -2027,16 +2034,13 @@ fn heavy_requests_are_bounded_run_in_chunks_and_stop_at_their_deadline() {
 /// Large batches run in chunks (by members, and by samples in per-sample modes) whose answers
 /// are those of one run.
 fn chunked_answers_equal_whole_ones() {
-    let dir = tempdir();
-    let config = write_config(
-        dir.path(),
+    let (_dir, server) = serve_curve(
         &format!(
             "[server]\nkeyed_secret = \"{KEY_A}\"\n[defaults]\nmodes = [\"at\", \"keyed\"]\nreturn_point = true\n"
         ),
+        &[],
     );
     let path = curve();
-    let model = format!("m={}", path.display());
-    let server = Served::start(&[&model, &"--config", &config]);
     // 8 samples at 1024 points: 8,192 member-samples, two chunks by members.
     let x = inputs(8, 37);
     let ts = many_t(1024);
@@ -2229,16 +2233,12 @@ fn answers_are_bounded_before_they_are_computed() {
 
 #[test]
 fn randomized_and_keyed_answers_have_one_size_whatever_the_point() {
-    let dir = tempdir();
-    let config = write_config(
-        dir.path(),
+    let (_dir, server) = serve_curve(
         &format!(
             "[server]\nkeyed_secret = \"{KEY_A}\"\n[defaults]\nmodes = [\"randomized\", \"keyed\"]\n"
         ),
+        &[],
     );
-    let path = curve();
-    let model = format!("m={}", path.display());
-    let server = Served::start(&[&model, &"--config", &config]);
     let outputs = ["probabilities", "class", "entropy"];
     let bits = |r: &Reply| {
         r.array("probabilities")
@@ -2320,20 +2320,12 @@ fn mean_distance(probs: &ArrayD<f32>, reference: &ArrayD<f32>) -> f64 {
 #[test]
 fn keyed_mode_meets_one_point_for_signed_zeros_and_changes_below_the_quantum() {
     const QUANTUM: f32 = 1e-3;
-    let dir = tempdir();
-    let plain = dir.path().join("plain");
-    let quantised = dir.path().join("quantised");
-    std::fs::create_dir_all(&plain).unwrap();
-    std::fs::create_dir_all(&quantised).unwrap();
     let text = |extra: &str| {
         format!(
             "[server]\nkeyed_secret = \"{KEY_A}\"\n[defaults]\nmodes = [\"keyed\"]\nreturn_point = true\n{extra}"
         )
     };
-    let plain = write_config(&plain, &text(""));
-    let quantised = write_config(&quantised, &text(&format!("keyed_quantum = {QUANTUM}\n")));
     let path = curve();
-    let model = format!("m={}", path.display());
     // One input with 64 zeros, and three families of copies of it.
     let mut x = inputs(1, 43);
     for i in 0..64 {
@@ -2381,11 +2373,14 @@ fn keyed_mode_meets_one_point_for_signed_zeros_and_changes_below_the_quantum() {
     let (ensemble, _) = predict(&path, &x, &["--grid", "21"]);
 
     let mut rows = Vec::new();
-    for (name, config) in [
-        ("without a quantum", &plain),
-        ("with a quantum of 0.001", &quantised),
+    for (name, extra) in [
+        ("without a quantum", String::new()),
+        (
+            "with a quantum of 0.001",
+            format!("keyed_quantum = {QUANTUM}\n"),
+        ),
     ] {
-        let server = Served::start(&[&model, &"--config", config]);
+        let (_dir, server) = serve_curve(&text(&extra), &[]);
         let mut row = Vec::new();
         for family in [&zeros, &ulps, &steps] {
             let r = infer_binary(&server, "m", family, json!({}), &["probabilities", "point"]);

@@ -134,28 +134,30 @@ fn by_members(
     }))
 }
 
-/// The sampling that selects exactly `members`, in order.
+/// The sampling that selects exactly `members`, in order (all of one kind, as a sampling
+/// selects them).
 fn only(members: &[Member]) -> Sampling {
-    match members.first() {
-        Some(Member::Index(_)) => Sampling::Members(
-            members
-                .iter()
-                .filter_map(|m| match m {
-                    Member::Index(i) => Some(*i),
-                    Member::T(_) => None,
-                })
-                .collect(),
-        ),
-        _ => Sampling::At(
-            members
-                .iter()
-                .filter_map(|m| match m {
-                    Member::T(t) => Some(*t),
-                    Member::Index(_) => None,
-                })
-                .collect(),
-        ),
-    }
+    let indices: Option<Vec<usize>> = members
+        .iter()
+        .map(|m| match m {
+            Member::Index(i) => Some(*i),
+            Member::T(_) => None,
+        })
+        .collect();
+    indices.map_or_else(
+        || {
+            Sampling::At(
+                members
+                    .iter()
+                    .map(|m| match m {
+                        Member::T(t) => *t,
+                        Member::Index(i) => *i as f64,
+                    })
+                    .collect(),
+            )
+        },
+        Sampling::Members,
+    )
 }
 
 /// The entropy (nats) of each row, as the runtime computes it.

@@ -83,50 +83,49 @@ fn small<'de, D: Deserializer<'de>, T: de::DeserializeOwned>(d: D) -> Result<Opt
 
 /// Input tensors, refusing more than [`MAX_INPUTS`].
 fn few_inputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<InputTensor<'de>>, D::Error> {
-    struct Few;
-    impl<'de> Visitor<'de> for Few {
-        type Value = Vec<InputTensor<'de>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a list of at most {MAX_INPUTS} input tensors")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(t) = seq.next_element()? {
-                if out.len() == MAX_INPUTS {
-                    return Err(de::Error::custom(format!(
-                        "more than {MAX_INPUTS} inputs (the model takes one)"
-                    )));
-                }
-                out.push(t);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(Few)
+    d.deserialize_seq(AtMost::new(MAX_INPUTS, "inputs (the model takes one)"))
 }
 
 /// A shape, refusing more than [`MAX_DIMS`] dimensions.
 fn dims<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
-    struct Dims;
-    impl<'de> Visitor<'de> for Dims {
-        type Value = Vec<i64>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a shape of at most {MAX_DIMS} integers")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(d) = seq.next_element()? {
-                if out.len() == MAX_DIMS {
-                    return Err(de::Error::custom(format!(
-                        "a shape has at most {MAX_DIMS} dimensions"
-                    )));
-                }
-                out.push(d);
-            }
-            Ok(out)
+    d.deserialize_seq(AtMost::new(MAX_DIMS, "dimensions in a shape"))
+}
+
+/// A list of at most `max` elements, refused as soon as it holds one more.
+struct AtMost<T> {
+    max: usize,
+    what: &'static str,
+    element: std::marker::PhantomData<T>,
+}
+
+impl<T> AtMost<T> {
+    fn new(max: usize, what: &'static str) -> Self {
+        AtMost {
+            max,
+            what,
+            element: std::marker::PhantomData,
         }
     }
-    d.deserialize_seq(Dims)
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for AtMost<T> {
+    type Value = Vec<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a list of at most {} {}", self.max, self.what)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(element) = seq.next_element()? {
+            if out.len() == self.max {
+                return Err(de::Error::custom(format!(
+                    "more than {} {}",
+                    self.max, self.what
+                )));
+            }
+            out.push(element);
+        }
+        Ok(out)
+    }
 }
 
 /// The bytes the values of `data` take once parsed when `count` are expected: no more than the
