@@ -242,3 +242,32 @@ fn the_gpu_check_runs_through_on_the_cpu() {
         "{report}"
     );
 }
+
+#[test]
+fn the_server_on_auto_says_once_why_it_serves_on_the_cpu() {
+    let report = doctor();
+    if cuda_works(&report, "serve") || report["onnxruntime"]["cuda"]["built_in"] != true {
+        return;
+    }
+    let (_dir, mut server) = crate::serve::serve_curve("", &[&"--device", &"auto"]);
+    let log = server.log();
+    server.terminate();
+    let warnings: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("serving on the CPU"))
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert_eq!(warnings[0]["level"], "WARN", "{log}");
+    assert_eq!(warnings[0]["fields"]["device"], "auto", "{log}");
+    let reason = warnings[0]["fields"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("libcuda.so.1"), "{log}");
+    assert!(
+        log.contains(r#""provider":"cpu""#),
+        "the model should load on the CPU: {log}"
+    );
+}

@@ -121,6 +121,13 @@ impl Server {
             models.insert(name.clone(), Arc::new(model));
             order.push(name.clone());
         }
+        if let Some(reason) = runtime.fallback_reason() {
+            tracing::warn!(
+                device = %options.device,
+                reason,
+                "serving on the CPU: the CUDA execution provider could not be used"
+            );
+        }
         let audit = match options.config.audit() {
             Some((path, key)) => Some(AuditLog::open(path, key)?),
             None => None,
