@@ -8,6 +8,12 @@
 //! returned. Requests for the same model and members are batched dynamically; the queue is
 //! bounded; `/metrics` speaks Prometheus; an optional audit log records sealed points.
 //!
+//! Everything a client can make the server hold is bounded ([`Limits`]): connections in number
+//! and in time (idle, headers), the bytes being received over all connections, the work and the
+//! answer of each request (both refused before anything runs), and the compute of a request by
+//! its deadline (large batches run in chunks that stop once nobody waits). On shutdown every
+//! request already read is answered and the rest refused with `503`.
+//!
 //! ```no_run
 //! use modeconn_server::{Config, Options};
 //!
