@@ -40,7 +40,7 @@ fn with_header(src: &Path, dst: &Path, edit: impl FnOnce(String) -> String) {
     let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     let text = String::from_utf8(bytes[8..8 + len].to_vec()).expect("a UTF-8 header");
     let mut text = edit(text);
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
