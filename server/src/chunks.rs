@@ -8,9 +8,9 @@
 //! disagreement are computed from it in the same way, so chunked and whole answers are the same
 //! bit for bit. A batch of at most [`CHUNK_WORK`] member-samples runs in one call.
 
-use modeconn_runtime::ensemble::argmax;
+use modeconn_runtime::ensemble::{argmax, disagreement, entropy};
 use modeconn_runtime::{Ensemble, Member, Prediction, Sampling};
-use ndarray::{Array1, Array2, Array3, ArrayViewD, Axis, concatenate};
+use ndarray::{Array2, Array3, ArrayViewD, Axis, concatenate};
 
 use crate::ApiError;
 
@@ -158,25 +158,6 @@ fn only(members: &[Member]) -> Sampling {
         },
         Sampling::Members,
     )
-}
-
-/// The entropy (nats) of each row, as the runtime computes it.
-fn entropy(p: &Array2<f32>) -> Array1<f32> {
-    Array1::from_iter(p.rows().into_iter().map(|r| {
-        -r.iter()
-            .filter(|&&v| v > 0.0)
-            .map(|&v| v * v.ln())
-            .sum::<f32>()
-    }))
-}
-
-/// The fraction of members whose class differs from the mean's, as the runtime computes it.
-fn disagreement(mean: &Array2<f32>, argmaxes: &[Vec<usize>]) -> Array1<f32> {
-    let members = argmaxes.len().max(1) as f32;
-    Array1::from_iter(mean.rows().into_iter().enumerate().map(|(i, row)| {
-        let top = argmax(row.iter());
-        argmaxes.iter().filter(|a| a[i] != top).count() as f32 / members
-    }))
 }
 
 #[cfg(test)]

@@ -46,8 +46,9 @@ pub(super) fn softmax(mut logits: Array2<f32>, temperature: f32) -> Array2<f32> 
     logits
 }
 
-/// The entropy (nats) of each row of probabilities.
-pub(super) fn entropy(p: &Array2<f32>) -> Array1<f32> {
+/// The entropy (nats) of each row of probabilities, summed in single precision in class order
+/// (what [`Prediction::entropy`](super::Prediction::entropy) holds).
+pub fn entropy(p: &Array2<f32>) -> Array1<f32> {
     Array1::from_iter(p.rows().into_iter().map(|r| {
         -r.iter()
             .filter(|&&v| v > 0.0)
@@ -57,8 +58,9 @@ pub(super) fn entropy(p: &Array2<f32>) -> Array1<f32> {
 }
 
 /// For each sample, the fraction of members whose top class (`argmaxes[member][sample]`)
-/// differs from the ensemble's (the argmax of `mean`).
-pub(super) fn disagreement(mean: &Array2<f32>, argmaxes: &[Vec<usize>]) -> Array1<f32> {
+/// differs from the ensemble's (the argmax of `mean`): what
+/// [`Prediction::disagreement`](super::Prediction::disagreement) holds.
+pub fn disagreement(mean: &Array2<f32>, argmaxes: &[Vec<usize>]) -> Array1<f32> {
     let members = argmaxes.len().max(1) as f32;
     Array1::from_iter(mean.rows().into_iter().enumerate().map(|(i, row)| {
         let top = argmax(row.iter());
