@@ -11,6 +11,7 @@ mod util;
 
 mod cli;
 mod concurrency;
+mod fuzz_regressions;
 mod gpu;
 mod hostile;
 mod materialize;

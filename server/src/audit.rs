@@ -145,6 +145,7 @@ pub fn unseal(key: &[u8; 32], request_id: &str, sealed: &str) -> Option<serde_js
         .map(|i| {
             sealed
                 .get(i..i + 2)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
         })
         .collect::<Option<_>>()?;
