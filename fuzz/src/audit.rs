@@ -7,8 +7,7 @@
 //! that opens is the canonical text of its bytes (hex digits only); nothing panics on any line.
 
 use std::fs::File;
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{Read, Seek};
 use std::sync::{Mutex, OnceLock};
 
 use modeconn_runtime::Member;
@@ -25,8 +24,7 @@ const MAX_POINTS: usize = 64;
 
 struct Log {
     log: AuditLog,
-    path: PathBuf,
-    /// The same file, to empty it before each line.
+    /// The same file, to empty it before each line and read the line back.
     file: File,
 }
 
@@ -43,10 +41,13 @@ fn log() -> &'static Mutex<Log> {
         let path = dir.join(format!("modeconn-fuzz-audit-{}.jsonl", std::process::id()));
         let log = AuditLog::open(&path, &KEY).expect("the audit log opens");
         let file = File::options()
+            .read(true)
             .write(true)
             .open(&path)
             .expect("the audit log opens");
-        Mutex::new(Log { log, path, file })
+        // Open, the file needs no name: nothing is left behind when the process ends.
+        let _ = std::fs::remove_file(&path);
+        Mutex::new(Log { log, file })
     })
 }
 
@@ -116,8 +117,9 @@ fn seal_and_open(id: &str, members: &[Member]) {
         })
         .expect("the line is written");
     let mut line = String::new();
-    File::open(&guard.path)
-        .and_then(|mut f| f.read_to_string(&mut line))
+    let mut file = &guard.file;
+    file.rewind()
+        .and_then(|()| file.read_to_string(&mut line))
         .expect("the line reads back");
     drop(guard);
     let entry: Value = serde_json::from_str(line.trim_end()).expect("an audit line is JSON");
