@@ -40,6 +40,14 @@ pub mod keys {
 /// The bundle format version this crate reads and writes.
 pub const FORMAT_VERSION: &str = "1";
 
+/// The most control points a curve may have: its Gram matrix has `(K-1)²` entries, and a
+/// curve of more points than this is not one of the paper's (they have three).
+pub const MAX_CURVE_POINTS: usize = 1 << 10;
+
+/// The most members a snapshot set may have, as many as one query may select
+/// ([`MAX_MEMBERS`](crate::ensemble::MAX_MEMBERS)).
+pub const MAX_SNAPSHOTS: usize = crate::ensemble::MAX_MEMBERS;
+
 /// What a bundle holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -175,11 +183,17 @@ impl Metadata {
                 format!("`{points_text}` is not a positive integer"),
             )
         })?;
-        let min_points = if kind == Kind::Curve { 2 } else { 1 };
-        if points < min_points {
+        let (min_points, max_points, what) = match kind {
+            Kind::Curve => (2, MAX_CURVE_POINTS, "a curve: control points"),
+            Kind::Snapshots => (1, MAX_SNAPSHOTS, "a snapshot set: members"),
+        };
+        // The upper bound is checked before anything is sized by it: a bundle whose tensors
+        // are not indexed by points would otherwise size coefficients and Gram matrices by any
+        // number at all.
+        if !(min_points..=max_points).contains(&points) {
             return Err(meta_err(
                 keys::POINTS,
-                format!("a {kind} needs at least {min_points} points, got {points}"),
+                format!("{what} must number {min_points} to {max_points}, got {points}"),
             ));
         }
         let bn_grid = match map.get(keys::BN_GRID) {

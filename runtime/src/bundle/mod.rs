@@ -13,7 +13,10 @@ mod validate;
 mod write;
 
 pub use member::{Member, MemberWeights, Members};
-pub use meta::{FORMAT_VERSION, InputSpec, Kind, Metadata, OutputSpec, Preprocess, keys};
+pub use meta::{
+    FORMAT_VERSION, InputSpec, Kind, MAX_CURVE_POINTS, MAX_SNAPSHOTS, Metadata, OutputSpec,
+    Preprocess, keys,
+};
 pub use pack::{PackLayout, PackOptions, PackReport, pack};
 pub use write::BundleWriter;
 

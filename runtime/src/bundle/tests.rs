@@ -487,3 +487,36 @@ fn a_graph_whose_data_lies_in_another_file_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("sibling.bin"), "{err}");
 }
+
+#[test]
+fn point_counts_are_bounded_before_anything_is_sized_by_them() {
+    let mut map = curve_meta().to_map();
+    for (kind, basis, top) in [
+        ("curve", Some("bezier"), MAX_CURVE_POINTS),
+        ("snapshots", None, MAX_SNAPSHOTS),
+    ] {
+        map.insert(keys::KIND.into(), kind.into());
+        match basis {
+            Some(b) => map.insert(keys::BASIS.into(), b.into()),
+            None => {
+                for key in [keys::BASIS, keys::BN_GRID, keys::GRID_TENSORS] {
+                    map.remove(key);
+                }
+                None
+            }
+        };
+        map.insert(keys::POINTS.into(), top.to_string());
+        let at_top = Metadata::from_map(&map).map(|m| m.points);
+        assert_eq!(at_top.as_ref().ok(), Some(&top), "{at_top:?}");
+        for points in [top + 1, 1 << 40] {
+            map.insert(keys::POINTS.into(), points.to_string());
+            let e = Metadata::from_map(&map).expect_err("past the bound");
+            let text = e.to_string();
+            assert!(
+                matches!(&e, Error::Metadata { key, .. } if key == keys::POINTS),
+                "{text}"
+            );
+            assert!(text.contains(&top.to_string()), "{text}");
+        }
+    }
+}
