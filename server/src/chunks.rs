@@ -101,8 +101,10 @@ fn by_members(
     let batch = input.shape()[0];
     let classes = ensemble.bundle().metadata().output.classes;
     let step = (CHUNK_WORK / batch).max(1);
-    let mut mean = Array2::<f32>::zeros((batch, classes));
-    let mut all = per_member.then(|| Array3::<f32>::zeros((members.len(), batch, classes)));
+    // Made from the first chunk's output, as the runtime does, so a bundle claiming more
+    // classes than its graph makes allocates nothing.
+    let mut mean: Option<Array2<f32>> = None;
+    let mut all: Option<Array3<f32>> = None;
     let mut argmaxes: Vec<Vec<usize>> = Vec::with_capacity(members.len());
     for (c, chunk) in members.chunks(step).enumerate() {
         if c > 0 && !go_on() {
@@ -115,13 +117,21 @@ fn by_members(
             ));
         };
         for (j, p) in probs.outer_iter().enumerate() {
-            mean += &p;
+            match mean.as_mut() {
+                Some(m) => *m += &p,
+                None => mean = Some(p.to_owned()),
+            }
             argmaxes.push(p.rows().into_iter().map(|r| argmax(r.iter())).collect());
-            if let Some(a) = all.as_mut() {
-                a.index_axis_mut(Axis(0), c * step + j).assign(&p);
+            if per_member {
+                all.get_or_insert_with(|| Array3::zeros((members.len(), batch, classes)))
+                    .index_axis_mut(Axis(0), c * step + j)
+                    .assign(&p);
             }
         }
     }
+    let Some(mut mean) = mean else {
+        return Err(ApiError::internal("a prediction without members"));
+    };
     mean /= members.len() as f32;
     Ok(Some(Prediction {
         entropy: entropy(&mean),

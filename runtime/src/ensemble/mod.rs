@@ -277,17 +277,25 @@ impl Ensemble {
         if per_member {
             per_member_floats(members.len(), batch, classes)?;
         }
-        let mut mean = Array2::<f32>::zeros((batch, classes));
-        let mut all = per_member.then(|| Array3::<f32>::zeros((members.len(), batch, classes)));
+        // The sums are made from the first member's output, whose shape the session has
+        // checked, so a bundle claiming more classes than its graph makes allocates nothing.
+        let mut mean: Option<Array2<f32>> = None;
+        let mut all: Option<Array3<f32>> = None;
         let mut argmaxes: Vec<Vec<usize>> = Vec::with_capacity(members.len());
         for (j, (&member, coef)) in members.iter().zip(&coefficients).enumerate() {
             let probs = self.run_member(member, coef, &input.view(), fixed)?;
-            mean += &probs;
             argmaxes.push(probs.rows().into_iter().map(|r| argmax(r.iter())).collect());
-            if let Some(a) = all.as_mut() {
-                a.index_axis_mut(Axis(0), j).assign(&probs);
+            if per_member {
+                all.get_or_insert_with(|| Array3::zeros((members.len(), batch, classes)))
+                    .index_axis_mut(Axis(0), j)
+                    .assign(&probs);
+            }
+            match mean.as_mut() {
+                Some(m) => *m += &probs,
+                None => mean = Some(probs),
             }
         }
+        let mut mean = mean.ok_or(Error::NoMembers)?;
         mean /= members.len() as f32;
         Ok(Prediction {
             entropy: output::entropy(&mean),
@@ -319,14 +327,17 @@ impl Ensemble {
             .map(|(m, _)| self.bundle.members().coefficients(*m))
             .collect::<Result<Vec<_>>>()?;
         let classes = self.bundle.metadata().output.classes;
-        let mut probabilities = Array2::<f32>::zeros((members.len(), classes));
+        // Allocated once a member has run (its output's shape checked), as in `predict`.
+        let mut probabilities: Option<Array2<f32>> = None;
         for ((member, rows), coef) in groups.iter().zip(&coefficients) {
             let sub = input.select(Axis(0), rows);
             let probs = self.run_member(*member, coef, &sub.view(), fixed)?;
+            let all = probabilities.get_or_insert_with(|| Array2::zeros((members.len(), classes)));
             for (r, &row) in rows.iter().enumerate() {
-                probabilities.row_mut(row).assign(&probs.row(r));
+                all.row_mut(row).assign(&probs.row(r));
             }
         }
+        let probabilities = probabilities.ok_or(Error::NoMembers)?;
         Ok(Prediction {
             entropy: output::entropy(&probabilities),
             probabilities,
