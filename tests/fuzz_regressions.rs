@@ -76,9 +76,9 @@ fn zeros_1x2(dir: &Path) -> PathBuf {
 /// claiming 2^40 control points or members, with no tensor indexed by them, so nothing bounds
 /// `modeconn.points`. `inspect` aborted allocating the Gram matrix, `(points - 1)²` floats
 /// (`Gram::zeros`, whose product also overflows); a member's coefficients, `points` floats,
-/// aborted `predict` (`Coefficients::on_curve`, `Coefficients::one_hot`).
+/// aborted `predict` (`Coefficients::on_curve`, `Coefficients::one_hot`). `modeconn.points` is
+/// bounded since (1,024 control points, 65,536 members).
 #[test]
-#[ignore = "finding reported, not fixed: modeconn.points is unbounded (fuzz/src/known.rs)"]
 fn a_bundle_claiming_more_points_than_it_holds_fails_cleanly() {
     let dir = tempdir();
     let x = zeros_1x2(dir.path());
@@ -92,9 +92,9 @@ fn a_bundle_claiming_more_points_than_it_holds_fails_cleanly() {
 /// `bundle` (made by hand, `fuzz/regressions/bundle/make.py`): a bundle of 473 bytes claiming
 /// 10^12 classes, its graph's output `[batch, classes]` without a size, so nothing contradicts
 /// it before a member runs. `Ensemble::predict` aborted allocating the mean probabilities,
-/// `batch × classes` floats, before the first member's logits (which have 3) could say so.
+/// `batch × classes` floats, before the first member's logits (which have 3) could say so; the
+/// sums are made from the first member's output since.
 #[test]
-#[ignore = "finding reported, not fixed: output classes are unbounded (fuzz/src/known.rs)"]
 fn a_bundle_claiming_more_classes_than_its_graph_makes_fails_cleanly() {
     let dir = tempdir();
     let x = zeros_1x2(dir.path());
@@ -104,10 +104,10 @@ fn a_bundle_claiming_more_classes_than_its_graph_makes_fails_cleanly() {
 
 /// `audit`: request id "" and one point, t from the bytes `2377`. The t sealed came back one
 /// ulp lower (0.21568603497728986 as 0.21568603497728983): the audit line holds the shortest
-/// decimal that reads back exactly, but `unseal` reads it with serde_json's default float
-/// parsing, which is not correctly rounded.
+/// decimal that reads back exactly, but `unseal` read it with serde_json's default float
+/// parsing, which is not correctly rounded (one in ten full-width doubles came back one ulp
+/// off); serde_json's `float_roundtrip` is on since.
 #[test]
-#[ignore = "finding reported, not fixed: unseal's float parsing is not exact (fuzz/src/known.rs)"]
 fn audit_points_open_to_the_t_sealed() {
     let input = read("audit", "t-one-ulp-off.bin");
     // The target's input: a request id (empty), a newline, then four bytes a point; an even
