@@ -11,7 +11,11 @@ use crate::job::{DoctorReport, Gpu, Libtorch};
 /// The report of the `doctor` job.
 pub fn doctor() -> DoctorReport {
     let cuda_library_loads = device::load_torch_cuda();
-    let cuda_available = cuda_library_loads && tch::Cuda::is_available();
+    // Whether libtorch uses the CUDA library's hooks: not when something asked for them before
+    // the library was loaded (libtorch keeps the first answer), and then asking for CUDA's
+    // versions throws.
+    let cuda_hooks = cuda_library_loads && tch::utils::has_cudart();
+    let cuda_available = cuda_hooks && tch::Cuda::is_available();
     let seen = if cuda_available {
         u32::try_from(tch::Cuda::device_count()).unwrap_or(0)
     } else {
@@ -21,8 +25,10 @@ pub fn doctor() -> DoctorReport {
         Ok(all) => {
             let mine: Vec<Gpu> = all.into_iter().filter(|g| g.index < seen).collect();
             let why = mine.is_empty().then(|| {
-                if cuda_library_loads {
+                if cuda_hooks {
                     "libtorch sees no CUDA device".to_string()
+                } else if cuda_library_loads {
+                    "libtorch_cuda.so was loaded after libtorch had settled on no CUDA in this process".into()
                 } else {
                     "libtorch_cuda.so does not load (is torch/lib on LD_LIBRARY_PATH?)".into()
                 }
@@ -36,12 +42,12 @@ pub fn doctor() -> DoctorReport {
         libtorch: Libtorch {
             version: path.as_deref().and_then(version_beside),
             path,
-            cuda_runtime: if cuda_library_loads {
+            cuda_runtime: if cuda_hooks {
                 tch::utils::version_cudart()
             } else {
                 0
             },
-            cudnn: if cuda_library_loads {
+            cudnn: if cuda_hooks {
                 tch::utils::version_cudnn()
             } else {
                 0
