@@ -138,39 +138,27 @@ fn a_gpu_the_trainer_does_not_have_is_a_clear_error() {
     let tmp = tempdir();
     let out = tmp.path().join("x.safetensors");
     let plugin = plugin();
-    let line = modeconn(&[
-        &"train",
-        &"--arch",
-        &"mlp",
-        &"--data",
-        &"digits",
-        &"--epochs",
-        &"1",
-        &"--device",
-        &"cuda:7",
-        &"--out",
-        &out,
-        &"--trainer",
-        &plugin,
-    ])
-    .fails_cleanly();
+    let train = |device: &str| {
+        modeconn(&[
+            &"train",
+            &"--arch",
+            &"mlp",
+            &"--data",
+            &"digits",
+            &"--epochs",
+            &"1",
+            &"--device",
+            &device,
+            &"--out",
+            &out,
+            &"--trainer",
+            &plugin,
+        ])
+    };
+    let line = train("cuda:7").fails_cleanly();
     assert!(line.contains("device `cuda:7` is not available"), "{line}");
     // An unknown device is clap's error (a usage line follows it), naming what is valid.
-    let run = modeconn(&[
-        &"train",
-        &"--arch",
-        &"mlp",
-        &"--data",
-        &"digits",
-        &"--epochs",
-        &"1",
-        &"--device",
-        &"gpu",
-        &"--out",
-        &out,
-        &"--trainer",
-        &plugin,
-    ]);
+    let run = train("gpu");
     assert_eq!(run.status.code(), Some(2), "{}", run.transcript());
     assert!(run.stderr.contains("cuda:N"), "{}", run.transcript());
     assert!(!out.exists());
