@@ -14,21 +14,56 @@
 #       with torch and numpy in its python3 and no Rust: libtorch and the CUDA libraries are
 #       found through that Python; ONNX Runtime comes from ORT_DYLIB_PATH (with
 #       libonnxruntime_providers_cuda.so beside it for CUDA). DEVICE.md-style machines use this.
+#   scripts/gpu-check.sh --parts PREFIX [--device ...] [--quick] [--out ...]
+#       the same, from the parts scripts/gpu-pack.sh wrote (PREFIX1/, PREFIX2/, ... carried one
+#       per run): they are joined, checked against the manifest and unpacked into a scratch
+#       folder, whose binaries and ONNX Runtime libraries are then used.
 #
 # Exits non-zero when a step fails or the CPU runtime does not reproduce the bundles. With
 # --device cpu every step runs on the CPU (the test suite runs it with --quick).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 prebuilt=""
+parts=""
 args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --prebuilt) prebuilt=$2; shift 2 ;;
+    --parts) parts=$2; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+if [[ -n "$parts" ]]; then
+  manifest="${parts}1/manifest"
+  if [[ ! -f "$manifest" ]]; then
+    echo "gpu-check: $manifest is missing: carry the folders scripts/gpu-pack.sh wrote (${parts}1 first)" >&2
+    exit 1
+  fi
+  count=$(awk '$1 == "parts" { print $2 }' "$manifest")
+  digest=$(awk '$1 == "sha256" { print $2 }' "$manifest")
+  files=()
+  for ((i = 1; i <= count; i++)); do
+    part=$(find "$parts$i" -maxdepth 1 -name 'part.*' 2>/dev/null | head -n 1 || true)
+    if [[ -z "$part" ]]; then
+      echo "gpu-check: part $i of $count is missing (${parts}$i/): the machine may have gone back between runs; carry the parts again" >&2
+      exit 1
+    fi
+    files+=("$part")
+  done
+  cat "${files[@]}" >"$work/pack.tar.xz"
+  if [[ $(sha256sum "$work/pack.tar.xz" | cut -d' ' -f1) != "$digest" ]]; then
+    echo "gpu-check: the joined parts do not match the manifest's SHA-256: a part is stale or cut short; run scripts/gpu-pack.sh and carry them again" >&2
+    exit 1
+  fi
+  mkdir -p "$work/pack"
+  xz -d -c "$work/pack.tar.xz" | tar -C "$work/pack" -xf -
+  rm "$work/pack.tar.xz"
+  prebuilt="$work/pack/bin"
+  export ORT_DYLIB_PATH="$work/pack/ort/libonnxruntime.so.1.31.1"
+fi
 
 if [[ -n "$prebuilt" ]]; then
   bin=$(cd "$prebuilt" && pwd)

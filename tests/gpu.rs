@@ -259,3 +259,84 @@ fn the_server_on_auto_says_once_why_it_serves_on_the_cpu() {
         "the model should load on the CPU: {log}"
     );
 }
+
+#[test]
+fn the_gpu_check_runs_from_the_parts_gpu_pack_writes() {
+    // What a machine without Rust gets (DEVICE.md): scripts/gpu-pack.sh packs the binaries
+    // under test and ONNX Runtime's three libraries into parts of at most 45 MiB, one folder
+    // each; `gpu-check.sh --parts` joins, checks and unpacks them and runs from what it
+    // unpacked. Level 0 keeps the test quick; the machine's one is 9.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = Path::new(BIN).parent().expect("a folder");
+    let tmp = tempdir();
+    let prefix = tmp.path().join("gpu");
+    let script = |name: &str, args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        std::process::Command::new("bash")
+            .arg(repo.join("scripts").join(name))
+            .args(args.iter().map(|a| a.as_ref()))
+            .output()
+            .expect("run the script")
+    };
+    let packed = script(
+        "gpu-pack.sh",
+        &[&"--bin", &bin, &"--prefix", &prefix, &"--level", &"0"],
+    );
+    let said = String::from_utf8_lossy(&packed.stdout);
+    assert!(
+        packed.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let folders: Vec<PathBuf> = (1..)
+        .map(|i| tmp.path().join(format!("gpu{i}")))
+        .take_while(|f| f.is_dir())
+        .collect();
+    assert!(folders.len() >= 2, "{said}");
+    for folder in &folders {
+        for part in std::fs::read_dir(folder).expect("a part folder") {
+            let part = part.expect("an entry").path();
+            let size = std::fs::metadata(&part).expect("a file").len();
+            assert!(size <= 45 << 20, "{}: {size} bytes", part.display());
+        }
+    }
+    let manifest = std::fs::read_to_string(folders[0].join("manifest")).expect("the manifest");
+    assert!(
+        manifest.contains(&format!("parts {}", folders.len())),
+        "{manifest}"
+    );
+
+    let check = || {
+        script(
+            "gpu-check.sh",
+            &[&"--parts", &prefix, &"--device", &"cpu", &"--quick"],
+        )
+    };
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    // The unpacked ONNX Runtime and trainer ran, not the environment's.
+    for path in [
+        &report["doctor"]["onnxruntime"]["library"],
+        &report["doctor"]["trainer"]["plugin"],
+    ] {
+        let path = path.as_str().unwrap_or_default();
+        assert!(path.contains("/pack/"), "{path}: {report}");
+    }
+    assert_eq!(report["bundles_reproduced"]["agree"], true, "{report}");
+
+    // A part that did not arrive is named.
+    let last = folders.last().expect("a folder");
+    std::fs::rename(last, tmp.path().join("away")).expect("move a part away");
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("part {0} of {0} is missing", folders.len())),
+        "{stderr}"
+    );
+}
