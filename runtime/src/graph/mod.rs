@@ -10,6 +10,8 @@
 //!   [`rewrite_dynamic`](OnnxModel::rewrite_dynamic) (varying tensors computed in the graph from
 //!   stacks, see [`Mix`]), [`with_tensors`](OnnxModel::with_tensors) (fixed weights baked in)
 //!   and [`lift_to_inputs`](OnnxModel::lift_to_inputs) (initializers turned into graph inputs).
+//! - [`OnnxModel::nodes`] and [`OnnxModel::initializer_value`] decode the nodes with their
+//!   attributes and the values of tensors, for interpreters of the graph (the trainer's import).
 //! - [`build::ModelBuilder`] writes models in code.
 
 pub mod build;
@@ -17,6 +19,7 @@ pub mod elem;
 mod encode;
 mod external;
 mod model;
+mod nodes;
 mod proto;
 mod rewrite;
 mod spec;
@@ -27,4 +30,5 @@ mod tests;
 
 pub use external::ExternalTensor;
 pub use model::{Dim, InitializerInfo, OnnxModel, ValueInfo};
+pub use nodes::{AttrValue, Attribute, GraphNode, TensorData, TensorValue};
 pub use rewrite::{Mix, MixVia, NamedTensor, STACK_LOCATION, StackSource};

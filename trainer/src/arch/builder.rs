@@ -20,6 +20,7 @@ impl NetBuilder {
                 classes,
                 params: Vec::new(),
                 nodes: Vec::new(),
+                source: None,
             },
             counter: 0,
         }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use tch::{Kind, Tensor};
 
+use super::import;
 use super::ir::{INPUT, Net, Op};
 use super::params::Params;
 use crate::{Error, Result};
@@ -60,7 +61,7 @@ pub fn forward(net: &Net, params: &Params, x: &Tensor, mode: Mode) -> Result<Ten
     let mut values: HashMap<&str, Tensor> = HashMap::new();
     values.insert(INPUT, x.shallow_clone());
     for (i, node) in net.nodes.iter().enumerate() {
-        let y = run_op(net, params, &values, &node.op, mode)?;
+        let y = run_op(net, params, &values, &node.op, (mode, x.device()))?;
         for v in inputs(&node.op) {
             if last_use.get(v) == Some(&i) && v != net.output() {
                 values.remove(v);
@@ -87,6 +88,12 @@ fn inputs(op: &Op) -> Vec<&str> {
         | Op::Linear { x, .. }
         | Op::Dropout { x, .. } => vec![x.as_str()],
         Op::Add { a, b } => vec![a.as_str(), b.as_str()],
+        Op::Onnx(imp) => imp
+            .inputs
+            .iter()
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+            .collect(),
     }
 }
 
@@ -101,7 +108,7 @@ fn run_op(
     params: &Params,
     values: &HashMap<&str, Tensor>,
     op: &Op,
-    mode: Mode,
+    (mode, device): (Mode, tch::Device),
 ) -> Result<Tensor> {
     let value = |name: &str| {
         values.get(name).ok_or_else(|| {
@@ -195,6 +202,26 @@ fn run_op(
             } else {
                 x.shallow_clone()
             }
+        }
+        Op::Onnx(imp) => {
+            let values = imp
+                .inputs
+                .iter()
+                .map(|v| {
+                    if v.is_empty() {
+                        Ok(None)
+                    } else if let Some(t) = values.get(v.as_str()) {
+                        Ok(Some(t))
+                    } else {
+                        param(net, params, v).map(Some)
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let inputs = import::Inputs {
+                node: &imp.node,
+                values,
+            };
+            import::run(&imp.op, &inputs, mode, device)?
         }
     };
     Ok(y)

@@ -3,6 +3,8 @@
 //! ([`super::forward`]) and becomes the ONNX graph of bundles ([`super::onnx`]); the parameter
 //! names are the ONNX tensor names.
 
+use super::import::{Imported, Source};
+
 /// What a parameter is, which decides its initialisation and how curves treat it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParamKind {
@@ -131,6 +133,9 @@ pub enum Op {
         /// Drop probability.
         p: f64,
     },
+    /// An operation of an imported ONNX graph, run with ONNX's semantics
+    /// ([`super::import`]).
+    Onnx(Box<Imported>),
 }
 
 /// One step of the network: an operation and the value it defines.
@@ -155,6 +160,9 @@ pub struct Net {
     pub params: Vec<Param>,
     /// Operations in execution order; the last one's output is the logits.
     pub nodes: Vec<Node>,
+    /// For a network imported from ONNX, the user's graph, which its bundles keep; `None` for
+    /// the trainer's own architectures, whose graph [`super::to_onnx`] writes.
+    pub source: Option<Source>,
 }
 
 /// The name of the network input value.
@@ -164,6 +172,20 @@ impl Net {
     /// The name of the value holding the logits.
     pub fn output(&self) -> &str {
         self.nodes.last().map_or(INPUT, |n| n.output.as_str())
+    }
+
+    /// The name of the data input in the network's ONNX graph: the user's name for an
+    /// imported network, [`INPUT`] otherwise.
+    pub fn input_name(&self) -> &str {
+        self.source.as_ref().map_or(INPUT, |s| s.input.as_str())
+    }
+
+    /// The name of the logits in the network's ONNX graph: the user's name for an imported
+    /// network, [`super::OUTPUT`] otherwise.
+    pub fn output_name(&self) -> &str {
+        self.source
+            .as_ref()
+            .map_or(super::OUTPUT, |s| s.output.as_str())
     }
 
     /// The parameter of this name.

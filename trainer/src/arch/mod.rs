@@ -1,9 +1,11 @@
 //! Architectures, each written once as a [`Net`] and run both in libtorch ([`forward()`]) and
-//! as the ONNX graph of bundles ([`to_onnx`]). Parameter names are the ONNX tensor names, so
-//! curves and snapshot sets work by name for every architecture.
+//! as the ONNX graph of bundles ([`to_onnx`]), and users' own networks imported from ONNX
+//! ([`import`]). Parameter names are the ONNX tensor names, so curves and snapshot sets work by
+//! name for every architecture.
 
 mod builder;
 mod forward;
+pub mod import;
 mod ir;
 mod onnx;
 mod params;

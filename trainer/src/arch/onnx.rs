@@ -25,7 +25,12 @@ const BATCH: &str = "batch";
 /// name and shape, with no initializer: its values come from bundles. Normalisation becomes
 /// `Sub`/`Div` by initializers of shape `[1, C, 1, 1]`, dropout the identity, batch norm
 /// `BatchNormalization` in inference mode.
+///
+/// A network imported from ONNX gives back the user's graph, its parameters graph inputs.
 pub fn to_onnx(net: &Net) -> Result<Vec<u8>> {
+    if let Some(source) = &net.source {
+        return Ok(source.graph.bytes().to_vec());
+    }
     infer_shapes(net)?;
     let output = net.output().to_string();
     let rename = |v: &str| -> String {
@@ -140,6 +145,12 @@ pub fn to_onnx(net: &Net) -> Result<Vec<u8>> {
             Op::Dropout { x, .. } => {
                 b.node("Identity", &[&rename(x)], &[&y], &[]);
             }
+            Op::Onnx(imp) => {
+                return Err(Error::Arch(format!(
+                    "`{}`: {} belongs to an imported graph, which is kept as it is",
+                    net.arch, imp.node
+                )));
+            }
         }
     }
     b.output(
@@ -177,13 +188,13 @@ pub fn bundle_metadata(
         bn_grid,
         grid_tensors,
         input: InputSpec {
-            name: INPUT.to_string(),
+            name: net.input_name().to_string(),
             shape: std::iter::once(-1)
                 .chain(net.input.iter().copied())
                 .collect(),
         },
         output: OutputSpec {
-            name: OUTPUT.to_string(),
+            name: net.output_name().to_string(),
             classes: net.classes.max(0) as usize,
         },
         temperature: 1.0,

@@ -176,5 +176,9 @@ fn infer_op(
             }
             Ok(sa)
         }
+        Op::Onnx(imp) => Err(format!(
+            "{} is imported from ONNX; imported networks are checked by running them",
+            imp.node
+        )),
     }
 }
