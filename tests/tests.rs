@@ -16,6 +16,7 @@ mod gpu;
 mod hostile;
 mod materialize;
 mod pack;
+mod reference;
 mod references;
 mod runtime_api;
 mod serve;
