@@ -36,8 +36,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Open the sealed points of an audit log written by `serve`, given its key.
     Unseal(cmd::unseal::Args),
-    /// Train one network from scratch: writes a one-member snapshot bundle (needs the trainer
-    /// plugin).
+    /// Train one network (one of the trainer's architectures, or your own ONNX export): writes
+    /// a one-member snapshot bundle (needs the trainer plugin).
     Train(cmd::train::Args),
     /// Fit a curve between two trained endpoints: writes a curve bundle (needs the trainer
     /// plugin).
@@ -47,6 +47,12 @@ enum Command {
     Fge(cmd::fge::Args),
     /// Evaluate a bundle along its curve or over its members (needs the trainer plugin).
     Eval(cmd::eval::Args),
+    /// Recompute a curve's batch-norm statistics on a grid of t from the training data, and
+    /// write the bundle with them (needs the trainer plugin).
+    Bn(cmd::bn::Args),
+    /// Write one point of a curve or one member of a snapshot set as a PyTorch state_dict
+    /// (safetensors).
+    Unpack(cmd::unpack::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +76,8 @@ fn main() -> ExitCode {
         Command::Curve(a) => cmd::curve::run(a),
         Command::Fge(a) => cmd::fge::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Bn(a) => cmd::bn::run(a),
+        Command::Unpack(a) => cmd::unpack::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -55,7 +55,11 @@ fn doctor_reports_what_runs_where() {
         assert_eq!(ort["cuda"]["built_in"], true, "{report}");
     }
     let trainer = &report["trainer"];
-    assert_eq!(trainer["abi_version"], 2, "{report}");
+    assert_eq!(
+        trainer["abi_version"],
+        modeconn_jobs::ABI_VERSION,
+        "{report}"
+    );
     assert!(
         trainer["libtorch"]["version"]
             .as_str()

@@ -15,6 +15,7 @@ mod fuzz_regressions;
 mod gpu;
 mod hostile;
 mod materialize;
+mod own_model;
 mod pack;
 mod reference;
 mod references;

@@ -20,7 +20,7 @@ fn plugin_file_name() -> String {
 }
 
 /// The real plugin, built beside the `modeconn` these tests run.
-fn real_plugin() -> PathBuf {
+pub(crate) fn real_plugin() -> PathBuf {
     let dir = Path::new(BIN)
         .parent()
         .expect("the test binary has a folder");
@@ -35,7 +35,7 @@ fn real_plugin() -> PathBuf {
 }
 
 /// Runs `modeconn` with no plugin settings from the test's environment, plus `env`.
-fn modeconn_env(args: Args<'_>, env: &[(&str, &dyn AsRef<std::ffi::OsStr>)]) -> Run {
+pub(crate) fn modeconn_env(args: Args<'_>, env: &[(&str, &dyn AsRef<std::ffi::OsStr>)]) -> Run {
     modeconn_with(args, |cmd| {
         cmd.env_remove("MODECONN_TRAINER")
             .env_remove("FAKE_TRAINER_ABI")
@@ -158,7 +158,7 @@ fn a_file_that_is_no_plugin_is_refused() {
 // With the real plugin
 
 /// Runs `modeconn` with the real plugin given by `--trainer`.
-fn with_real(args: &[&str]) -> Run {
+pub(crate) fn with_real(args: &[&str]) -> Run {
     let plugin = real_plugin();
     let mut all: Vec<Arg<'_>> = args.iter().map(|a| a as Arg<'_>).collect();
     all.extend([&"--trainer" as Arg<'_>, &plugin]);

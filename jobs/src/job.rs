@@ -182,12 +182,22 @@ pub struct TrainingOptions {
     pub resume: bool,
 }
 
-/// Train one network from scratch: writes a one-member snapshot bundle.
+/// Train one network: writes a one-member snapshot bundle. The network is one of the
+/// trainer's architectures (`arch`) or a user's ONNX graph (`onnx`), exactly one of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainJob {
     /// Architecture name, e.g. `preresnet20`, `mlp`.
-    pub arch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// A classifier exported from PyTorch (`torch.onnx.export(..., dynamo=True,
+    /// optimize=False)` with a dynamic batch dimension), trained instead of `arch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<PathBuf>,
+    /// Start from this state_dict (`safetensors`) of the `onnx` graph rather than from a
+    /// seeded initialisation; its tensors are matched by name as `modeconn pack` matches them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     /// Hidden sizes for `mlp`.
     #[serde(default)]
     pub hidden: Option<Vec<i64>>,
@@ -202,10 +212,20 @@ pub struct TrainJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CurveJob {
-    /// The start endpoint (a bundle written by `train`).
+    /// The start endpoint: a snapshot-set bundle (from `train`, `fge` or `pack`), or with
+    /// `onnx` a state_dict (`safetensors`) of that graph.
     pub start: PathBuf,
-    /// The end endpoint.
+    /// The end endpoint, as `start`.
     pub end: PathBuf,
+    /// The graph whose state_dicts `start` and `end` are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<PathBuf>,
+    /// The member of `start` to use when it is a snapshot set of several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_member: Option<usize>,
+    /// The member of `end` to use when it is a snapshot set of several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_member: Option<usize>,
     /// The basis.
     #[serde(default = "defaults::basis")]
     pub basis: Basis,
@@ -232,8 +252,15 @@ pub struct CurveJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FgeJob {
-    /// The network to start from (a bundle written by `train`).
+    /// The network to start from: a snapshot-set bundle (from `train`, `fge` or `pack`), or
+    /// with `onnx` a state_dict (`safetensors`) of that graph.
     pub init: PathBuf,
+    /// The graph whose state_dict `init` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<PathBuf>,
+    /// The member of `init` to use when it is a snapshot set of several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_member: Option<usize>,
     /// Cycle length in epochs (the cycle in iterations is this times the steps per epoch,
     /// rounded up to an even number).
     pub cycle: usize,
@@ -283,6 +310,41 @@ pub struct EvalJob {
     pub seed: u64,
 }
 
+/// Recompute the batch-norm statistics of a curve bundle on a grid of t from the training
+/// data, and write the bundle again with them (a curve from `pack` or a converted checkpoint
+/// has statistics only where its files had them).
+///
+/// Its data fields repeat those of [`EvalJob`], for the same reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BnJob {
+    /// The curve bundle.
+    pub bundle: PathBuf,
+    /// The data.
+    pub data: String,
+    /// Points of the t grid of the statistics.
+    #[serde(default = "defaults::bn_grid")]
+    pub bn_grid: usize,
+    /// Mini-batch size.
+    #[serde(default = "defaults::eval_batch_size")]
+    pub batch_size: usize,
+    /// Where to run.
+    #[serde(default = "defaults::device")]
+    pub device: Device,
+    /// Take this many training samples as the test split (they are left out of the
+    /// statistics).
+    #[serde(default)]
+    pub held_out: Option<usize>,
+    /// Use only the first N training samples.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Seed for the held-out split.
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// Where to write the bundle.
+    pub out: PathBuf,
+}
+
 /// A job: what to do, tagged by `"command"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -295,6 +357,8 @@ pub enum Job {
     Fge(FgeJob),
     /// Evaluate a bundle.
     Eval(EvalJob),
+    /// Recompute a curve's batch-norm statistics.
+    Bn(BnJob),
     /// Say what the trainer runs on: libtorch, its CUDA library, the GPUs (`modeconn doctor`).
     Doctor(DoctorJob),
 }
@@ -312,6 +376,7 @@ impl Job {
             Job::Curve(_) => "curve",
             Job::Fge(_) => "fge",
             Job::Eval(_) => "eval",
+            Job::Bn(_) => "bn",
             Job::Doctor(_) => "doctor",
         }
     }

@@ -96,17 +96,20 @@ pub mod report;
 pub use error::{Error, ErrorCode, Result, Searched};
 pub use event::{EpochScores, Event, Phase};
 pub use job::{
-    Basis, CurveJob, Device, DoctorJob, EvalJob, FgeJob, Job, TrainJob, TrainingOptions, defaults,
+    Basis, BnJob, CurveJob, Device, DoctorJob, EvalJob, FgeJob, Job, TrainJob, TrainingOptions,
+    defaults,
 };
 pub use plugin::TrainerPlugin;
 pub use report::{
-    Along, CurveEvaluation, CurveReport, DoctorReport, EnsembleScores, EvalReport, Evaluation,
-    FgeReport, Gpu, HistoryRow, Libtorch, PointRow, Report, Scores, SnapshotsEvaluation, Stats,
-    Summary, TrainReport, Trained,
+    Along, BnReport, CurveEvaluation, CurveReport, DoctorReport, EnsembleScores, EvalReport,
+    Evaluation, FgeReport, Gpu, HistoryRow, Libtorch, PointRow, Report, Scores,
+    SnapshotsEvaluation, Stats, Summary, TrainReport, Trained,
 };
 
 /// The version of the plugin's C ABI: the plugin returns it from
 /// `modeconn_trainer_abi_version()`, and the loader refuses a plugin of another version.
 ///
 /// Version 2: the epoch event says `test_nll` (was `test_loss`), as history rows and reports do.
-pub const ABI_VERSION: u32 = 2;
+/// Version 3: jobs on users' ONNX graphs (`onnx`, `init`, `start_member`, `end_member`,
+/// `init_member`; `arch` optional), and the `bn` job and report.
+pub const ABI_VERSION: u32 = 3;

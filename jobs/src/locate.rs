@@ -31,6 +31,7 @@ pub(crate) fn locate_error(value: serde_json::Value) -> Option<String> {
         "curve" => located::<CurveJob>(fields, true),
         "fge" => located::<FgeJob>(fields, true),
         "eval" => located::<EvalJob>(fields, false),
+        "bn" => located::<crate::job::BnJob>(fields, false),
         "doctor" => located::<crate::job::DoctorJob>(fields, false),
         _ => None,
     }

@@ -237,6 +237,21 @@ pub struct EvalReport {
     pub evaluation: Evaluation,
 }
 
+/// The report of `bn`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BnReport {
+    /// The curve bundle read.
+    pub bundle: PathBuf,
+    /// The bundle written.
+    pub out: PathBuf,
+    /// Where it ran: `cpu` or `cuda`.
+    pub device: Device,
+    /// The t of the grid, where the statistics were recomputed.
+    pub grid: Vec<f64>,
+    /// How many statistics tensors (running means and variances) each grid point holds.
+    pub statistics: usize,
+}
+
 /// What the trainer runs on: the report of `doctor`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoctorReport {
@@ -296,6 +311,8 @@ pub enum Report {
     Fge(FgeReport),
     /// Of `eval`.
     Eval(EvalReport),
+    /// Of `bn`.
+    Bn(BnReport),
     /// Of `doctor`.
     Doctor(DoctorReport),
 }
@@ -308,6 +325,7 @@ impl Report {
             Report::Curve(_) => "curve",
             Report::Fge(_) => "fge",
             Report::Eval(_) => "eval",
+            Report::Bn(_) => "bn",
             Report::Doctor(_) => "doctor",
         }
     }
@@ -318,6 +336,7 @@ impl Report {
             Report::Train(r) => Some(&r.run.out),
             Report::Curve(r) => Some(&r.run.out),
             Report::Fge(r) => Some(&r.run.out),
+            Report::Bn(r) => Some(&r.out),
             Report::Eval(_) | Report::Doctor(_) => None,
         }
     }
@@ -333,6 +352,7 @@ impl Serialize for Report {
             Curve(&'a CurveReport),
             Fge(&'a FgeReport),
             Eval(&'a EvalReport),
+            Bn(&'a BnReport),
             Doctor(&'a DoctorReport),
         }
         /// The success report of the wire.
@@ -347,6 +367,7 @@ impl Serialize for Report {
             Report::Curve(r) => Tagged::Curve(r),
             Report::Fge(r) => Tagged::Fge(r),
             Report::Eval(r) => Tagged::Eval(r),
+            Report::Bn(r) => Tagged::Bn(r),
             Report::Doctor(r) => Tagged::Doctor(r),
         };
         Success { ok: true, report }.serialize(serializer)

@@ -11,12 +11,22 @@ use crate::summary::print_summary;
 /// Arguments of `curve`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The start endpoint (a bundle written by `train`).
+    /// The start endpoint: a snapshot-set bundle (from `train`, `fge` or `pack`), or with
+    /// --onnx a state_dict (safetensors) of that model.
     #[arg(long, value_name = "A.safetensors")]
     start: PathBuf,
-    /// The end endpoint.
+    /// The end endpoint, as --start.
     #[arg(long, value_name = "B.safetensors")]
     end: PathBuf,
+    /// The ONNX export whose state_dicts --start and --end are.
+    #[arg(long, value_name = "MODEL.onnx")]
+    onnx: Option<PathBuf>,
+    /// The member of --start to use when it is a snapshot set of several (from 0).
+    #[arg(long, value_name = "I")]
+    start_member: Option<usize>,
+    /// The member of --end to use when it is a snapshot set of several (from 0).
+    #[arg(long, value_name = "I")]
+    end_member: Option<usize>,
     /// The curve's basis: bezier or polychain.
     #[arg(long, default_value_t = defaults::basis())]
     basis: Basis,
@@ -49,6 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let job = Job::Curve(CurveJob {
         start: args.start,
         end: args.end,
+        onnx: args.onnx,
+        start_member: args.start_member,
+        end_member: args.end_member,
         basis: args.basis,
         bends: args.bends,
         train_start: args.train_start,

@@ -11,9 +11,16 @@ use crate::summary::print_summary;
 /// Arguments of `fge`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The network to start from (a bundle written by `train`).
+    /// The network to start from: a snapshot-set bundle (from `train`, `fge` or `pack`), or
+    /// with --onnx a state_dict (safetensors) of that model.
     #[arg(long, value_name = "A.safetensors")]
     init: PathBuf,
+    /// The ONNX export whose state_dict --init is.
+    #[arg(long, value_name = "MODEL.onnx")]
+    onnx: Option<PathBuf>,
+    /// The member of --init to use when it is a snapshot set of several (from 0).
+    #[arg(long, value_name = "I")]
+    init_member: Option<usize>,
     /// Cycle length in epochs; a snapshot is taken in the middle of each cycle, where the
     /// learning rate is lowest.
     #[arg(long, value_name = "C")]
@@ -37,6 +44,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let job = Job::Fge(FgeJob {
         init: args.init,
+        onnx: args.onnx,
+        init_member: args.init_member,
         cycle: args.cycle,
         lr1: args.lr1,
         lr2: args.lr2,

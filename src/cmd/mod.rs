@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod bn;
 pub mod curve;
 pub mod doctor;
 pub mod eval;
@@ -11,6 +12,7 @@ pub mod predict;
 pub mod serve;
 pub mod train;
 pub mod training;
+pub mod unpack;
 pub mod unseal;
 
 use std::path::{Path, PathBuf};

@@ -12,8 +12,16 @@ use crate::summary::print_summary;
 #[derive(clap::Args)]
 pub struct Args {
     /// Architecture, e.g. `preresnet20`, `vgg16`, `mlp`.
-    #[arg(long)]
-    arch: String,
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    arch: Option<String>,
+    /// Train your own classifier instead: an ONNX export of it (torch.onnx.export with
+    /// dynamo=True, optimize=False and a dynamic batch dimension).
+    #[arg(long, value_name = "MODEL.onnx")]
+    onnx: Option<PathBuf>,
+    /// Start from this state_dict (safetensors) of the --onnx model rather than from a seeded
+    /// initialisation.
+    #[arg(long, value_name = "STATE.safetensors", requires = "onnx")]
+    init: Option<PathBuf>,
     /// Hidden layer sizes of `mlp`, e.g. `256,128`.
     #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
     hidden: Option<Vec<i64>>,
@@ -33,6 +41,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let job = Job::Train(TrainJob {
         arch: args.arch,
+        onnx: args.onnx,
+        init: args.init,
         hidden: args.hidden,
         training: args.training.options(args.lr),
         out: args.out,

@@ -66,12 +66,67 @@ fn statistics_of(net: &Net, params: &Params) -> Params {
 }
 
 fn check_endpoints(start: &Loaded, end: &Loaded) -> Result<()> {
-    let (a, b) = (&start.spec, &end.spec);
-    if a.arch != b.arch || a.hidden != b.hidden || a.input != b.input || a.classes != b.classes {
-        return Err(Error::Config(format!(
-            "the endpoints are different networks: {} {:?} on {:?} vs {} {:?} on {:?}",
-            a.arch, a.hidden, a.input, b.arch, b.hidden, b.input
-        )));
+    let different = |why: String| {
+        Err(Error::Config(format!(
+            "the endpoints are different networks: {why}"
+        )))
+    };
+    match (&start.spec, &end.spec) {
+        (Some(a), Some(b)) => {
+            if a.arch != b.arch
+                || a.hidden != b.hidden
+                || a.input != b.input
+                || a.classes != b.classes
+            {
+                return different(format!(
+                    "{} {:?} on {:?} vs {} {:?} on {:?}",
+                    a.arch, a.hidden, a.input, b.arch, b.hidden, b.input
+                ));
+            }
+        }
+        (None, None) => {
+            let (a, b) = (&start.net, &end.net);
+            if a.input != b.input || a.classes != b.classes {
+                return different(format!(
+                    "inputs {:?} with {} classes vs {:?} with {}",
+                    a.input, a.classes, b.input, b.classes
+                ));
+            }
+            let shapes = |n: &Net| {
+                n.params
+                    .iter()
+                    .map(|p| (p.name.clone(), p.shape.clone()))
+                    .collect::<Vec<_>>()
+            };
+            if shapes(a) != shapes(b) {
+                let first = a
+                    .params
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .find(|n| b.param(n).map(|q| &q.shape) != a.param(n).map(|p| &p.shape))
+                    .or_else(|| {
+                        b.params
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .find(|n| a.param(n).is_none())
+                    })
+                    .unwrap_or("?");
+                return different(format!("their parameters differ, first at `{first}`"));
+            }
+            if a.nodes != b.nodes {
+                return different("the same parameters in different graphs".to_string());
+            }
+        }
+        _ => {
+            return different(format!(
+                "one is the trainer's `{}`, the other an imported graph",
+                start
+                    .spec
+                    .as_ref()
+                    .or(end.spec.as_ref())
+                    .map_or("", |s| s.arch.as_str())
+            ));
+        }
     }
     Ok(())
 }
@@ -88,18 +143,19 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<Cur
         job::Basis::Polychain => Basis::Polychain,
     };
     let device = device::select(t.device)?;
-    let start = model_io::load(&job.start)?;
-    let end = model_io::load(&job.end)?;
+    let onnx = job.onnx.as_deref();
+    let (start, a) = model_io::endpoint(&job.start, onnx, job.start_member, "--start")?;
+    let (end, b) = model_io::endpoint(&job.end, onnx, job.end_member, "--end")?;
     check_endpoints(&start, &end)?;
     let data = fit::load_data(t)?;
-    fit::check_fits(&data, &start.spec, "the endpoints")?;
+    fit::check_fits(&data, &start.net, "the endpoints")?;
     let net = start.net.clone();
     let mut fitting = Fitting::on_segment(
         job,
         &net,
         basis,
-        &model_io::member(&start, 0, device)?,
-        &model_io::member(&end, 0, device)?,
+        &model_io::member(&start, a, device)?,
+        &model_io::member(&end, b, device)?,
     )?;
     let epochs = Epochs {
         phase: Phase::Curve,
@@ -111,7 +167,14 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<Cur
     let finished = epochs::drive(epochs, job, &mut fitting, on_event)?;
     let points = fitting.detached()?;
     let grid = rcurve::grid(job.bn_grid)?;
-    let stats = grid_statistics(&net, (&points, basis), &grid, &data, device, on_event)?;
+    let stats = grid_statistics(
+        &net,
+        (&points, basis),
+        &grid,
+        (&data, 256),
+        device,
+        on_event,
+    )?;
     let hashes = serde_json::json!({
         "start": modeconn_runtime::fs::sha256_file(&job.start)?,
         "end": modeconn_runtime::fs::sha256_file(&job.end)?,
@@ -120,7 +183,7 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<Cur
     model_io::write_curve(
         &job.out,
         &net,
-        &start.spec,
+        start.origin(),
         &model_io::CurveData {
             basis,
             points: &points,
@@ -143,11 +206,13 @@ pub fn fit_curve(job: &CurveJob, on_event: &mut dyn FnMut(&Event)) -> Result<Cur
 
 /// The batch-norm statistics of the curve at each point of `grid` (none for networks without
 /// batch norm), recomputed on the training data, with a `bn` step per point.
-fn grid_statistics(
+/// The running statistics at each t of `grid` on the curve of `points`, recomputed on the
+/// training data of `data` (none for networks without batch norm).
+pub(crate) fn grid_statistics(
     net: &Net,
     (points, basis): (&Points, Basis),
     grid: &[f64],
-    data: &Data,
+    (data, batch_size): (&Data, usize),
     device: tch::Device,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Vec<Params>> {
@@ -163,7 +228,7 @@ fn grid_statistics(
     for (i, &s) in grid.iter().enumerate() {
         let c = basis.coefficients(points.len(), s)?;
         let mut w = tch::no_grad(|| point_at(points, &c))?;
-        bn::recompute(net, &mut w, data, 256, device)?;
+        bn::recompute(net, &mut w, data, batch_size, device)?;
         stats.push(statistics_of(net, &w));
         on_event(&Event::Step {
             phase: Phase::Bn,

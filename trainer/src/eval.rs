@@ -283,7 +283,7 @@ pub fn eval(job: &EvalJob, on_event: &mut dyn FnMut(&Event)) -> Result<EvalRepor
             limit: job.limit,
         },
     )?;
-    fit::check_fits(&data, &loaded.spec, "the bundle's network")?;
+    fit::check_fits(&data, &loaded.net, "the bundle's network")?;
     let cx = Context {
         loaded: &loaded,
         data: &data,

@@ -33,11 +33,12 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<FgeReport> 
         )));
     }
     let device = device::select(t.device)?;
-    let init = model_io::load(&job.init)?;
+    let (init, member) =
+        model_io::endpoint(&job.init, job.onnx.as_deref(), job.init_member, "--init")?;
     let data = fit::load_data(t)?;
-    fit::check_fits(&data, &init.spec, "the network")?;
+    fit::check_fits(&data, &init.net, "the network")?;
     let net = init.net.clone();
-    let params = model_io::member(&init, 0, device)?;
+    let params = model_io::member(&init, member, device)?;
     let steps = data.train_steps(t.batch_size);
     let mut ensembling = Ensembling {
         network: Network::new(&net, params, t),
@@ -80,7 +81,7 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<FgeReport> 
     model_io::write_snapshots(
         &job.out,
         &net,
-        &init.spec,
+        init.origin(),
         members,
         serde_json::json!({ "command": "fge", "job": run.job, "history": run.history,
             "init": modeconn_runtime::fs::sha256_file(&job.init)? }),

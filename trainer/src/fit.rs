@@ -8,7 +8,6 @@ use tch::{Device, Kind, Tensor};
 use crate::arch::{self, Mode, Net, Params};
 use crate::data::{self, Data, DataOptions, Split};
 use crate::job::{Event, Phase, TrainingOptions};
-use crate::model_io::ModelSpec;
 use crate::{Error, Result};
 
 /// Checks the numbers of a job before anything runs.
@@ -64,13 +63,13 @@ pub fn load_data(t: &TrainingOptions) -> Result<Data> {
     )
 }
 
-/// Checks that `data` fits a network written for `spec` (same sample shape and classes);
+/// Checks that `data` fits `net` (same sample shape and classes);
 /// `network` names that network in the error, e.g. `the endpoints`.
-pub fn check_fits(data: &Data, spec: &ModelSpec, network: &str) -> Result<()> {
-    if data.input != spec.input || data.classes != spec.classes {
+pub fn check_fits(data: &Data, net: &Net, network: &str) -> Result<()> {
+    if data.input != net.input || data.classes != net.classes {
         return Err(Error::Config(format!(
             "the data ({:?}, {} classes) does not fit {network} ({:?}, {} classes)",
-            data.input, data.classes, spec.input, spec.classes
+            data.input, data.classes, net.input, net.classes
         )));
     }
     Ok(())

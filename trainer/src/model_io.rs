@@ -68,9 +68,26 @@ pub fn tensor(values: &[f32], shape: &[i64], device: Device) -> Result<Tensor> {
         .f_to_device(device)?)
 }
 
-fn metadata(net: &Net, kind: Kind, basis: Option<Basis>, points: usize) -> Metadata {
+/// Where a written network came from, for its bundle's metadata and provenance.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    /// The trainer's architecture it is (`None` for an imported network).
+    pub spec: Option<&'a ModelSpec>,
+    /// The bundle it was read from, whose class names, temperature and preprocessing the
+    /// written bundle keeps.
+    pub base: Option<&'a Metadata>,
+}
+
+fn metadata(
+    net: &Net,
+    kind: Kind,
+    basis: Option<Basis>,
+    points: usize,
+    origin: Origin<'_>,
+) -> Metadata {
     let mut shape = vec![-1];
     shape.extend(&net.input);
+    let base = origin.base;
     Metadata {
         kind,
         basis,
@@ -78,23 +95,26 @@ fn metadata(net: &Net, kind: Kind, basis: Option<Basis>, points: usize) -> Metad
         bn_grid: None,
         grid_tensors: Vec::new(),
         input: InputSpec {
-            name: arch::INPUT.to_string(),
+            name: net.input_name().to_string(),
             shape,
         },
         output: OutputSpec {
-            name: "logits".into(),
+            name: net.output_name().to_string(),
             classes: net.classes as usize,
         },
-        temperature: 1.0,
-        preprocess: None,
-        labels: None,
+        temperature: base.map_or(1.0, |b| b.temperature),
+        preprocess: base.and_then(|b| b.preprocess.clone()),
+        labels: base.and_then(|b| b.labels.clone()),
         provenance: None,
         extra: Default::default(),
     }
 }
 
-fn provenance(spec: &ModelSpec, extra: serde_json::Value) -> serde_json::Value {
-    let mut p = serde_json::json!({ "model": spec });
+fn provenance(origin: Origin<'_>, extra: serde_json::Value) -> serde_json::Value {
+    let mut p = match origin.spec {
+        Some(spec) => serde_json::json!({ "model": spec }),
+        None => serde_json::json!({ "network": arch::import::ARCH }),
+    };
     if let (Some(obj), serde_json::Value::Object(more)) = (p.as_object_mut(), extra) {
         obj.extend(more);
     }
@@ -106,12 +126,12 @@ fn provenance(spec: &ModelSpec, extra: serde_json::Value) -> serde_json::Value {
 pub fn write_snapshots(
     path: &Path,
     net: &Net,
-    spec: &ModelSpec,
+    origin: Origin<'_>,
     members: &[Params],
     extra: serde_json::Value,
 ) -> Result<()> {
-    let mut meta = metadata(net, Kind::Snapshots, None, members.len());
-    meta.provenance = Some(provenance(spec, extra));
+    let mut meta = metadata(net, Kind::Snapshots, None, members.len(), origin);
+    meta.provenance = Some(provenance(origin, extra));
     let mut writer = BundleWriter::new(meta, arch::to_onnx(net)?);
     for p in &net.params {
         let mut data = Vec::new();
@@ -147,7 +167,7 @@ pub struct CurveData<'a> {
 pub fn write_curve(
     path: &Path,
     net: &Net,
-    spec: &ModelSpec,
+    origin: Origin<'_>,
     curve: &CurveData<'_>,
     extra: serde_json::Value,
 ) -> Result<()> {
@@ -157,7 +177,7 @@ pub fn write_curve(
         grid,
         stats,
     } = *curve;
-    let mut meta = metadata(net, Kind::Curve, Some(basis), points.len());
+    let mut meta = metadata(net, Kind::Curve, Some(basis), points.len(), origin);
     let statistic_names: Vec<String> = net
         .params
         .iter()
@@ -168,7 +188,7 @@ pub fn write_curve(
         meta.bn_grid = Some(grid.to_vec());
         meta.grid_tensors = statistic_names;
     }
-    meta.provenance = Some(provenance(spec, extra));
+    meta.provenance = Some(provenance(origin, extra));
     let mut writer = BundleWriter::new(meta, arch::to_onnx(net)?);
     for p in &net.params {
         let sources = if p.kind.is_statistic() { stats } else { points };
@@ -187,48 +207,143 @@ pub fn write_curve(
     Ok(())
 }
 
-/// A bundle written by the trainer, with the network it holds.
+/// A bundle with the network it holds.
 #[derive(Debug)]
 pub struct Loaded {
     /// The bundle.
     pub bundle: Bundle,
-    /// The spec from its provenance.
-    pub spec: ModelSpec,
+    /// The trainer's architecture, from the provenance of a bundle the trainer wrote for one;
+    /// `None` when the network was imported from the bundle's graph.
+    pub spec: Option<ModelSpec>,
     /// The network.
     pub net: Net,
 }
 
-/// Opens a bundle the trainer wrote and rebuilds its network.
+impl Loaded {
+    /// Where a network written from this one comes from.
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            spec: self.spec.as_ref(),
+            base: Some(self.bundle.metadata()),
+        }
+    }
+}
+
+/// Opens any bundle and rebuilds its network: from the architecture in its provenance when
+/// the trainer wrote it for one of its own, otherwise by importing the bundle's graph (a
+/// bundle from `pack`, or one the trainer wrote for an imported network).
 pub fn load(path: &Path) -> Result<Loaded> {
     let bundle = Bundle::open(path)?;
-    let spec: ModelSpec = bundle
+    from_bundle(bundle, &path.display().to_string())
+}
+
+/// [`load`] for a bundle already open; `what` names it in messages.
+pub fn from_bundle(bundle: Bundle, what: &str) -> Result<Loaded> {
+    let spec: Option<ModelSpec> = bundle
         .metadata()
         .provenance
         .as_ref()
         .and_then(|p| p.get("model"))
-        .and_then(|m| serde_json::from_value(m.clone()).ok())
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "{} was not written by the trainer (its provenance has no model spec)",
-                path.display()
-            ))
+        .and_then(|m| serde_json::from_value(m.clone()).ok());
+    let Some(spec) = spec else {
+        let params = arch::import::bundle_params(
+            bundle.graph(),
+            bundle.tensors().iter().map(|e| {
+                let shape = e.slice_shape().iter().map(|&d| d as i64).collect();
+                (e.name.clone(), shape)
+            }),
+        );
+        let net = arch::import::import(bundle.graph(), &params).map_err(|e| match e {
+            Error::Arch(reason) => Error::Arch(format!("{what}: {reason}")),
+            other => other,
         })?;
+        return Ok(Loaded {
+            bundle,
+            spec: None,
+            net,
+        });
+    };
     let net = spec.net()?;
     for p in &net.params {
         let entry = bundle
             .tensor(&p.name)
-            .ok_or_else(|| Error::Config(format!("{}: no tensor `{}`", path.display(), p.name)))?;
+            .ok_or_else(|| Error::Config(format!("{what}: no tensor `{}`", p.name)))?;
         let shape: Vec<i64> = entry.slice_shape().iter().map(|&d| d as i64).collect();
         if shape != p.shape {
             return Err(Error::Config(format!(
-                "{}: tensor `{}` has shape {shape:?}, the architecture wants {:?}",
-                path.display(),
-                p.name,
-                p.shape
+                "{what}: tensor `{}` has shape {shape:?}, the architecture wants {:?}",
+                p.name, p.shape
             )));
         }
     }
-    Ok(Loaded { bundle, spec, net })
+    Ok(Loaded {
+        bundle,
+        spec: Some(spec),
+        net,
+    })
+}
+
+/// One network to start from: member `member` of a snapshot-set bundle at `path`, or, with
+/// `onnx`, the state_dict at `path` of that graph (its tensors matched by name, as `modeconn
+/// pack` matches them). `role` names it in messages (`--start`, `--init`).
+///
+/// A curve bundle is refused (a curve is not one network), and so is a snapshot set of several
+/// members without `member`.
+pub fn endpoint(
+    path: &Path,
+    onnx: Option<&Path>,
+    member: Option<usize>,
+    role: &str,
+) -> Result<(Loaded, usize)> {
+    let loaded = match onnx {
+        Some(graph) => {
+            let bytes = std::fs::read(graph).map_err(|e| {
+                Error::Config(format!("{role}: cannot read {}: {e}", graph.display()))
+            })?;
+            let (writer, _) = modeconn_runtime::bundle::pack(
+                &bytes,
+                std::slice::from_ref(&path.to_path_buf()),
+                modeconn_runtime::bundle::PackLayout::Snapshots,
+                &modeconn_runtime::bundle::PackOptions::default(),
+            )
+            .map_err(|e| {
+                Error::Config(format!(
+                    "{role}: {} as a state_dict of {}: {e}",
+                    path.display(),
+                    graph.display()
+                ))
+            })?;
+            let bundle = Bundle::from_bytes(writer.to_bytes()?)?;
+            from_bundle(bundle, &format!("{role} {}", path.display()))?
+        }
+        None => load(path)?,
+    };
+    let meta = loaded.bundle.metadata();
+    if meta.kind == Kind::Curve {
+        return Err(Error::Config(format!(
+            "{role} {} is a curve of {} control points, not one network; write one point with \
+             `modeconn unpack --at T` and pack it, or pass a snapshot set",
+            path.display(),
+            meta.points
+        )));
+    }
+    let k = match (member, meta.points) {
+        (Some(k), n) if k < n => k,
+        (Some(k), n) => {
+            return Err(Error::Config(format!(
+                "{role} {} has {n} members; member {k} does not exist (members count from 0)",
+                path.display()
+            )));
+        }
+        (None, 1) => 0,
+        (None, n) => {
+            return Err(Error::Config(format!(
+                "{role} {} is a snapshot set of {n} members; say which one with {role}-member I",
+                path.display()
+            )));
+        }
+    };
+    Ok((loaded, k))
 }
 
 /// Slice `k` of every tensor of `names` (control point, member or grid point) as tensors.

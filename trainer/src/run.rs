@@ -14,6 +14,7 @@ pub fn run(job: &Job, on_event: &mut dyn FnMut(&Event)) -> Result<Report> {
         Job::Curve(j) => Report::Curve(crate::curve::fit_curve(j, on_event)?),
         Job::Fge(j) => Report::Fge(crate::fge::fge(j, on_event)?),
         Job::Eval(j) => Report::Eval(crate::eval::eval(j, on_event)?),
+        Job::Bn(j) => Report::Bn(crate::bn::bn(j, on_event)?),
         Job::Doctor(_) => Report::Doctor(crate::doctor::doctor()),
     })
 }

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use tch::{Device, Tensor};
 
-use crate::Result;
 use crate::arch::{self, Mode, Net, Params};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::Data;
@@ -15,24 +14,82 @@ use crate::fit::{self, Pass};
 use crate::job::{Event, Phase, TrainJob, TrainReport, TrainingOptions, report};
 use crate::model_io::{self, ModelSpec};
 use crate::optim::{Sgd, reference_lr};
+use crate::{Error, Result};
+use modeconn_runtime::graph::OnnxModel as OnnxGraph;
 
-/// Trains `job.arch` on `job.training.data` and writes the network to `job.out`.
+/// Trains the network of `job` (one of the trainer's architectures, or a user's ONNX graph)
+/// on `job.training.data` and writes it to `job.out`.
 pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(&Event)) -> Result<TrainReport> {
     let t = &job.training;
     fit::check_options(t)?;
     let device = device::select(t.device)?;
-    let data = fit::load_data(t)?;
-    let spec = ModelSpec {
-        arch: job.arch.clone(),
-        hidden: job.hidden.clone(),
-        input: data.input.clone(),
-        classes: data.classes,
-        mean: data.mean.clone(),
-        std: data.std.clone(),
+    // A graph that cannot be imported fails before the data is read.
+    let imported = match (&job.arch, &job.onnx) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Config(
+                "give `arch` (one of the trainer's architectures) or `onnx` (your own graph), \
+                 not both"
+                    .into(),
+            ));
+        }
+        (None, None) => {
+            return Err(Error::Config(
+                "give `arch` (one of the trainer's architectures) or `onnx` (your own graph)"
+                    .into(),
+            ));
+        }
+        (Some(_), None) if job.init.is_some() => {
+            return Err(Error::Config(
+                "`init` is a state_dict of an `onnx` graph; the trainer's architectures start \
+                 from a seeded initialisation"
+                    .into(),
+            ));
+        }
+        (Some(_), None) => None,
+        (None, Some(onnx)) => Some(match &job.init {
+            Some(init) => Start::Loaded(model_io::endpoint(init, Some(onnx), None, "--init")?.0),
+            None => {
+                let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
+                let graph = OnnxGraph::parse(&bytes)?;
+                let net = arch::import::import(&graph, &[]).map_err(|e| match e {
+                    Error::Arch(reason) => Error::Arch(format!("{}: {reason}", onnx.display())),
+                    other => other,
+                })?;
+                Start::Fresh(net)
+            }
+        }),
     };
-    let net = spec.net()?;
+    let data = fit::load_data(t)?;
+    let spec = match &job.arch {
+        Some(arch) => Some(ModelSpec {
+            arch: arch.clone(),
+            hidden: job.hidden.clone(),
+            input: data.input.clone(),
+            classes: data.classes,
+            mean: data.mean.clone(),
+            std: data.std.clone(),
+        }),
+        None => None,
+    };
+    let net = match (&spec, &imported) {
+        (Some(spec), _) => spec.net()?,
+        (None, Some(Start::Fresh(net))) => net.clone(),
+        (None, Some(Start::Loaded(l))) => l.net.clone(),
+        (None, None) => return Err(Error::Config("no network to train".into())),
+    };
+    fit::check_fits(&data, &net, "the network")?;
     tch::manual_seed(t.seed as i64);
-    let params = arch::init(&net, t.seed as i64, device)?;
+    let params = match &imported {
+        Some(Start::Loaded(l)) => model_io::member(l, 0, device)?,
+        _ => arch::init(&net, t.seed as i64, device)?,
+    };
+    let origin = match &imported {
+        Some(Start::Loaded(l)) => l.origin(),
+        _ => model_io::Origin {
+            spec: spec.as_ref(),
+            base: None,
+        },
+    };
     let mut endpoint = Endpoint {
         network: Network::new(&net, params, t),
         net: &net,
@@ -72,16 +129,22 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(&Event)) -> Result<TrainRe
     model_io::write_snapshots(
         &job.out,
         &net,
-        &spec,
+        origin,
         std::slice::from_ref(params),
         serde_json::json!({ "command": "train", "job": run.job, "metrics": scores, "history": run.history }),
     )?;
     run.finish();
     Ok(TrainReport {
-        arch: job.arch.clone(),
+        arch: net.arch.clone(),
         run: finished.trained(&job.out),
         scores,
     })
+}
+
+/// Where an imported network starts: a seeded initialisation, or the state_dict of `init`.
+enum Start {
+    Fresh(Net),
+    Loaded(model_io::Loaded),
 }
 
 /// An endpoint in training: its network, and what it trains on.

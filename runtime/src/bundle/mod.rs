@@ -9,6 +9,7 @@ mod header;
 mod member;
 mod meta;
 mod pack;
+mod unpack;
 mod validate;
 mod write;
 
