@@ -17,12 +17,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be opened, read, mapped or written.
-    #[error("{path}: {source}")]
+    ///
+    /// The operating system's text is part of the message, so it is not also given as
+    /// `source()`: a caller that prints an error's chain would otherwise say it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// What the operating system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file ends before the data its header promises.
     #[error("truncated bundle: {}", Reason(detail))]
@@ -325,10 +328,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 

@@ -40,7 +40,7 @@ pub fn write_atomic(
     }
     let mut tmp = builder
         .tempfile_in(folder)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| cannot_create(path, folder, e))?;
     let written = (|| -> io::Result<()> {
         let mut w = BufWriter::new(tmp.as_file_mut());
         fill(&mut w)?;
@@ -60,6 +60,42 @@ pub fn write_atomic(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Checks that [`write_atomic`] could write `path`, without writing it: `path` is nothing yet
+/// or a regular file, and a temporary file can be created beside it (one is created and
+/// removed, named as the writer names its own). A command that writes its output after long
+/// work (training) asks this first, so that a wrong folder fails at once rather than after
+/// the work.
+///
+/// This is a check at one moment: the folder may still disappear or fill up before the
+/// write, which then fails as usual.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let folder = folder_of(path);
+    let prefix = temporary_prefix(path)?;
+    replaceable(path)?;
+    let probe = tempfile::Builder::new()
+        .prefix(&format!("{prefix}{}-", std::process::id()))
+        .rand_bytes(8)
+        .tempfile_in(folder)
+        .map_err(|e| cannot_create(path, folder, e))?;
+    probe.close().map_err(|e| Error::io(path, e))
+}
+
+/// The error of a temporary file that could not be created in `folder` for `path`: the
+/// operating system's reason, without the temporary file's name that `tempfile` appends
+/// (` at path "..."`; the user never asked for that file, and `tempfile` keeps the original
+/// error private).
+fn cannot_create(path: &Path, folder: &Path, e: io::Error) -> Error {
+    let text = e.to_string();
+    let reason = text.split(" at path \"").next().unwrap_or(&text);
+    Error::io(
+        path,
+        io::Error::new(
+            e.kind(),
+            format!("cannot create a file in {}: {reason}", folder.display()),
+        ),
+    )
 }
 
 /// Writes `bytes` to `path` atomically (see [`write_atomic`]): a reader sees the old file or
@@ -85,8 +121,8 @@ fn replaceable(path: &Path) -> Result<Option<fs::Permissions>> {
     }
 }
 
-/// What a file type is, for messages.
-fn describe(t: &fs::FileType) -> &'static str {
+/// What a file type is, for messages: `a folder`, `a named pipe`...
+pub(crate) fn describe(t: &fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
@@ -375,5 +411,43 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.bin")]);
+    }
+
+    #[test]
+    fn writability_is_checked_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.bin");
+        check_writable(&out).unwrap();
+        assert!(!out.exists(), "the check wrote the file");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "a probe was left"
+        );
+        fs::write(&out, b"old").unwrap();
+        check_writable(&out).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), b"old");
+
+        let missing = dir.path().join("no-such-folder").join("x.bin");
+        let e = check_writable(&missing).unwrap_err().to_string();
+        let write = write_file_atomic(&missing, b"x").unwrap_err().to_string();
+        for e in [e, write] {
+            assert_eq!(
+                e,
+                format!(
+                    "{}: cannot create a file in {}: No such file or directory (os error 2)",
+                    missing.display(),
+                    missing.parent().unwrap().display()
+                )
+            );
+        }
+        let e = check_writable(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("is a folder, not a regular file"), "{e}");
+        let under_a_file = out.join("x.bin");
+        let e = check_writable(&under_a_file).unwrap_err().to_string();
+        assert!(
+            e.contains("Not a directory") && !e.contains(" at path "),
+            "{e}"
+        );
     }
 }

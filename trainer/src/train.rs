@@ -47,7 +47,9 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(&Event)) -> Result<TrainRe
         }
         (Some(_), None) => None,
         (None, Some(onnx)) => Some(match &job.init {
-            Some(init) => Start::Loaded(model_io::endpoint(init, Some(onnx), None, "--init")?.0),
+            Some(init) => Start::Loaded(Box::new(
+                model_io::endpoint(init, Some(onnx), None, "--init")?.0,
+            )),
             None => {
                 let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
                 let graph = OnnxGraph::parse(&bytes)?;
@@ -144,7 +146,7 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(&Event)) -> Result<TrainRe
 /// Where an imported network starts: a seeded initialisation, or the state_dict of `init`.
 enum Start {
     Fresh(Net),
-    Loaded(model_io::Loaded),
+    Loaded(Box<model_io::Loaded>),
 }
 
 /// An endpoint in training: its network, and what it trains on.

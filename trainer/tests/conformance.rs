@@ -356,7 +356,10 @@ fn measure(s: &Setup, basis: Basis, grid: usize, off_grid: &[f64], bound: f32) -
     model_io::write_curve(
         &path,
         &s.net,
-        &s.spec,
+        model_io::Origin {
+            spec: Some(&s.spec),
+            base: None,
+        },
         &CurveData {
             basis,
             points: &s.points,

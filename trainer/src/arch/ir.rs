@@ -162,7 +162,7 @@ pub struct Net {
     pub nodes: Vec<Node>,
     /// For a network imported from ONNX, the user's graph, which its bundles keep; `None` for
     /// the trainer's own architectures, whose graph [`super::to_onnx`] writes.
-    pub source: Option<Source>,
+    pub source: Option<std::sync::Arc<Source>>,
 }
 
 /// The name of the network input value.

@@ -269,11 +269,11 @@ pub fn import(graph: &OnnxModel, params: &[(String, Vec<i64>)]) -> Result<Net> {
         classes,
         params: net_params,
         nodes: net_nodes,
-        source: Some(Source {
+        source: Some(std::sync::Arc::new(Source {
             graph: lifted,
             input: data.name.clone(),
             output: output.name.clone(),
-        }),
+        })),
     })
 }
 
