@@ -162,23 +162,7 @@ impl Bundle {
         let data_start = 8 + header_len;
         let empty = HashMap::new();
         let map = st_meta.metadata().as_ref().unwrap_or(&empty);
-        let meta = Metadata::from_map(map)?;
         let infos = st_meta.tensors();
-        let graph_info = infos
-            .get(keys::GRAPH_TENSOR)
-            .ok_or_else(|| Error::MissingTensor {
-                tensor: keys::GRAPH_TENSOR.to_string(),
-                reason: "every bundle carries its ONNX graph".to_string(),
-            })?;
-        if graph_info.dtype != Dtype::U8 || graph_info.shape.len() != 1 {
-            return Err(Error::DType {
-                tensor: keys::GRAPH_TENSOR.to_string(),
-                expected: "U8 of rank 1 (serialized ONNX ModelProto)".to_string(),
-                found: format!("{:?} of shape {:?}", graph_info.dtype, graph_info.shape),
-            });
-        }
-        let (a, b) = graph_info.data_offsets;
-        let graph = OnnxModel::parse(&storage[data_start + a..data_start + b])?;
         let mut raw: Vec<validate::RawTensor> = infos
             .iter()
             .filter(|(name, _)| name.as_str() != keys::GRAPH_TENSOR)
@@ -194,7 +178,25 @@ impl Bundle {
             })
             .collect();
         raw.sort_by_key(|t| t.range);
-        let tensors = validate::check(&meta, &graph, raw)?;
+        let graph_bytes = || {
+            let info = infos
+                .get(keys::GRAPH_TENSOR)
+                .ok_or_else(|| Error::MissingTensor {
+                    tensor: keys::GRAPH_TENSOR.to_string(),
+                    reason: "every bundle carries its ONNX graph".to_string(),
+                })?;
+            if info.dtype != Dtype::U8 || info.shape.len() != 1 {
+                return Err(Error::DType {
+                    tensor: keys::GRAPH_TENSOR.to_string(),
+                    expected: "U8 of rank 1 (serialized ONNX ModelProto)".to_string(),
+                    found: format!("{:?} of shape {:?}", info.dtype, info.shape),
+                });
+            }
+            let (a, b) = info.data_offsets;
+            Ok(&storage[data_start + a..data_start + b])
+        };
+        // The very rules the writer applies before it writes (`BundleWriter::check`).
+        let (meta, graph, tensors) = validate::bundle(map, graph_bytes, raw)?;
         Ok(Bundle {
             path,
             file: None,

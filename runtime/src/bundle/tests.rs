@@ -224,6 +224,96 @@ fn the_writer_refuses_what_the_reader_would() {
 }
 
 #[test]
+fn the_writer_refuses_metadata_the_loader_refuses() {
+    let g = graph();
+    /// A change to valid metadata that makes it invalid.
+    type Edit = fn(&mut Metadata);
+    let cases: Vec<(&str, Edit)> = vec![
+        ("two labels", |m| {
+            m.labels = Some(vec!["a".into(), "b".into()])
+        }),
+        ("temperature 0", |m| m.temperature = 0.0),
+        ("temperature -1", |m| m.temperature = -1.0),
+        ("temperature NaN", |m| m.temperature = f64::NAN),
+        ("temperature inf", |m| m.temperature = f64::INFINITY),
+        ("temperature 1e-40", |m| m.temperature = 1e-40),
+        ("input without -1", |m| m.input.shape = vec![2, 3]),
+        ("bn grid from 0.1", |m| {
+            m.bn_grid = Some(vec![0.1, 0.25, 0.7, 1.0])
+        }),
+        ("zero classes", |m| m.output.classes = 0),
+    ];
+    for (what, edit) in cases {
+        let mut meta = curve_meta();
+        edit(&mut meta);
+        let mut writer = BundleWriter::new(meta.clone(), g.as_slice());
+        for (name, shape) in [
+            ("fc.weight", vec![K, 4, 3]),
+            ("bn.running_mean", vec![G, 4]),
+            ("bn.running_var", vec![G, 4]),
+        ] {
+            let n = shape.iter().product();
+            writer = writer.tensor(name, shape, values(n, 1.0)).unwrap();
+        }
+        let written = writer.to_bytes().expect_err(what);
+        // The loader says the same of the same metadata, in the same words.
+        let (_, tensors) = pieces(&g);
+        let loaded = open_err(raw_file(meta.to_map(), &tensors));
+        assert_eq!(written.to_string(), loaded.to_string(), "{what}");
+        assert_eq!(written.code(), loaded.code(), "{what}");
+    }
+}
+
+#[test]
+fn a_graph_whose_batch_is_fixed_is_refused_by_writer_and_loader() {
+    for (input, output) in [(2, "batch"), (0, "")] {
+        let mut b = ModelBuilder::new("fixed", 17);
+        let x: DimSpec = if input > 0 {
+            input.into()
+        } else {
+            "batch".into()
+        };
+        let y: DimSpec = if output.is_empty() {
+            2.into()
+        } else {
+            output.into()
+        };
+        b.input("x", elem::FLOAT, &[x, 3.into()])
+            .input("fc.weight", elem::FLOAT, &[4.into(), 3.into()])
+            .node(
+                "Gemm",
+                &["x", "fc.weight"],
+                &["logits"],
+                &[Attr::int("transB", 1)],
+            )
+            .output("logits", elem::FLOAT, &[y, 4.into()]);
+        let g = b.build();
+        let mut meta = curve_meta();
+        meta.bn_grid = None;
+        meta.grid_tensors.clear();
+        let err = BundleWriter::new(meta.clone(), g.as_slice())
+            .tensor("fc.weight", vec![K, 4, 3], values(K * 12, 1.0))
+            .unwrap()
+            .to_bytes()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Onnx { .. }), "{text}");
+        assert!(
+            text.contains("fixed batch size of 2") && text.contains("dynamic_shapes"),
+            "{text}"
+        );
+        let tensors: Vec<RawTensor> = vec![
+            ("modeconn.graph", Dtype::U8, vec![g.len()], g.clone()),
+            ("fc.weight", Dtype::F32, vec![K, 4, 3], f32_bytes(K * 12)),
+        ];
+        assert_eq!(
+            open_err(raw_file(meta.to_map(), &tensors)).to_string(),
+            text
+        );
+    }
+}
+
+#[test]
 fn truncated_files_are_named_as_such() {
     let g = graph();
     let bytes = curve_writer(&g).to_bytes().unwrap();

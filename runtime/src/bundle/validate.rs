@@ -1,6 +1,9 @@
-//! Cross-checks between a bundle's metadata, its tensors and its ONNX graph.
+//! Every rule of the format on a bundle's metadata, its tensors and its ONNX graph, in one
+//! place: the loader ([`Bundle::open`](super::Bundle::open), `from_bytes`) and the writer
+//! ([`BundleWriter`](super::BundleWriter)) both run [`bundle`], so no writer can produce a
+//! bundle the loader refuses.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::meta::{Kind, Metadata, keys};
 use super::{Role, TensorEntry};
@@ -16,13 +19,28 @@ pub(crate) struct RawTensor {
     pub range: (usize, usize),
 }
 
+/// Checks a bundle against every rule of format version 1: the metadata map key by key
+/// ([`Metadata::from_map`]), then the graph (`graph` gives its serialized bytes, or the error
+/// of a file whose graph tensor is missing or of the wrong type) and the tensors against the
+/// metadata and each other ([`check`]). Returns the metadata, the parsed graph and the
+/// varying tensors with their roles.
+///
+/// The loader gives the map, graph and tensor declarations it read from a file; the writer
+/// gives those it is about to write.
+pub(crate) fn bundle<'g>(
+    map: &HashMap<String, String>,
+    graph: impl FnOnce() -> Result<&'g [u8]>,
+    raw: Vec<RawTensor>,
+) -> Result<(Metadata, OnnxModel, Vec<TensorEntry>)> {
+    let meta = Metadata::from_map(map)?;
+    let graph = OnnxModel::parse(graph()?)?;
+    let tensors = check(&meta, &graph, raw)?;
+    Ok((meta, graph, tensors))
+}
+
 /// Checks every rule of format version 1 that involves more than one key and returns the
 /// varying tensors with their roles.
-pub(crate) fn check(
-    meta: &Metadata,
-    graph: &OnnxModel,
-    raw: Vec<RawTensor>,
-) -> Result<Vec<TensorEntry>> {
+fn check(meta: &Metadata, graph: &OnnxModel, raw: Vec<RawTensor>) -> Result<Vec<TensorEntry>> {
     check_graph(meta, graph)?;
     let grid_names: HashSet<&str> = meta.grid_tensors.iter().map(String::as_str).collect();
     let grid_len = meta.bn_grid.as_ref().map_or(0, Vec::len);
@@ -136,6 +154,7 @@ fn check_graph(meta: &Metadata, graph: &OnnxModel) -> Result<()> {
         });
     }
     if let Some(dims) = &input.dims {
+        fixed_batch(&format!("graph input `{}`", input.name), dims)?;
         let agrees = dims.len() == meta.input.shape.len()
             && dims
                 .iter()
@@ -163,6 +182,7 @@ fn check_graph(meta: &Metadata, graph: &OnnxModel) -> Result<()> {
             ),
         })?;
     if let Some(dims) = &output.dims {
+        fixed_batch(&format!("graph output `{}`", output.name), dims)?;
         let classes = meta.output.classes as i64;
         let fits = dims.len() == 2 && !matches!(dims[1], Dim::Fixed(c) if c != classes);
         if !fits {
@@ -174,6 +194,29 @@ fn check_graph(meta: &Metadata, graph: &OnnxModel) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How to export a batch axis that stays free, for messages.
+pub(crate) const DYNAMIC_BATCH_HINT: &str = "export it with a dynamic batch axis, e.g. \
+     torch.onnx.export(model, (x,), path, dynamo=True, optimize=False, \
+     dynamic_shapes={\"x\": {0: torch.export.Dim(\"batch\")}}), where \"x\" is the name of \
+     forward's argument";
+
+/// The batch axis (the first) of the graph's data input and of its output must be free:
+/// `modeconn.input` says `-1`, and every caller sends batches of any size. A graph exported
+/// without dynamic shapes fixes it at the size it was traced with, and ONNX Runtime refuses
+/// every other.
+fn fixed_batch(part: &str, dims: &[Dim]) -> Result<()> {
+    match dims.first() {
+        Some(Dim::Fixed(n)) => Err(Error::onnx(
+            part,
+            format!(
+                "has a fixed batch size of {n}, so it could run no other batch size; \
+                 {DYNAMIC_BATCH_HINT}"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A varying tensor must be an initializer or graph input of the same name, with the slice

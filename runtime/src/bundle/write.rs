@@ -8,7 +8,6 @@ use std::io::Write;
 
 use super::meta::{Metadata, keys};
 use super::validate::{self, RawTensor};
-use crate::graph::OnnxModel;
 use crate::{Error, Result};
 
 /// Collects the pieces of a bundle and writes it as one safetensors file.
@@ -59,19 +58,35 @@ impl<'a> BundleWriter<'a> {
 
     /// Checks the pieces with the reader's rules: never write what cannot be read.
     fn check(&self) -> Result<()> {
-        let graph = OnnxModel::parse(&self.graph)?;
-        let raw = self
-            .tensors
-            .iter()
-            .map(|(name, shape, _)| RawTensor {
-                name: name.clone(),
+        Self::declared(
+            &self.meta,
+            &self.graph,
+            self.tensors
+                .iter()
+                .map(|(name, shape, _)| (name.as_str(), shape.as_slice())),
+        )
+    }
+
+    /// Checks a bundle of this metadata, serialized ONNX model and varying tensors (names and
+    /// full shapes; no data is needed) with the very function the loader runs
+    /// (`validate::bundle`), on the metadata as it will be stored. `pack` asks
+    /// this before it converts any weight.
+    pub(crate) fn declared<'n>(
+        meta: &Metadata,
+        graph: &[u8],
+        tensors: impl IntoIterator<Item = (&'n str, &'n [usize])>,
+    ) -> Result<()> {
+        let raw = tensors
+            .into_iter()
+            .map(|(name, shape)| RawTensor {
+                name: name.to_string(),
                 dtype: "F32".into(),
                 is_f32: true,
-                shape: shape.clone(),
+                shape: shape.to_vec(),
                 range: (0, 0),
             })
             .collect();
-        validate::check(&self.meta, &graph, raw).map(|_| ())
+        validate::bundle(&meta.to_map(), || Ok(graph), raw).map(|_| ())
     }
 
     /// The safetensors header (length prefix included) and the data blocks in file order.
