@@ -27,6 +27,30 @@ pub enum Error {
         /// What the operating system said.
         error: std::io::Error,
     },
+    /// A path given as a bundle that is not a regular file (a folder, a named pipe, a
+    /// device): it is refused before it is opened.
+    #[error("{} is {what}, not a bundle file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is, e.g. `a folder`.
+        what: &'static str,
+    },
+    /// A file that is not a bundle at all: its first 8 bytes, which in a bundle give the
+    /// length of the header that follows, give more than the file holds.
+    #[error(
+        "{} is not a bundle: its first 8 bytes give a header of {declared} bytes, more than \
+         the file's {size}",
+        path.display()
+    )]
+    NotABundle {
+        /// The file.
+        path: PathBuf,
+        /// The header length its first 8 bytes give.
+        declared: u64,
+        /// The file's length in bytes.
+        size: usize,
+    },
     /// The file ends before the data its header promises.
     #[error("truncated bundle: {}", Reason(detail))]
     Truncated {
@@ -305,7 +329,8 @@ impl Error {
         use ErrorCode as C;
         match self {
             Error::InvalidArgument { .. } | Error::TooLarge { .. } => C::InvalidArgument,
-            Error::Io { .. } => C::Io,
+            Error::Io { .. } | Error::NotAFile { .. } => C::Io,
+            Error::NotABundle { .. } => C::Header,
             Error::Truncated { .. } => C::Truncated,
             Error::Header { .. } => C::Header,
             Error::Metadata { .. } => C::Metadata,

@@ -16,6 +16,21 @@ pub(super) fn text(file: &[u8]) -> Option<&[u8]> {
     file.get(8..8usize.checked_add(len)?)
 }
 
+/// The largest header the safetensors reader accepts (`safetensors::tensor::MAX_HEADER_SIZE`,
+/// which it does not export).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// The header length the first 8 bytes give, when it is both beyond what the safetensors
+/// reader accepts and beyond the end of the file: the file is not a bundle at all (a text
+/// file's first 8 characters read as a length of 10^17 and more), rather than one cut short
+/// (whose header length is plausible and which the reader calls truncated).
+pub(super) fn beyond_the_end(file: &[u8]) -> Option<u64> {
+    let len: [u8; 8] = file.get(..8)?.try_into().ok()?;
+    let declared = u64::from_le_bytes(len);
+    let room = (file.len() - 8) as u64;
+    (declared > MAX_HEADER && declared > room).then_some(declared)
+}
+
 /// Fails on the first object key given twice, at any depth of the JSON text.
 pub(super) fn unique_keys(json: &[u8]) -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_slice(json);
@@ -85,6 +100,17 @@ impl<'de> Visitor<'de> for Unique {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_lengths_past_the_reader_and_the_file_make_a_file_no_bundle() {
+        let mut text = b"1\n2\n3\n4\n5\n".to_vec();
+        let declared = u64::from_le_bytes(text[..8].try_into().unwrap());
+        assert_eq!(beyond_the_end(&text), Some(declared));
+        // A bundle cut short: a plausible header length, beyond the end.
+        text[..8].copy_from_slice(&500u64.to_le_bytes());
+        assert_eq!(beyond_the_end(&text), None);
+        assert_eq!(beyond_the_end(b"short"), None);
+    }
 
     #[test]
     fn repeated_keys_are_found_at_any_depth() {

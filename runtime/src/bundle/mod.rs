@@ -130,6 +130,17 @@ impl Bundle {
     /// (as [`BundleWriter`] does); truncating it in place is not.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        // A folder would fail to map with an obscure "No such device", and opening a named
+        // pipe would wait for a writer: anything but a regular file is refused first.
+        let kind = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .file_type();
+        if !kind.is_file() {
+            return Err(Error::NotAFile {
+                path: path.to_path_buf(),
+                what: crate::fs::describe(&kind),
+            });
+        }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the map is read-only and private to this process. Undefined behaviour could
         // only follow from another process truncating or rewriting the file in place while it is
@@ -155,6 +166,22 @@ impl Bundle {
     }
 
     fn load(storage: Storage, path: Option<PathBuf>) -> Result<Self> {
+        if let Some(declared) = header::beyond_the_end(&storage) {
+            return Err(match path {
+                Some(path) => Error::NotABundle {
+                    path,
+                    declared,
+                    size: storage.len(),
+                },
+                None => Error::Header {
+                    detail: format!(
+                        "the first 8 bytes give a header of {declared} bytes, more than the \
+                         {} bytes given: this is not a bundle",
+                        storage.len()
+                    ),
+                },
+            });
+        }
         if let Some(json) = header::text(&storage) {
             header::unique_keys(json).map_err(|detail| Error::Header { detail })?;
         }

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use safetensors::tensor::{Dtype, TensorView};
 
 use super::*;
+use crate::ErrorCode;
 use crate::curve::Basis;
 use crate::graph::build::{Attr, DimSpec, ModelBuilder};
 use crate::graph::elem;
@@ -311,6 +312,67 @@ fn a_graph_whose_batch_is_fixed_is_refused_by_writer_and_loader() {
             text
         );
     }
+}
+
+#[test]
+fn paths_that_are_no_bundle_files_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Bundle::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotAFile {
+                what: "a folder",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("{} is a folder, not a bundle file", dir.path().display())
+    );
+    assert_eq!(err.code(), ErrorCode::Io);
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "a few words of text, not a bundle\n").unwrap();
+    let err = Bundle::open(&text).unwrap_err();
+    let declared = u64::from_le_bytes(*b"a few wo");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is not a bundle: its first 8 bytes give a header of {declared} bytes, more than \
+             the file's 34",
+            text.display()
+        )
+    );
+    assert_eq!(err.code(), ErrorCode::Header);
+    let err = open_err(std::fs::read(&text).unwrap());
+    assert!(matches!(err, Error::Header { .. }), "{err}");
+
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            // Opening it would wait for a writer: it is refused before.
+            let err = Bundle::open(&fifo).unwrap_err();
+            assert!(
+                err.to_string()
+                    .ends_with("is a named pipe, not a bundle file"),
+                "{err}"
+            );
+        }
+    }
+
+    let missing = dir.path().join("absent.safetensors");
+    let err = Bundle::open(&missing).unwrap_err();
+    assert_eq!(
+        std::error::Error::source(&err).map(|s| s.to_string()),
+        None,
+        "the OS error is in the message, not chained again: {err}"
+    );
+    assert_eq!(err.to_string().matches("os error").count(), 1, "{err}");
 }
 
 #[test]
