@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use modeconn_runtime::Member;
 
 /// Arguments of `materialize`.
@@ -31,8 +30,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --at or --member"),
     };
     let model = bundle.materialize(member)?;
-    modeconn_runtime::write_file_atomic(&args.out, &model)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    modeconn_runtime::write_file_atomic(&args.out, &model).map_err(|e| {
+        super::about(e, &args.out, || {
+            format!("cannot write {}", args.out.display())
+        })
+    })?;
     eprintln!(
         "wrote {} ({member}, {} bytes)",
         args.out.display(),

@@ -17,7 +17,6 @@ pub mod unseal;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use modeconn_runtime::{Bundle, Device, Runtime, RuntimeOptions};
 
 /// How to run ONNX Runtime: shared by the commands that run bundles.
@@ -72,7 +71,20 @@ pub fn note_fallback(runtime: &Runtime) {
 
 /// Opens a bundle, naming the file in the error.
 pub fn open_bundle(path: &Path) -> anyhow::Result<Bundle> {
-    Bundle::open(path).with_context(|| format!("cannot load bundle {}", path.display()))
+    Bundle::open(path)
+        .map_err(|e| about(e, path, || format!("cannot load bundle {}", path.display())))
+}
+
+/// `e` after `context`, unless `e` names `path` already: an error about the file itself (it
+/// is missing, a folder, not a bundle) says which file it is, and a context naming it again
+/// would only repeat it.
+pub fn about<E>(e: E, path: &Path, context: impl FnOnce() -> String) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let named = e.to_string().contains(&*path.to_string_lossy());
+    let e = anyhow::Error::new(e);
+    if named { e } else { e.context(context()) }
 }
 
 /// Parses a comma-separated list.

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use modeconn_runtime::bundle::Kind;
 use modeconn_runtime::{Ensemble, EnsembleOptions, Member, Runtime, Sampling, npy};
 use ndarray::{Array2, Axis, Ix1, Ix2};
@@ -132,11 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let probs = &prediction.probabilities;
     if let Some(p) = &args.out {
         npy::write(p, &probs.view().into_dyn())
-            .with_context(|| format!("cannot write {}", p.display()))?;
+            .map_err(|e| super::about(e, p, || format!("cannot write {}", p.display())))?;
     }
     if let (Some(p), Some(all)) = (&args.per_member, &prediction.per_member) {
         npy::write(p, &all.view().into_dyn())
-            .with_context(|| format!("cannot write {}", p.display()))?;
+            .map_err(|e| super::about(e, p, || format!("cannot write {}", p.display())))?;
     }
     let scores = labels.map(|y| score(probs, y.view())).transpose()?;
 
