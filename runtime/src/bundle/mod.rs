@@ -18,7 +18,7 @@ pub use meta::{
     FORMAT_VERSION, InputSpec, Kind, MAX_CURVE_POINTS, MAX_SNAPSHOTS, Metadata, OutputSpec,
     Preprocess, keys,
 };
-pub use pack::{PackLayout, PackOptions, PackReport, pack};
+pub use pack::{BnStats, PackLayout, PackOptions, PackReport, pack};
 pub use write::BundleWriter;
 
 use std::borrow::Cow;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors};
 
-use super::meta::{InputSpec, Kind, Metadata, OutputSpec};
+use super::meta::{InputSpec, Kind, Metadata, OutputSpec, check_bn_grid, keys};
 use super::write::BundleWriter;
 use crate::curve::Basis;
 use crate::graph::{Dim, OnnxModel, elem};
@@ -45,6 +45,22 @@ pub struct PackOptions {
     pub labels: Option<Vec<String>>,
     /// Accept tensors in the files that the graph does not use (listed in the report).
     pub allow_unmatched: bool,
+    /// Batch-norm statistics of a curve from files of their own, on a grid of their own
+    /// (e.g. finer than the control points); without it, each point file's statistics are
+    /// placed at its knot.
+    pub bn_stats: Option<BnStats>,
+}
+
+/// Batch-norm statistics of a curve taken from files of their own: file `i` holds the
+/// statistics at `t = grid[i]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BnStats {
+    /// Strictly increasing t values from 0 to 1, one per file: the bundle's `bn_grid`.
+    pub grid: Vec<f64>,
+    /// Safetensors files, each holding every batch-norm statistic of the graph (the running
+    /// means and variances that feed its `BatchNormalization` nodes, by name) at its t; their
+    /// other tensors are not used, and neither are the statistics in the point files.
+    pub files: Vec<PathBuf>,
 }
 
 const EXPORT_HINT: &str = "export the model with torch.onnx.export(model, args, path, dynamo=True, \
@@ -120,6 +136,75 @@ fn is_float(d: Dtype) -> bool {
     matches!(d, Dtype::F32 | Dtype::F64 | Dtype::F16 | Dtype::BF16)
 }
 
+/// Reads and parses weight files.
+fn read_sources(files: &[PathBuf]) -> Result<Vec<Source>> {
+    files
+        .iter()
+        .map(|p| {
+            std::fs::read(p)
+                .map(|bytes| Source {
+                    path: p.clone(),
+                    bytes,
+                })
+                .map_err(|e| Error::io(p, e))
+        })
+        .collect()
+}
+
+fn parse_sources<'s>(sources: &'s [Source]) -> Result<Vec<SafeTensors<'s>>> {
+    sources
+        .iter()
+        .map(|s| {
+            SafeTensors::deserialize(&s.bytes).map_err(|e| Error::Header {
+                detail: format!("{}: {e}", s.path.display()),
+            })
+        })
+        .collect()
+}
+
+/// The shape of tensor `name` in every file, which must be the same; `missing` says why a
+/// file without it is wrong.
+fn common_shape(
+    name: &str,
+    parsed: &[SafeTensors<'_>],
+    sources: &[Source],
+    missing: &dyn Fn(&Source) -> Error,
+) -> Result<Vec<usize>> {
+    let mut shape: Option<Vec<usize>> = None;
+    for (st, src) in parsed.iter().zip(sources) {
+        let found = st
+            .tensor(name)
+            .map(|v| v.shape().to_vec())
+            .map_err(|_| missing(src))?;
+        match &shape {
+            None => shape = Some(found),
+            Some(first) if *first != found => {
+                return Err(Error::ShapeMismatch {
+                    tensor: format!("{name} in {}", src.path.display()),
+                    expected: first.iter().map(|&d| d as i64).collect(),
+                    found: found.iter().map(|&d| d as i64).collect(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    shape.ok_or_else(|| Error::invalid("the weight files", "are none"))
+}
+
+/// Tensor `name` of every file as `f32`, stacked in file order.
+fn stack(
+    name: &str,
+    parsed: &[SafeTensors<'_>],
+    sources: &[Source],
+    len: usize,
+) -> Result<Vec<f32>> {
+    let mut data = Vec::with_capacity(len);
+    for (st, src) in parsed.iter().zip(sources) {
+        data.extend(read_f32(st, name, &src.path)?);
+    }
+    Ok(data)
+}
+
 /// Builds a bundle from an ONNX model and K weight files. Returns the writer (write it with
 /// [`BundleWriter::write`]) and a report of how every name was matched.
 ///
@@ -127,7 +212,14 @@ fn is_float(d: Dtype) -> bool {
 /// each matched tensor is stored once, stacked over the files, and the graph written into the
 /// bundle has those initializers lifted to graph inputs ([`OnnxModel::lift_to_inputs`]), so
 /// no weight is stored twice. For curves, batch-norm statistics are placed on the knots
-/// `t_k = k / (K-1)` as the bundle's `bn_grid`.
+/// `t_k = k / (K-1)` as the bundle's `bn_grid`, or, with [`PackOptions::bn_stats`], taken from
+/// files of their own on a grid of their own.
+///
+/// Everything the bundle's metadata and graph must satisfy is checked with the loader's own
+/// rules (those [`BundleWriter`] applies) once the names and shapes are known, before any
+/// weight is converted or stacked: a graph whose batch axis is fixed, labels that do not fit
+/// the classes or a temperature that is not a positive single-precision number are refused
+/// here.
 pub fn pack(
     onnx: &[u8],
     files: &[PathBuf],
@@ -146,25 +238,29 @@ pub fn pack(
             format!("are {}: at least {min} are needed", files.len()),
         ));
     }
-    let sources = files
-        .iter()
-        .map(|p| {
-            std::fs::read(p)
-                .map(|bytes| Source {
-                    path: p.clone(),
-                    bytes,
-                })
-                .map_err(|e| Error::io(p, e))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let parsed = sources
-        .iter()
-        .map(|s| {
-            SafeTensors::deserialize(&s.bytes).map_err(|e| Error::Header {
-                detail: format!("{}: {e}", s.path.display()),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    if let Some(stats) = &options.bn_stats {
+        if layout == PackLayout::Snapshots {
+            return Err(Error::invalid(
+                "batch-norm statistics on a grid",
+                "are for curves: a snapshot set keeps each member's own statistics",
+            ));
+        }
+        if stats.grid.len() != stats.files.len() {
+            return Err(Error::Metadata {
+                key: keys::BN_GRID.into(),
+                reason: format!(
+                    "{} t values for {} batch-norm statistics files: give one t per file",
+                    stats.grid.len(),
+                    stats.files.len()
+                ),
+            });
+        }
+        // The loader's rule for the grid, before a file is read.
+        let grid: Vec<Option<f64>> = stats.grid.iter().copied().map(Some).collect();
+        check_bn_grid(&grid)?;
+    }
+    let sources = read_sources(files)?;
+    let parsed = parse_sources(&sources)?;
 
     // Names and kinds come from the first file; every other file must hold the same.
     let first = &parsed[0];
@@ -203,12 +299,6 @@ pub fn pack(
             report.unmatched.push(name.clone());
         }
     }
-    report.fixed = graph
-        .initializers()
-        .iter()
-        .filter(|i| i.data_type == elem::FLOAT && !report.matched.contains(&i.name))
-        .map(|i| i.name.clone())
-        .collect();
     if report.matched.is_empty() {
         let sample: Vec<&str> = graph
             .initializers()
@@ -238,37 +328,87 @@ pub fn pack(
         ));
     }
 
-    let (input, output) = io_specs(&graph, &report.matched)?;
     let k = files.len();
-    let (kind, basis, grid) = match layout {
-        PackLayout::Snapshots => (Kind::Snapshots, None, Vec::new()),
-        PackLayout::Curve(b) => {
-            let stats: BTreeSet<String> = graph.batch_norm_statistics().into_iter().collect();
+    let stats: BTreeSet<String> = graph.batch_norm_statistics().into_iter().collect();
+    // The statistics on their own grid: every batch-norm statistic of the graph, from the
+    // statistics files, whatever the point files hold of them.
+    let own_grid = match &options.bn_stats {
+        None => None,
+        Some(b) => {
+            let grid: Vec<String> = stats
+                .iter()
+                .filter(|n| graph.initializer(n).is_some() || graph.graph_input(n).is_some())
+                .cloned()
+                .collect();
+            if grid.is_empty() {
+                return Err(Error::invalid(
+                    "batch-norm statistics files",
+                    "are given, but the graph has no batch-norm statistics (running mean and \
+                     variance of a BatchNormalization) to place on a grid",
+                ));
+            }
+            for name in &grid {
+                if !report.matched.contains(name) {
+                    report.matched.push(name.clone());
+                }
+            }
+            report.matched.sort();
+            Some((b, grid))
+        }
+    };
+    report.fixed = graph
+        .initializers()
+        .iter()
+        .filter(|i| i.data_type == elem::FLOAT && !report.matched.contains(&i.name))
+        .map(|i| i.name.clone())
+        .collect();
+
+    let (input, output) = io_specs(&graph, &report.matched)?;
+    let (kind, basis, grid_tensors, bn_grid) = match (layout, &own_grid) {
+        (PackLayout::Snapshots, _) => (Kind::Snapshots, None, Vec::new(), None),
+        (PackLayout::Curve(b), Some((stats_files, grid))) => (
+            Kind::Curve,
+            Some(b),
+            grid.clone(),
+            Some(stats_files.grid.clone()),
+        ),
+        (PackLayout::Curve(b), None) => {
             let grid: Vec<String> = report
                 .matched
                 .iter()
                 .filter(|n| stats.contains(*n))
                 .cloned()
                 .collect();
-            (Kind::Curve, Some(b), grid)
+            // Each file's statistics belong to its own knot t_k = k / (K-1).
+            let knots =
+                (!grid.is_empty()).then(|| (0..k).map(|i| i as f64 / (k - 1) as f64).collect());
+            (Kind::Curve, Some(b), grid, knots)
         }
     };
-    report.grid_tensors = grid.clone();
+    report.grid_tensors = grid_tensors.clone();
+    let mut packed_from = serde_json::json!({
+        "packed_from": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    });
+    if let Some((b, _)) = &own_grid {
+        packed_from["bn_stats_from"] = serde_json::json!(
+            b.files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        );
+    }
     let meta = Metadata {
         kind,
         basis,
         points: k,
-        // Each file's statistics belong to its own knot t_k = k / (K-1).
-        bn_grid: (!grid.is_empty()).then(|| (0..k).map(|i| i as f64 / (k - 1) as f64).collect()),
-        grid_tensors: grid,
+        bn_grid,
+        grid_tensors,
         input,
         output,
         temperature: options.temperature.unwrap_or(1.0),
         preprocess: None,
         labels: options.labels.clone(),
-        provenance: Some(serde_json::json!({
-            "packed_from": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        })),
+        provenance: Some(packed_from),
         extra: Default::default(),
     };
 
@@ -276,32 +416,57 @@ pub fn pack(
     // (as graph inputs), not the first network's copy of the weights.
     let matched: Vec<&str> = report.matched.iter().map(String::as_str).collect();
     let lifted = graph.lift_to_inputs(&matched)?;
-    let mut writer = BundleWriter::new(meta, lifted);
+
+    // Every tensor's full shape, from the files that hold it (points or statistics files).
+    let stat_sources = match &own_grid {
+        Some((b, _)) => read_sources(&b.files)?,
+        None => Vec::new(),
+    };
+    let stat_parsed = parse_sources(&stat_sources)?;
+    let mut plan: Vec<(String, Vec<usize>, bool)> = Vec::with_capacity(report.matched.len());
     for name in &report.matched {
-        let shape = first
-            .tensor(name)
-            .map(|v| v.shape().to_vec())
-            .map_err(|e| Error::Header {
-                detail: e.to_string(),
-            })?;
-        let mut data = Vec::with_capacity(k * shape.iter().product::<usize>());
-        for (st, src) in parsed.iter().zip(&sources) {
-            let view_shape = st
-                .tensor(name)
-                .map(|v| v.shape().to_vec())
-                .unwrap_or_default();
-            if view_shape != shape {
-                return Err(Error::ShapeMismatch {
-                    tensor: format!("{name} in {}", src.path.display()),
-                    expected: shape.iter().map(|&d| d as i64).collect(),
-                    found: view_shape.iter().map(|&d| d as i64).collect(),
-                });
-            }
-            data.extend(read_f32(st, name, &src.path)?);
-        }
-        let mut full = vec![k];
+        let on_own_grid = own_grid.as_ref().is_some_and(|(_, g)| g.contains(name));
+        let (shape, count) = if on_own_grid {
+            let missing = |src: &Source| Error::MissingTensor {
+                tensor: name.clone(),
+                reason: format!(
+                    "{} holds no such tensor: each batch-norm statistics file holds every \
+                     running mean and variance of the graph",
+                    src.path.display()
+                ),
+            };
+            (
+                common_shape(name, &stat_parsed, &stat_sources, &missing)?,
+                stat_sources.len(),
+            )
+        } else {
+            let missing = |src: &Source| Error::MissingTensor {
+                tensor: name.clone(),
+                reason: format!("{} holds no such tensor", src.path.display()),
+            };
+            (common_shape(name, &parsed, &sources, &missing)?, k)
+        };
+        let mut full = vec![count];
         full.extend(shape);
-        writer = writer.tensor(name.clone(), full, data)?;
+        plan.push((name.clone(), full, on_own_grid));
+    }
+    // The loader's rules, on what is about to be stacked: nothing is converted before they
+    // hold.
+    BundleWriter::declared(
+        &meta,
+        &lifted,
+        plan.iter().map(|(n, s, _)| (n.as_str(), s.as_slice())),
+    )?;
+
+    let mut writer = BundleWriter::new(meta, lifted);
+    for (name, full, on_own_grid) in plan {
+        let len = full.iter().product();
+        let data = if on_own_grid {
+            stack(&name, &stat_parsed, &stat_sources, len)?
+        } else {
+            stack(&name, &parsed, &sources, len)?
+        };
+        writer = writer.tensor(name, full, data)?;
     }
     Ok((writer, report))
 }
