@@ -135,3 +135,86 @@ fn what_cannot_be_imported_is_one_line_naming_it() {
     assert_eq!(net.params[0].name, "w");
     assert_eq!((net.input.as_slice(), net.classes), ([4].as_slice(), 3));
 }
+
+/// The trainer's own architectures, written as ONNX and imported again, compute what they
+/// computed: the same logits in evaluation, and in training (without dropout, which the graphs
+/// leave out) the same logits, gradients and running statistics.
+#[test]
+fn the_trainers_own_graphs_import_to_the_same_network() {
+    use modeconn_trainer::arch::{ArchOptions, Normalization, by_name, init, to_onnx};
+    for (name, input) in [
+        ("mlp", vec![1, 8, 8]),
+        ("convfc", vec![3, 16, 16]),
+        ("vgg16bn", vec![3, 32, 32]),
+        ("preresnet20", vec![3, 16, 16]),
+        ("wrn16x2", vec![3, 16, 16]),
+    ] {
+        let norm = Normalization {
+            mean: (0..input[0]).map(|c| 0.4 + 0.05 * c as f32).collect(),
+            std: (0..input[0]).map(|c| 0.2 + 0.03 * c as f32).collect(),
+        };
+        let zoo = by_name(name, &ArchOptions::default(), &input, 10, &norm).expect("architecture");
+        let graph = OnnxModel::parse(&to_onnx(&zoo).expect("graph")).expect("parse");
+        let shapes: Vec<(String, Vec<i64>)> = zoo
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), p.shape.clone()))
+            .collect();
+        let imported = import::import(&graph, &shapes).expect("import");
+        assert_eq!(imported.input, zoo.input, "{name}");
+        let kinds = |n: &modeconn_trainer::arch::Net| -> Vec<_> {
+            n.params.iter().map(|p| (p.name.clone(), p.kind)).collect()
+        };
+        assert_eq!(kinds(&imported), kinds(&zoo), "{name}: parameter kinds");
+
+        let run = |net: &modeconn_trainer::arch::Net, mode: Mode| {
+            let mut params = init(&zoo, 7, Device::Cpu).expect("init");
+            for (n, t) in params.iter_mut() {
+                if !zoo.param(n).is_some_and(|p| p.kind.is_statistic()) {
+                    *t = t.set_requires_grad(true);
+                }
+            }
+            tch::manual_seed(3);
+            let mut shape = vec![4i64];
+            shape.extend(&input);
+            let x = Tensor::rand(shape.as_slice(), (tch::Kind::Float, Device::Cpu));
+            let y = forward(net, &params, &x, mode).expect("forward");
+            let loss = y.square().mean(tch::Kind::Float);
+            loss.backward();
+            let grads: Vec<Tensor> = params
+                .values()
+                .map(|t| {
+                    if t.requires_grad() {
+                        t.grad()
+                    } else {
+                        t.detach().copy()
+                    }
+                })
+                .collect();
+            (y.detach(), grads)
+        };
+        // Dropout is exported as the identity, so training is compared where there is none.
+        let dropout = zoo
+            .nodes
+            .iter()
+            .any(|n| matches!(n.op, modeconn_trainer::arch::Op::Dropout { p, .. } if p > 0.0));
+        let modes: &[Mode] = if dropout {
+            &[Mode::Eval]
+        } else {
+            &[Mode::Eval, Mode::Train]
+        };
+        for &mode in modes {
+            let (ya, ga) = run(&zoo, mode);
+            let (yb, gb) = run(&imported, mode);
+            let d = (ya - yb).abs().max().double_value(&[]);
+            assert!(d <= 1e-6, "{name} {mode:?}: logits differ by {d}");
+            for (a, b) in ga.iter().zip(&gb) {
+                let d = (a - b).abs().max().double_value(&[]);
+                assert!(
+                    d <= 1e-5,
+                    "{name} {mode:?}: gradients or statistics differ by {d}"
+                );
+            }
+        }
+    }
+}
