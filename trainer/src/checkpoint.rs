@@ -216,16 +216,66 @@ impl Run {
     }
 }
 
-/// Two jobs are the same run when they differ at most in `resume` and `checkpoint` (where the
-/// checkpoint lives does not change the run; a moved checkpoint may be resumed).
+/// The fields of a job that say where it reads its checkpoint from and writes its output to,
+/// or whether it resumes: none of them changes what the run computes.
+const NOT_IDENTITY: [&str; 3] = ["resume", "checkpoint", "out"];
+
+/// Two jobs are the same run when they differ at most in `resume`, `checkpoint` and `out`:
+/// where the checkpoint lives and where the bundle goes do not change the run, so a moved
+/// checkpoint may be resumed, and so may a run whose output path was wrong and is corrected.
 pub fn same_job(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     let strip = |v: &serde_json::Value| {
         let mut v = v.clone();
         if let Some(o) = v.as_object_mut() {
-            o.remove("resume");
-            o.remove("checkpoint");
+            for key in NOT_IDENTITY {
+                o.remove(key);
+            }
         }
         v
     };
     strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(out: &str, checkpoint: &str) -> serde_json::Value {
+        serde_json::json!({
+            "command": "train", "arch": "mlp", "data": "digits", "epochs": 3, "seed": 1,
+            "checkpoint": checkpoint, "resume": true, "out": out,
+        })
+    }
+
+    #[test]
+    fn where_a_job_writes_is_no_part_of_which_job_it_is() {
+        let a = job("/typo/x.safetensors", "/runs/a.ckpt");
+        assert!(same_job(&a, &job("/out/x.safetensors", "/runs/a.ckpt")));
+        assert!(same_job(&a, &job("/out/x.safetensors", "/moved/a.ckpt")));
+        let mut other = job("/typo/x.safetensors", "/runs/a.ckpt");
+        other["seed"] = serde_json::json!(2);
+        assert!(!same_job(&a, &other));
+    }
+
+    #[test]
+    fn a_run_resumes_with_a_corrected_output_path() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("a temporary folder", e))?;
+        let ckpt = dir.path().join("run.ckpt");
+        let ckpt_text = ckpt.to_string_lossy().into_owned();
+        let typo = Path::new("/no-such-folder/x.safetensors");
+        let first = Run::new(&job(&typo.to_string_lossy(), &ckpt_text), Some(&ckpt), typo)?;
+        let w = Tensor::f_zeros([2], (tch::Kind::Float, Device::Cpu))?;
+        first.save(2, serde_json::json!({}), &[("w".into(), &w)])?;
+
+        let fixed = dir.path().join("x.safetensors");
+        let mut again = Run::new(
+            &job(&fixed.to_string_lossy(), &ckpt_text),
+            Some(&ckpt),
+            &fixed,
+        )?;
+        let resumed = again.resume(true, Device::Cpu, &mut |_| {})?;
+        assert!(resumed.is_some(), "the checkpoint was not taken over");
+        assert_eq!(again.start, 2);
+        Ok(())
+    }
 }
