@@ -19,6 +19,7 @@ mod own_model;
 mod pack;
 mod reference;
 mod references;
+mod refusals;
 mod runtime_api;
 mod serve;
 mod soak;
