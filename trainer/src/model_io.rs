@@ -307,11 +307,17 @@ pub fn endpoint(
                 &modeconn_runtime::bundle::PackOptions::default(),
             )
             .map_err(|e| {
-                Error::Config(format!(
-                    "{role}: {} as a state_dict of {}: {e}",
-                    path.display(),
-                    graph.display()
-                ))
+                // The runtime's message names the file when the file is at fault.
+                let text = e.to_string();
+                if text.contains(&*path.to_string_lossy()) {
+                    Error::Config(format!("{role}: {text}"))
+                } else {
+                    Error::Config(format!(
+                        "{role} {} (a state_dict of {}): {text}",
+                        path.display(),
+                        graph.display()
+                    ))
+                }
             })?;
             let bundle = Bundle::from_bytes(writer.to_bytes()?)?;
             from_bundle(bundle, &format!("{role} {}", path.display()))?
