@@ -477,8 +477,8 @@ mod tests {
         );
         let m = error(&format!(r#"{{{TRAIN}}}"#));
         assert!(m.contains("missing field `epochs`"), "{m}");
-        let m = error(r#"{"command":"train","data":"digits","epochs":3,"out":"x"}"#);
-        assert!(m.contains("missing field `arch`"), "{m}");
+        let m = error(r#"{"command":"train","arch":"mlp","data":"digits","epochs":3}"#);
+        assert!(m.contains("missing field `out`"), "{m}");
         let m = error(r#"{"command":"trian","arch":"mlp"}"#);
         assert!(m.contains("unknown variant `trian`"), "{m}");
         let m = error(r#"{"arch":"mlp"}"#);

@@ -164,7 +164,16 @@ fn unknown_field_is_named() {
 fn missing_field_is_named() {
     let (report, _) = run_json(&json!({"command": "train", "data": "digits", "epochs": 1}));
     let error = error_of(&report);
-    assert!(error.contains("arch"), "{error}");
+    assert!(error.contains("missing field `out`"), "{error}");
+    // Neither an architecture nor a graph: the job says it needs one of them.
+    let (report, _) = run_json(
+        &json!({"command": "train", "data": "digits", "epochs": 1, "out": "never.safetensors"}),
+    );
+    let error = error_of(&report);
+    assert!(
+        error.contains("`arch`") && error.contains("`onnx`"),
+        "{error}"
+    );
 }
 
 #[test]

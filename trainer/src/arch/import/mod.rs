@@ -5,7 +5,7 @@
 //!
 //! The parameters are the graph's named weights: the `FLOAT` initializers, or, in a bundle's
 //! graph, the graph inputs the bundle's tensors feed. Each operation of the graph is read once
-//! ([`ops::parse`], which refuses what it does not support with one line naming the node) and
+//! (`ops::parse`, which refuses what it does not support with one line naming the node) and
 //! run with ONNX's semantics in libtorch ([`exec::run`]), shape arithmetic included, so a
 //! dynamic batch dimension stays dynamic.
 
