@@ -45,14 +45,29 @@ fn a_curve_connects_a_users_own_pytorch_endpoints() {
         path(tmp.path(), "curve.safetensors"),
         path(tmp.path(), "report.json"),
     );
+    // The endpoints as `pack` makes them, as a user serving them would have.
+    let (pa, pb) = (
+        path(tmp.path(), "a-packed.safetensors"),
+        path(tmp.path(), "b-packed.safetensors"),
+    );
+    for (state, bundle) in [(&a, &pa), (&b, &pb)] {
+        modeconn(&[
+            &"pack",
+            &"--onnx",
+            &onnx,
+            &"--snapshots",
+            state,
+            &"--out",
+            bundle,
+        ])
+        .ok();
+    }
     let mut args = vec![
         "curve",
-        "--onnx",
-        &onnx,
         "--start",
-        &a,
+        &pa,
         "--end",
-        &b,
+        &pb,
         "--epochs",
         "10",
         "--bn-grid",
@@ -195,6 +210,31 @@ fn fge_and_train_take_a_users_own_model() {
     let inspect = modeconn(&[&"inspect", &fge, &"--json"]).ok().json();
     assert_eq!(inspect["kind"], "snapshots", "{inspect}");
     assert_eq!(inspect["input"]["name"], "x", "{inspect}");
+
+    // A curve straight from the state_dicts, with the graph beside them.
+    let curve = path(tmp.path(), "curve.safetensors");
+    let b = path(&own, "b.safetensors");
+    let mut args = vec![
+        "curve",
+        "--onnx",
+        &onnx,
+        "--start",
+        &a,
+        "--end",
+        &b,
+        "--epochs",
+        "1",
+        "--bn-grid",
+        "3",
+    ];
+    args.extend(SMALL);
+    args.extend(["--out", &curve]);
+    with_real(&args).ok();
+    let inspect = modeconn(&[&"inspect", &curve, &"--json"]).ok().json();
+    assert_eq!(
+        (inspect["kind"].as_str(), inspect["points"].as_u64()),
+        (Some("curve"), Some(3))
+    );
 
     // From scratch (a seeded initialisation) the user's architecture learns the digits.
     let mut args = vec!["train", "--onnx", &onnx, "--epochs", "8", "--lr", "0.05"];
