@@ -200,6 +200,21 @@ fn fge_and_train_take_a_users_own_model() {
         &packed,
     ])
     .ok();
+    // `eval` takes the bundle `pack` wrote: PyTorch's endpoint, scored as PyTorch scores it.
+    let report = path(tmp.path(), "packed.json");
+    let mut args = vec!["eval", &packed, "--json", &report];
+    args.extend(SMALL);
+    with_real(&args).ok();
+    let r = json_file(&report);
+    let error = r["members"][0]["test_error"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no member error in {r}"));
+    let torch = json_file(&path(&own, "torch.json"));
+    let torch_a = torch["a"].as_f64().expect("PyTorch's error");
+    assert!(
+        (error - torch_a).abs() < 1e-6,
+        "eval {error} vs PyTorch {torch_a}"
+    );
     let mut args = vec![
         "fge", "--init", &packed, "--cycle", "2", "--lr1", "0.02", "--lr2", "0.001", "--epochs",
         "2",

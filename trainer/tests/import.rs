@@ -218,3 +218,52 @@ fn the_trainers_own_graphs_import_to_the_same_network() {
         }
     }
 }
+
+/// `Split`, which PyTorch's exporter writes as `SplitToSequence`: by sizes given as an input,
+/// and into equal pieces by its outputs' count.
+#[test]
+fn split_gives_its_pieces() {
+    use modeconn_runtime::graph::build::Attr;
+    let mut b = ModelBuilder::new("split", 18);
+    b.input(
+        "x",
+        elem::FLOAT,
+        &[DimSpec::from("batch"), DimSpec::Fixed(4)],
+    );
+    b.initializer_i64("sizes", &[2], &[1, 3]);
+    b.node(
+        "Split",
+        &["x", "sizes"],
+        &["a", "b"],
+        &[Attr::int("axis", 1)],
+    );
+    b.node(
+        "Split",
+        &["x"],
+        &["c", "d"],
+        &[Attr::int("axis", -1), Attr::int("num_outputs", 2)],
+    );
+    b.node(
+        "Concat",
+        &["b", "a", "d", "c"],
+        &["y"],
+        &[Attr::int("axis", 1)],
+    );
+    b.output(
+        "y",
+        elem::FLOAT,
+        &[DimSpec::from("batch"), DimSpec::Fixed(8)],
+    );
+    let graph = OnnxModel::parse(&b.build()).expect("parse the graph");
+    let net = import::import(&graph, &[]).expect("import");
+    assert!(net.params.is_empty());
+    let x = Tensor::from_slice(&[0f32, 1., 2., 3., 10., 11., 12., 13.]).reshape([2, 4]);
+    let y = forward(&net, &Default::default(), &x, Mode::Eval).expect("forward");
+    let got = Vec::<f32>::try_from(&y.reshape([-1])).expect("values");
+    assert_eq!(
+        got,
+        [
+            1., 2., 3., 0., 2., 3., 0., 1., 11., 12., 13., 10., 12., 13., 10., 11.
+        ]
+    );
+}

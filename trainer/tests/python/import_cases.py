@@ -39,7 +39,8 @@ class Gadgets(nn.Module):
         y = F.max_pool2d(y, 3, stride=2, ceil_mode=True)
         y = y[:, :, 1:6, 1:6]
         a, b = torch.split(y, [2, 4], dim=1)
-        y = torch.cat([b * torch.sigmoid(a).mean(1, keepdim=True), a], dim=1)
+        c, d = torch.chunk(b, 2, dim=1)
+        y = torch.cat([d, c * torch.sigmoid(a).mean(1, keepdim=True), a], dim=1)
         flat = torch.flatten(y, 1)
         g = torch.softmax(self.gate(flat), dim=-1)
         return self.head(torch.cat([F.relu6(flat), g], dim=1))
@@ -63,7 +64,7 @@ class Mixer(nn.Module):
         t = self.patch(x).flatten(2).transpose(1, 2)  # [N, 16 tokens, dim]
         t = t + self.tokens(self.norm1(t).transpose(1, 2)).transpose(1, 2)
         t = t + self.fc2(F.gelu(self.fc1(self.norm2(t)), approximate="tanh"))
-        return torch.matmul(t.mean(dim=1), self.w)
+        return torch.matmul(t.mean(dim=1) - t[:, 0], self.w)
 
 
 def torchvision_case(name):
