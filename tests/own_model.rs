@@ -255,13 +255,7 @@ fn fge_and_train_take_a_users_own_model() {
     let mut args = vec!["train", "--onnx", &onnx, "--epochs", "8", "--lr", "0.05"];
     args.extend(SMALL);
     args.extend(["--out", &scratch]);
-    let run = with_real(&args).ok();
-    let accuracy = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("test_accuracy"))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no test accuracy\n{}", run.transcript()));
+    let accuracy = test_accuracy(&with_real(&args).ok());
     assert!(
         accuracy > 0.9,
         "trained from scratch: test accuracy {accuracy}"
@@ -273,17 +267,20 @@ fn fge_and_train_take_a_users_own_model() {
     ];
     args.extend(SMALL);
     args.extend(["--out", &resumed]);
-    let run = with_real(&args).ok();
-    let accuracy = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("test_accuracy"))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no test accuracy\n{}", run.transcript()));
+    let accuracy = test_accuracy(&with_real(&args).ok());
     assert!(
         accuracy > 0.97,
         "from PyTorch's state_dict: test accuracy {accuracy}"
     );
+}
+
+/// The test accuracy a training command's summary prints.
+fn test_accuracy(run: &Run) -> f64 {
+    run.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("test_accuracy"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no test accuracy\n{}", run.transcript()))
 }
 
 #[test]

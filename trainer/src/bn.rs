@@ -7,7 +7,7 @@ use modeconn_runtime::curve as rcurve;
 use tch::{Device, Kind, Tensor};
 
 use crate::arch::{self, Mode, Net, Params};
-use crate::data::{Data, DataOptions};
+use crate::data::Data;
 use crate::job::{BnJob, BnReport, Event};
 use crate::{Error, Result, device, fit, model_io};
 
@@ -72,15 +72,7 @@ pub fn bn(job: &BnJob, on_event: &mut dyn FnMut(&Event)) -> Result<BnReport> {
             "{what} has no batch normalisation: there are no statistics to recompute"
         )));
     }
-    let data = crate::data::load(
-        &job.data,
-        &DataOptions {
-            held_out: job.held_out,
-            seed: job.seed,
-            augment: Some(false),
-            limit: job.limit,
-        },
-    )?;
+    let data = fit::load_eval_data(&job.data, job.held_out, job.seed, job.limit)?;
     fit::check_fits(&data, &loaded.net, "the bundle's network")?;
     let trained: Vec<&str> = loaded
         .net

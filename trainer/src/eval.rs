@@ -9,7 +9,7 @@ use tch::Tensor;
 
 use crate::bn;
 use crate::curve::{Points, point_at};
-use crate::data::{Data, DataOptions};
+use crate::data::Data;
 use crate::device;
 use crate::fit::{self, MeanProbabilities, Pass, Scores};
 use crate::job::{
@@ -274,15 +274,7 @@ pub fn eval(job: &EvalJob, on_event: &mut dyn FnMut(&Event)) -> Result<EvalRepor
     }
     let device = device::select(job.device)?;
     let loaded = model_io::load(&job.bundle)?;
-    let data = crate::data::load(
-        &job.data,
-        &DataOptions {
-            held_out: job.held_out,
-            seed: job.seed,
-            augment: Some(false),
-            limit: job.limit,
-        },
-    )?;
+    let data = fit::load_eval_data(&job.data, job.held_out, job.seed, job.limit)?;
     fit::check_fits(&data, &loaded.net, "the bundle's network")?;
     let cx = Context {
         loaded: &loaded,

@@ -63,6 +63,25 @@ pub fn load_data(t: &TrainingOptions) -> Result<Data> {
     )
 }
 
+/// The data of an evaluation-like job (`eval`, `bn`): no augmentation, the split the bundle
+/// was trained with.
+pub fn load_eval_data(
+    spec: &str,
+    held_out: Option<usize>,
+    seed: u64,
+    limit: Option<usize>,
+) -> Result<Data> {
+    data::load(
+        spec,
+        &DataOptions {
+            held_out,
+            seed,
+            augment: Some(false),
+            limit,
+        },
+    )
+}
+
 /// Checks that `data` fits `net` (same sample shape and classes);
 /// `network` names that network in the error, e.g. `the endpoints`.
 pub fn check_fits(data: &Data, net: &Net, network: &str) -> Result<()> {

@@ -446,6 +446,17 @@ impl OnnxModel {
         self.bn_statistics.clone()
     }
 
+    /// The position of the initializer `name`, or [`Error::MissingTensor`].
+    pub(super) fn initializer_index(&self, name: &str) -> Result<usize> {
+        self.initializers
+            .iter()
+            .position(|i| i.name == name)
+            .ok_or_else(|| Error::MissingTensor {
+                tensor: name.to_string(),
+                reason: "no initializer of that name in the ONNX graph".to_string(),
+            })
+    }
+
     /// The values of the `FLOAT` initializer `name`, from `raw_data` or `float_data`.
     ///
     /// Errors: [`Error::MissingTensor`] when there is no such initializer, [`Error::DType`] when
@@ -453,14 +464,7 @@ impl OnnxModel {
     /// of values its shape implies.
     pub fn initializer_f32(&self, name: &str) -> Result<Vec<f32>> {
         const WHAT: &str = "TensorProto";
-        let index = self
-            .initializers
-            .iter()
-            .position(|i| i.name == name)
-            .ok_or_else(|| Error::MissingTensor {
-                tensor: name.to_string(),
-                reason: "no initializer of that name in the ONNX graph".to_string(),
-            })?;
+        let index = self.initializer_index(name)?;
         let info = &self.initializers[index];
         if info.data_type != elem::FLOAT {
             return Err(Error::DType {

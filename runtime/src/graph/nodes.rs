@@ -154,14 +154,7 @@ impl OnnxModel {
     /// Errors: [`Error::MissingTensor`] when there is no such initializer, [`Error::Onnx`] when
     /// its data is external, of another type, or does not fit its shape.
     pub fn initializer_value(&self, name: &str) -> Result<TensorValue> {
-        let index = self
-            .initializers
-            .iter()
-            .position(|i| i.name == name)
-            .ok_or_else(|| Error::MissingTensor {
-                tensor: name.to_string(),
-                reason: "no initializer of that name in the ONNX graph".to_string(),
-            })?;
+        let index = self.initializer_index(name)?;
         let span = self.initializer_spans[index].clone();
         let start = span.start;
         let fields = parse_message(&self.bytes[span], start, "TensorProto")?;
