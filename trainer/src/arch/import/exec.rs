@@ -108,7 +108,7 @@ fn is_float(k: Kind) -> bool {
 fn axis(node: &Inputs<'_>, a: i64, rank: usize) -> Result<i64> {
     let r = rank as i64;
     let v = if a < 0 { a + r } else { a };
-    if (0..r.max(1)).contains(&v) {
+    if (0..r).contains(&v) {
         Ok(v)
     } else {
         Err(node.fail(format!("axis {a} is out of range for rank {rank}")))
@@ -609,7 +609,13 @@ fn ones_or(v: &[i64], n: usize) -> Vec<i64> {
 fn conv(inputs: &Inputs<'_>, attrs: &ConvAttrs, transposed: bool) -> Result<Tensor> {
     let x = inputs.get(0)?;
     let w = inputs.get(1)?;
-    let n = w.dim().saturating_sub(2);
+    if w.dim() < 3 {
+        return Err(inputs.fail(format!(
+            "a weight of rank {}; convolutions take [out, in, kernel...]",
+            w.dim()
+        )));
+    }
+    let n = w.dim() - 2;
     if x.dim() != n + 2 {
         return Err(inputs.fail(format!(
             "input of rank {} for a weight of rank {}",
