@@ -267,3 +267,31 @@ fn split_gives_its_pieces() {
         ]
     );
 }
+
+/// Shapes an operator cannot take are errors naming the node, never a panic.
+#[test]
+fn shapes_an_operator_cannot_take_are_errors() {
+    let mut b = ModelBuilder::new("bad_conv", 18);
+    b.input(
+        "x",
+        elem::FLOAT,
+        &[DimSpec::from("batch"), DimSpec::Fixed(4)],
+    );
+    b.initializer_f32("w", &[4], &[1.0; 4]);
+    b.node("Conv", &["x", "w"], &["y"], &[]);
+    b.output(
+        "y",
+        elem::FLOAT,
+        &[DimSpec::from("batch"), DimSpec::Fixed(4)],
+    );
+    let graph = OnnxModel::parse(&b.build()).expect("parse the graph");
+    let net = import::import(&graph, &[]).expect("import");
+    let params = import::initializer_params(&graph, &net, Device::Cpu).expect("initializers");
+    let x = Tensor::zeros([2, 4], (tch::Kind::Float, Device::Cpu));
+    let err = forward(&net, &params, &x, Mode::Eval).expect_err("a 1-D convolution weight");
+    let text = err.to_string();
+    assert!(
+        text.contains("Conv node") && text.contains("rank 1"),
+        "{text}"
+    );
+}
