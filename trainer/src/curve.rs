@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use modeconn_runtime::curve::{self as rcurve, Basis, SeededRng};
 use tch::Tensor;
 
-use crate::arch::{self, Mode, Net, ParamKind, Params};
+use crate::arch::{self, Mode, Net, Params};
 use crate::bn;
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::Data;
@@ -243,6 +243,17 @@ pub(crate) fn grid_statistics(
     Ok(stats)
 }
 
+/// The parameters the curve's L2 term `wd/2 ||w(t)||^2` covers: as in the reference's curve
+/// models, every trained parameter, batch-norm scales and shifts included (not the running
+/// statistics).
+pub fn regularized(net: &Net) -> Vec<String> {
+    net.params
+        .iter()
+        .filter(|p| !p.kind.is_statistic())
+        .map(|p| p.name.clone())
+        .collect()
+}
+
 /// A curve in training: its control points, which of them are trained, and how.
 struct Fitting<'a> {
     net: &'a Net,
@@ -291,12 +302,7 @@ impl<'a> Fitting<'a> {
                 (j > 0 && j + 1 < k) || (j == 0 && job.train_start) || (j + 1 == k && job.train_end)
             })
             .collect();
-        let regularized = net
-            .params
-            .iter()
-            .filter(|p| matches!(p.kind, ParamKind::Weight | ParamKind::Bias))
-            .map(|p| p.name.clone())
-            .collect();
+        let regularized = regularized(net);
         Ok(Fitting {
             net,
             training: &job.training,

@@ -97,9 +97,11 @@ impl Sgd {
 }
 
 /// The reference schedule: the full rate for the first half of the epochs, a linear decay to
-/// 1% of it between 50% and 90%, and 1% after that. `epoch` counts from 0.
+/// 1% of it between 50% and 90%, and 1% after that. `epoch` counts from 0; the reference counts
+/// epochs from 1 to E and takes `alpha = epoch / E`, so epoch `e` here has
+/// `alpha = (e + 1) / E`.
 pub fn reference_lr(base: f64, epoch: usize, epochs: usize) -> f64 {
-    let alpha = epoch as f64 / epochs.max(1) as f64;
+    let alpha = (epoch + 1) as f64 / epochs.max(1) as f64;
     let factor = if alpha <= 0.5 {
         1.0
     } else if alpha <= 0.9 {
@@ -134,10 +136,12 @@ mod tests {
 
     #[test]
     fn the_reference_schedule_has_its_three_phases() {
+        // Epoch e (from 0) is the reference's epoch e + 1.
         assert_eq!(reference_lr(0.1, 0, 100), 0.1);
-        assert_eq!(reference_lr(0.1, 50, 100), 0.1);
-        assert!((reference_lr(0.1, 70, 100) - 0.1 * (1.0 - 0.5 * 0.99)).abs() < 1e-12);
-        assert!((reference_lr(0.1, 90, 100) - 0.001).abs() < 1e-12);
+        assert_eq!(reference_lr(0.1, 49, 100), 0.1);
+        assert!(reference_lr(0.1, 50, 100) < 0.1);
+        assert!((reference_lr(0.1, 69, 100) - 0.1 * (1.0 - 0.5 * 0.99)).abs() < 1e-12);
+        assert!((reference_lr(0.1, 89, 100) - 0.001).abs() < 1e-12);
         assert!((reference_lr(0.1, 99, 100) - 0.001).abs() < 1e-12);
     }
 

@@ -17,17 +17,24 @@ pub type Params = BTreeMap<String, Tensor>;
 /// Parameters as plain host data: shape and row-major `f32` values, by name.
 pub type HostParams = BTreeMap<String, (Vec<i64>, Vec<f32>)>;
 
-/// Initial values for every parameter of `net`, as `f32` tensors on `device`.
+/// Initial values for every parameter of `net`, as `f32` tensors on `device`, as the reference
+/// code (dnn-mode-connectivity) initialises its models:
 ///
-/// - convolution weights: He/Kaiming normal, standard deviation `sqrt(2 / fan_in)`;
-/// - linear weights and biases: PyTorch's default, uniform in `±1/sqrt(fan_in)`;
-/// - convolution biases: 0 (as the reference code initialises them);
-/// - batch-norm weight 1, bias 0, running mean 0, running variance 1.
+/// - convolution weights of `convfc`, `vgg16`, `vgg16bn` and `preresnet*`: normal with standard
+///   deviation `sqrt(2 / (k·k·C_out))` (the reference's explicit initialisation, by fan-out),
+///   their biases 0;
+/// - convolutions of `wrn*` (which the reference leaves to PyTorch), linear layers everywhere,
+///   and every weight and bias of an imported network: PyTorch's default, uniform in
+///   `±1/sqrt(fan_in)`;
+/// - batch-norm (and layer-norm) weight 1, bias 0, running mean 0, running variance 1.
 ///
 /// The values depend only on `seed` and the network: they are drawn on the host from the
 /// crate's own generator (not libtorch's global one), so they are the same on every device,
 /// in every thread and whatever else uses libtorch's generator at the same time.
 pub fn init(net: &Net, seed: i64, device: Device) -> Result<Params> {
+    // The reference initialises its convolutions itself except in WRN; users' networks get
+    // what a fresh PyTorch module has.
+    let reference_convs = !(net.arch.starts_with("wrn") || net.source.is_some());
     let conv_biases: HashSet<&str> = net
         .nodes
         .iter()
@@ -41,18 +48,22 @@ pub fn init(net: &Net, seed: i64, device: Device) -> Result<Params> {
     for p in &net.params {
         let n = p.shape.iter().product::<i64>().max(0) as usize;
         let fan_in = p.fan_in.max(1) as f64;
+        let uniform = |rng: &mut SplitMix64| -> Vec<f32> {
+            let bound = 1.0 / fan_in.sqrt();
+            (0..n)
+                .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
+                .collect()
+        };
         let data: Vec<f32> = match p.kind {
-            ParamKind::Weight if p.shape.len() == 4 => {
-                let std = (2.0 / fan_in).sqrt();
+            ParamKind::Weight if p.shape.len() == 4 && reference_convs => {
+                let fan_out = (p.shape[0] * p.shape[2] * p.shape[3]).max(1) as f64;
+                let std = (2.0 / fan_out).sqrt();
                 (0..n).map(|_| (rng.normal() * std) as f32).collect()
             }
-            ParamKind::Bias if conv_biases.contains(p.name.as_str()) => vec![0.0; n],
-            ParamKind::Weight | ParamKind::Bias => {
-                let bound = 1.0 / fan_in.sqrt();
-                (0..n)
-                    .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
-                    .collect()
+            ParamKind::Bias if reference_convs && conv_biases.contains(p.name.as_str()) => {
+                vec![0.0; n]
             }
+            ParamKind::Weight | ParamKind::Bias => uniform(&mut rng),
             ParamKind::BnWeight | ParamKind::RunningVar => vec![1.0; n],
             ParamKind::BnBias | ParamKind::RunningMean => vec![0.0; n],
         };

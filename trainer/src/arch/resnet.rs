@@ -62,8 +62,9 @@ struct Block {
 /// The stem is a 3x3 convolution to 16 channels (`conv1`). Then three stages, with 16, 32 and
 /// 64 times `width` planes, strides 1, 2 and 2, and `blocks` blocks each. A block is batch norm
 /// and ReLU of its input (`{prefix}.bn1`), the main branch on that, and the shortcut added to
-/// it: the input itself, or where the shape changes a 1x1 projection (`downsample.0` of the
-/// pre-activated input in PreResNet, `shortcut.0` of the block's input in WRN). The shortcut
+/// it: the input itself, or where the shape changes a 1x1 projection of the block's raw input
+/// (`downsample.0` in PreResNet, `shortcut.0` in WRN; both reference models read `x`, not the
+/// pre-activated input). The shortcut
 /// comes after the main branch, as PyTorch registers it. Last, batch norm and ReLU (`bn`, WRN
 /// `bn1`), global average pooling and the classifier (`fc`, WRN `linear`).
 pub(super) fn resnet(b: &mut NetBuilder, x: &str, in_channels: i64, classes: i64, net: ResNet) {
@@ -85,14 +86,11 @@ pub(super) fn resnet(b: &mut NetBuilder, x: &str, in_channels: i64, classes: i64
             let pre = b.relu(&pre);
             let out = main_branch(b, &block, &pre, net.branch);
             let residual = if block.stride != 1 || in_channels != block.out_channels {
-                let (name, source) = if wide {
-                    ("shortcut.0", &x)
-                } else {
-                    ("downsample.0", &pre)
-                };
+                // Both reference models project the block's raw input, not its pre-activation.
+                let name = if wide { "shortcut.0" } else { "downsample.0" };
                 let (out_channels, stride) = (block.out_channels, block.stride);
                 let name = format!("{p}.{name}");
-                b.conv(&name, source, in_channels, out_channels, 1, stride, 0, wide)
+                b.conv(&name, &x, in_channels, out_channels, 1, stride, 0, wide)
             } else {
                 x.clone()
             };

@@ -241,22 +241,38 @@ pub fn import(graph: &OnnxModel, params: &[(String, Vec<i64>)]) -> Result<Net> {
     check_defined(&net_nodes, &param_names)?;
 
     let kinds = param_kinds(&nodes);
+    let shapes: HashMap<&str, &[i64]> = params
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    let fan_in = |name: &str, rule: FanIn<'_>| -> i64 {
+        let of = |shape: &[i64], rows: bool| {
+            if rows {
+                shape.first().copied().unwrap_or(1)
+            } else {
+                shape.iter().skip(1).product::<i64>()
+            }
+            .max(1)
+        };
+        match rule {
+            FanIn::Rows => of(shapes.get(name).copied().unwrap_or(&[]), true),
+            FanIn::Rest => of(shapes.get(name).copied().unwrap_or(&[]), false),
+            // A bias takes the fan-in of its weight, as PyTorch initialises it.
+            FanIn::Of(weight, rows) => of(shapes.get(weight).copied().unwrap_or(&[]), rows),
+        }
+    };
     let net_params = params
         .iter()
         .map(|(name, shape)| {
-            let (kind, fan_in_rows) = kinds
+            let (kind, rule) = kinds
                 .get(name.as_str())
                 .copied()
-                .unwrap_or((default_kind(shape), false));
+                .unwrap_or((default_kind(shape), FanIn::Rest));
             Param {
                 name: name.clone(),
                 shape: shape.clone(),
                 kind,
-                fan_in: if fan_in_rows {
-                    shape.first().copied().unwrap_or(1)
-                } else {
-                    shape.iter().skip(1).product::<i64>().max(1)
-                },
+                fan_in: fan_in(name, rule),
             }
         })
         .collect();
@@ -357,10 +373,19 @@ fn default_kind(shape: &[i64]) -> ParamKind {
     }
 }
 
-/// What each parameter is, from where the graph uses it, and whether its fan-in is its first
-/// dimension (a `MatMul` right-hand side or an untransposed `Gemm` B) rather than the product
-/// of the others.
-fn param_kinds(nodes: &[GraphNode]) -> HashMap<&str, (ParamKind, bool)> {
+/// Where a parameter's fan-in comes from.
+#[derive(Debug, Clone, Copy)]
+enum FanIn<'a> {
+    /// Its first dimension (a `MatMul` right-hand side, an untransposed `Gemm` B).
+    Rows,
+    /// The product of its other dimensions (convolution and `[out, in]` linear weights).
+    Rest,
+    /// That of this weight (a bias), by its rows or not.
+    Of(&'a str, bool),
+}
+
+/// What each parameter is, from where the graph uses it, and where its fan-in comes from.
+fn param_kinds(nodes: &[GraphNode]) -> HashMap<&str, (ParamKind, FanIn<'_>)> {
     let mut kinds = HashMap::new();
     for node in nodes {
         let at = |i: usize| {
@@ -379,30 +404,40 @@ fn param_kinds(nodes: &[GraphNode]) -> HashMap<&str, (ParamKind, bool)> {
                 ];
                 for (i, kind) in roles.into_iter().enumerate() {
                     if let Some(v) = at(i + 1) {
-                        kinds.insert(v, (kind, false));
+                        kinds.insert(v, (kind, FanIn::Rest));
                     }
                 }
             }
             "LayerNormalization" => {
                 if let Some(v) = at(1) {
-                    kinds.insert(v, (ParamKind::BnWeight, false));
+                    kinds.insert(v, (ParamKind::BnWeight, FanIn::Rest));
                 }
                 if let Some(v) = at(2) {
-                    kinds.insert(v, (ParamKind::BnBias, false));
+                    kinds.insert(v, (ParamKind::BnBias, FanIn::Rest));
                 }
             }
-            "Gemm" => {
-                let trans_b = matches!(
-                    node.attribute("transB"),
-                    Some(modeconn_runtime::graph::AttrValue::Int(1))
-                );
-                if let Some(v) = at(1) {
-                    kinds.insert(v, (ParamKind::Weight, !trans_b));
+            "Conv" | "ConvTranspose" | "Gemm" => {
+                let rows = node.op_type == "Gemm"
+                    && !matches!(
+                        node.attribute("transB"),
+                        Some(modeconn_runtime::graph::AttrValue::Int(1))
+                    );
+                if let Some(w) = at(1) {
+                    kinds.insert(
+                        w,
+                        (
+                            ParamKind::Weight,
+                            if rows { FanIn::Rows } else { FanIn::Rest },
+                        ),
+                    );
+                    if let Some(b) = at(2) {
+                        kinds.insert(b, (ParamKind::Bias, FanIn::Of(w, rows)));
+                    }
                 }
             }
             "MatMul" => {
                 if let Some(v) = at(1) {
-                    kinds.insert(v, (ParamKind::Weight, true));
+                    kinds.insert(v, (ParamKind::Weight, FanIn::Rows));
                 }
             }
             _ => {}
