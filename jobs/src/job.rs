@@ -174,7 +174,8 @@ pub struct TrainingOptions {
     /// Override the data set's default augmentation.
     #[serde(default)]
     pub augment: Option<bool>,
-    /// Checkpoint file (default: the output path with `.ckpt` appended).
+    /// Checkpoint file (default: the output path with `.ckpt` appended). `train` keeps its
+    /// last one, whose momentum `fge` continues; `curve` and `fge` remove theirs when done.
     #[serde(default)]
     pub checkpoint: Option<PathBuf>,
     /// Continue from the checkpoint if there is one.
@@ -261,6 +262,13 @@ pub struct FgeJob {
     /// The member of `init` to use when it is a snapshot set of several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_member: Option<usize>,
+    /// The training checkpoint whose momentum FGE continues, as the reference's fge.py does
+    /// (default: `INIT.ckpt`, which `train` keeps, when it is there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum_from: Option<PathBuf>,
+    /// Start with fresh momentum instead.
+    #[serde(default)]
+    pub fresh_momentum: bool,
     /// Cycle length in epochs (the cycle in iterations is this times the steps per epoch,
     /// rounded up to an even number).
     pub cycle: usize,

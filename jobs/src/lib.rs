@@ -111,5 +111,6 @@ pub use report::{
 ///
 /// Version 2: the epoch event says `test_nll` (was `test_loss`), as history rows and reports do.
 /// Version 3: jobs on users' ONNX graphs (`onnx`, `init`, `start_member`, `end_member`,
-/// `init_member`; `arch` optional), and the `bn` job and report.
+/// `init_member`; `arch` optional), the `bn` job and report, and FGE continuing a training
+/// checkpoint's momentum (`momentum_from`, `fresh_momentum`; the report's `momentum_from`).
 pub const ABI_VERSION: u32 = 3;

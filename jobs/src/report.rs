@@ -107,6 +107,9 @@ pub struct FgeReport {
     pub ensemble_test_accuracy: f64,
     /// Test NLL of the ensemble.
     pub ensemble_test_nll: f64,
+    /// The training checkpoint whose momentum the run continued (none: fresh momentum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum_from: Option<PathBuf>,
     /// The bundle, the device, the epochs and their time.
     #[serde(flatten)]
     pub run: Trained,

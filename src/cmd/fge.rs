@@ -21,6 +21,13 @@ pub struct Args {
     /// The member of --init to use when it is a snapshot set of several (from 0).
     #[arg(long, value_name = "I")]
     init_member: Option<usize>,
+    /// Continue the momentum of this training checkpoint [default: INIT.ckpt, which `train`
+    /// keeps, when it is there].
+    #[arg(long, value_name = "CKPT", conflicts_with = "fresh_momentum")]
+    momentum_from: Option<PathBuf>,
+    /// Start with fresh momentum rather than the training checkpoint's.
+    #[arg(long)]
+    fresh_momentum: bool,
     /// Cycle length in epochs; a snapshot is taken in the middle of each cycle, where the
     /// learning rate is lowest.
     #[arg(long, value_name = "C")]
@@ -46,6 +53,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         init: args.init,
         onnx: args.onnx,
         init_member: args.init_member,
+        momentum_from: args.momentum_from,
+        fresh_momentum: args.fresh_momentum,
         cycle: args.cycle,
         lr1: args.lr1,
         lr2: args.lr2,

@@ -51,7 +51,7 @@ pub struct TrainingArgs {
     #[arg(long, overrides_with = "augment")]
     no_augment: bool,
     /// Checkpoint file, written after every epoch [default: the output path with `.ckpt`
-    /// appended].
+    /// appended]; `train` keeps its last one, whose momentum `fge` continues.
     #[arg(long, value_name = "PATH")]
     checkpoint: Option<PathBuf>,
     /// Continue from the checkpoint if there is one.

@@ -8,7 +8,7 @@ use tch::{Device, Tensor};
 
 use crate::arch::{Net, Params};
 use crate::bn;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{self, Checkpoint};
 use crate::data::Data;
 use crate::device;
 use crate::epochs::{self, EpochEnd, Epochs, Trainee};
@@ -40,8 +40,16 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<FgeReport> 
     let net = init.net.clone();
     let params = model_io::member(&init, member, device)?;
     let steps = data.train_steps(t.batch_size);
+    let mut network = Network::new(&net, params, t);
+    let momentum_from = match start_momentum(job, &network, device)? {
+        Some((path, buffers)) => {
+            network.continue_momentum(buffers);
+            Some(path)
+        }
+        None => None,
+    };
     let mut ensembling = Ensembling {
-        network: Network::new(&net, params, t),
+        network,
         net: &net,
         data: &data,
         device,
@@ -94,8 +102,66 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<FgeReport> 
         member_test_nll: per_member.iter().map(|s| s.loss).collect(),
         ensemble_test_accuracy: ensemble.accuracy,
         ensemble_test_nll: ensemble.loss,
+        momentum_from,
         run: finished.trained(&job.out),
     })
+}
+
+/// The momentum FGE starts with: that of the training checkpoint of `job.momentum_from`, or
+/// of `INIT.ckpt` (which `train` keeps) when there is one; none with `fresh_momentum`. The
+/// checkpoint must hold exactly the parameters FGE starts from, so that its momentum belongs
+/// to them.
+fn start_momentum(
+    job: &FgeJob,
+    network: &Network,
+    device: Device,
+) -> Result<Option<(std::path::PathBuf, BTreeMap<String, Tensor>)>> {
+    if job.fresh_momentum {
+        return Ok(None);
+    }
+    let path = match (&job.momentum_from, &job.onnx) {
+        (Some(p), _) => p.clone(),
+        (None, None) => checkpoint::default_path(&job.init),
+        // A state_dict has no training checkpoint beside it.
+        (None, Some(_)) => return Ok(None),
+    };
+    let Some(c) = checkpoint::load(&path, device)? else {
+        return match job.momentum_from {
+            Some(_) => Err(Error::Config(format!(
+                "--momentum-from {}: no such checkpoint",
+                path.display()
+            ))),
+            None => Ok(None),
+        };
+    };
+    let foreign = |why: &str| {
+        Error::Config(format!(
+            "{} is not the training checkpoint of {} ({why}); pass --fresh-momentum, or \
+             --momentum-from the checkpoint of the run that wrote it",
+            path.display(),
+            job.init.display()
+        ))
+    };
+    let mut buffers = BTreeMap::new();
+    for name in network.trainable() {
+        let saved = c
+            .tensors
+            .get(&format!("{}{name}", crate::train::PARAM))
+            .ok_or_else(|| foreign(&format!("it has no parameter `{name}`")))?;
+        let same = network
+            .params
+            .get(name)
+            .is_some_and(|p| p.size() == saved.size() && p.equal(saved));
+        if !same {
+            return Err(foreign(&format!("its `{name}` differs")));
+        }
+        let momentum = c
+            .tensors
+            .get(&format!("{}{name}", crate::optim::MOMENTUM))
+            .ok_or_else(|| foreign(&format!("it has no momentum for `{name}`")))?;
+        buffers.insert(name.clone(), momentum.shallow_clone());
+    }
+    Ok(Some((path, buffers)))
 }
 
 /// A network under FGE, and the members it left so far.

@@ -7,7 +7,7 @@ use tch::Tensor;
 use crate::Result;
 
 /// The prefix of the momentum buffers' names in checkpoints.
-const MOMENTUM: &str = "momentum/";
+pub(crate) const MOMENTUM: &str = "momentum/";
 
 /// Stochastic gradient descent with momentum `μ` and weight decay `λ`:
 /// `d = g + λ w`, `b = μ b + d` (`b = d` on the first step), `w -= lr · b`.

@@ -135,7 +135,8 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(&Event)) -> Result<TrainRe
         std::slice::from_ref(params),
         serde_json::json!({ "command": "train", "job": run.job, "metrics": scores, "history": run.history }),
     )?;
-    run.finish();
+    // The last checkpoint stays: it holds the optimiser's momentum, which FGE from this
+    // network continues (as the reference's fge.py continues its training checkpoint's).
     Ok(TrainReport {
         arch: net.arch.clone(),
         run: finished.trained(&job.out),
@@ -197,7 +198,7 @@ pub(crate) struct Network {
 }
 
 /// The prefix of the parameters' names in checkpoints.
-const PARAM: &str = "param/";
+pub(crate) const PARAM: &str = "param/";
 
 impl Network {
     /// `params` of `net`, to be trained with the momentum and weight decay of `t`.
@@ -233,6 +234,17 @@ impl Network {
     pub fn tensors(&self) -> Vec<(String, &Tensor)> {
         let params = self.params.iter().map(|(n, t)| (format!("{PARAM}{n}"), t));
         params.chain(self.sgd.checkpoint_tensors()).collect()
+    }
+
+    /// Continues with these momentum buffers (by parameter name), as if the optimiser had run
+    /// before: FGE from a training checkpoint.
+    pub fn continue_momentum(&mut self, buffers: BTreeMap<String, Tensor>) {
+        self.sgd.set_buffers(buffers);
+    }
+
+    /// The names of the trained parameters.
+    pub fn trainable(&self) -> &[String] {
+        &self.trainable
     }
 
     /// Restores what [`Network::tensors`] saved; other tensors are refused.

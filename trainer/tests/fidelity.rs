@@ -1,6 +1,7 @@
 //! Parity with the reference implementation (dnn-mode-connectivity) where modeconn follows it
 //! (docs/fidelity.md): the learning-rate schedule of its train.py, the initialisation of its
-//! models, what PreResNet's projection shortcut reads, and what the curve's L2 term covers.
+//! models, what PreResNet's projection shortcut reads, what the curve's L2 term covers, and
+//! FGE continuing the momentum of the training checkpoint as its fge.py does.
 
 use modeconn_runtime::Bundle;
 use modeconn_trainer::arch::{ArchOptions, Net, Normalization, Op, ParamKind, by_name, init};
@@ -26,28 +27,7 @@ fn each_epochs_rate_is_the_reference_schedules() {
     for epochs in [10usize, 7] {
         let dir = tempfile::tempdir().expect("temporary folder");
         let out = dir.path().join("a.safetensors");
-        let job = Job::Train(TrainJob {
-            arch: Some("mlp".into()),
-            onnx: None,
-            init: None,
-            hidden: Some(vec![8]),
-            training: TrainingOptions {
-                data: "digits".into(),
-                epochs,
-                lr: 0.05,
-                wd: 5e-4,
-                momentum: 0.9,
-                batch_size: 64,
-                seed: 1,
-                device: modeconn_trainer::job::Device::Cpu,
-                held_out: None,
-                limit: Some(128),
-                augment: None,
-                checkpoint: None,
-                resume: false,
-            },
-            out: out.clone(),
-        });
+        let job = train_job(&out, epochs, 1);
         modeconn_trainer::run::run(&job, &mut |_| {}).expect("train");
         let bundle = Bundle::open(&out).expect("bundle");
         let history = bundle.metadata().provenance.as_ref().expect("provenance")["history"].clone();
@@ -172,4 +152,96 @@ fn the_curves_l2_term_covers_every_trained_parameter() {
         );
     }
     assert!(covered.iter().any(|c| c == "layer1.0.bn1.weight"));
+}
+
+fn train_job(out: &std::path::Path, epochs: usize, seed: u64) -> Job {
+    Job::Train(TrainJob {
+        arch: Some("mlp".into()),
+        onnx: None,
+        init: None,
+        hidden: Some(vec![8]),
+        training: options(epochs, seed),
+        out: out.to_path_buf(),
+    })
+}
+
+fn options(epochs: usize, seed: u64) -> TrainingOptions {
+    TrainingOptions {
+        data: "digits".into(),
+        epochs,
+        lr: 0.05,
+        wd: 5e-4,
+        momentum: 0.9,
+        batch_size: 64,
+        seed,
+        device: modeconn_trainer::job::Device::Cpu,
+        held_out: None,
+        limit: Some(128),
+        augment: None,
+        checkpoint: None,
+        resume: false,
+    }
+}
+
+fn fge_job(init: &std::path::Path, out: &std::path::Path, fresh: bool) -> Job {
+    Job::Fge(modeconn_trainer::job::FgeJob {
+        init: init.to_path_buf(),
+        onnx: None,
+        init_member: None,
+        momentum_from: None,
+        fresh_momentum: fresh,
+        cycle: 2,
+        lr1: 0.05,
+        lr2: 0.005,
+        training: options(1, 1),
+        out: out.to_path_buf(),
+    })
+}
+
+#[test]
+fn fge_continues_the_momentum_of_the_training_checkpoint() {
+    use modeconn_trainer::job::Report;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let a = dir.path().join("a.safetensors");
+    modeconn_trainer::run::run(&train_job(&a, 2, 1), &mut |_| {}).expect("train");
+    // `train` keeps its last checkpoint, with the momentum.
+    let ckpt = modeconn_trainer::checkpoint::default_path(&a);
+    let saved = modeconn_trainer::checkpoint::load(&ckpt, Device::Cpu)
+        .expect("load")
+        .expect("train keeps its checkpoint");
+    assert!(saved.tensors.keys().any(|k| k.starts_with("momentum/")));
+
+    let run = |out: &str, fresh: bool| {
+        let out = dir.path().join(out);
+        match modeconn_trainer::run::run(&fge_job(&a, &out, fresh), &mut |_| {}).expect("fge") {
+            Report::Fge(r) => (r, Bundle::open(&out).expect("bundle")),
+            other => panic!("{other:?}"),
+        }
+    };
+    let (continued, with_momentum) = run("continued.safetensors", false);
+    assert_eq!(continued.momentum_from.as_deref(), Some(ckpt.as_path()));
+    let (fresh, without) = run("fresh.safetensors", true);
+    assert_eq!(fresh.momentum_from, None);
+    // The first steps differ by the carried momentum, so the members do.
+    let name = &with_momentum.tensors()[0].name;
+    let (x, y) = (
+        with_momentum.data(with_momentum.tensor(name).expect("tensor")),
+        without.data(without.tensor(name).expect("tensor")),
+    );
+    assert_ne!(x, y, "continued and fresh momentum gave the same member");
+
+    // A checkpoint of another network beside the bundle is refused, not used.
+    let b = dir.path().join("b.safetensors");
+    modeconn_trainer::run::run(&train_job(&b, 2, 2), &mut |_| {}).expect("train b");
+    std::fs::copy(modeconn_trainer::checkpoint::default_path(&b), &ckpt).expect("copy");
+    let err = modeconn_trainer::run::run(
+        &fge_job(&a, &dir.path().join("x.safetensors"), false),
+        &mut |_| {},
+    )
+    .expect_err("a foreign checkpoint");
+    assert!(
+        err.to_string()
+            .contains("is not the training checkpoint of"),
+        "{err}"
+    );
 }
