@@ -269,6 +269,10 @@ pub struct FgeJob {
     /// Start with fresh momentum instead.
     #[serde(default)]
     pub fresh_momentum: bool,
+    /// Keep each snapshot's running batch-norm statistics from training, as the reference's
+    /// fge.py does, rather than recomputing them for the snapshot's weights.
+    #[serde(default)]
+    pub running_statistics: bool,
     /// Cycle length in epochs (the cycle in iterations is this times the steps per epoch,
     /// rounded up to an even number).
     pub cycle: usize,

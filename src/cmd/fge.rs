@@ -28,6 +28,10 @@ pub struct Args {
     /// Start with fresh momentum rather than the training checkpoint's.
     #[arg(long)]
     fresh_momentum: bool,
+    /// Keep each snapshot's running batch-norm statistics from training, as the reference
+    /// implementation does [default: recompute them for the snapshot's weights].
+    #[arg(long)]
+    running_statistics: bool,
     /// Cycle length in epochs; a snapshot is taken in the middle of each cycle, where the
     /// learning rate is lowest.
     #[arg(long, value_name = "C")]
@@ -55,6 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         init_member: args.init_member,
         momentum_from: args.momentum_from,
         fresh_momentum: args.fresh_momentum,
+        running_statistics: args.running_statistics,
         cycle: args.cycle,
         lr1: args.lr1,
         lr2: args.lr2,

@@ -247,7 +247,11 @@ impl Trainee for Ensembling<'_> {
 
     fn end_epoch(&mut self, epoch: usize, on_event: &mut dyn FnMut(&Event)) -> Result<EpochEnd> {
         for mut snap in std::mem::take(&mut self.snapshots) {
-            bn::recompute(self.net, &mut snap, self.data, 256, self.device)?;
+            // The paper's FGE gives each snapshot its own statistics; the reference's fge.py
+            // keeps the running ones of training (`running_statistics`).
+            if !self.job.running_statistics {
+                bn::recompute(self.net, &mut snap, self.data, 256, self.device)?;
+            }
             self.members.push(snap);
             on_event(&Event::Message {
                 text: format!(

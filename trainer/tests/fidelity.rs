@@ -190,6 +190,7 @@ fn fge_job(init: &std::path::Path, out: &std::path::Path, fresh: bool) -> Job {
         init_member: None,
         momentum_from: None,
         fresh_momentum: fresh,
+        running_statistics: false,
         cycle: 2,
         lr1: 0.05,
         lr2: 0.005,
@@ -243,5 +244,37 @@ fn fge_continues_the_momentum_of_the_training_checkpoint() {
         err.to_string()
             .contains("is not the training checkpoint of"),
         "{err}"
+    );
+}
+
+#[test]
+fn fge_keeps_the_running_statistics_when_asked() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let a = dir.path().join("a.safetensors");
+    let mut job = train_job(&a, 1, 1);
+    if let Job::Train(t) = &mut job {
+        t.arch = Some("preresnet8".into());
+        t.hidden = None;
+    }
+    modeconn_trainer::run::run(&job, &mut |_| {}).expect("train");
+    let run = |out: &str, running: bool| {
+        let out = dir.path().join(out);
+        let mut job = fge_job(&a, &out, true);
+        if let Job::Fge(f) = &mut job {
+            f.running_statistics = running;
+        }
+        modeconn_trainer::run::run(&job, &mut |_| {}).expect("fge");
+        Bundle::open(&out).expect("bundle")
+    };
+    let (recomputed, running) = (run("r.safetensors", false), run("k.safetensors", true));
+    let values = |b: &Bundle, name: &str| b.data(b.tensor(name).expect("tensor")).to_vec();
+    // The same weights (the same seed and steps), other statistics.
+    assert_eq!(
+        values(&recomputed, "conv1.weight"),
+        values(&running, "conv1.weight")
+    );
+    assert_ne!(
+        values(&recomputed, "layer1.0.bn1.running_mean"),
+        values(&running, "layer1.0.bn1.running_mean")
     );
 }
