@@ -273,6 +273,11 @@ pub struct FgeJob {
     /// fge.py does, rather than recomputing them for the snapshot's weights.
     #[serde(default)]
     pub running_statistics: bool,
+    /// Take the snapshots at the end of the epochs where `epoch % cycle + 1 == cycle / 2`
+    /// (epochs from 0), as the reference's fge.py does, rather than at the iteration where the
+    /// rate is lowest (the paper's rule). The two are the same point for an even `cycle`.
+    #[serde(default)]
+    pub snapshot_at_epoch_end: bool,
     /// Cycle length in epochs (the cycle in iterations is this times the steps per epoch,
     /// rounded up to an even number).
     pub cycle: usize,

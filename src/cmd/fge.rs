@@ -32,6 +32,11 @@ pub struct Args {
     /// implementation does [default: recompute them for the snapshot's weights].
     #[arg(long)]
     running_statistics: bool,
+    /// Take snapshots at the end of the epochs where epoch % cycle + 1 == cycle / 2, as the
+    /// reference implementation does [default: at the iteration where the rate is lowest; the
+    /// same point for an even --cycle].
+    #[arg(long)]
+    snapshot_at_epoch_end: bool,
     /// Cycle length in epochs; a snapshot is taken in the middle of each cycle, where the
     /// learning rate is lowest.
     #[arg(long, value_name = "C")]
@@ -60,6 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         momentum_from: args.momentum_from,
         fresh_momentum: args.fresh_momentum,
         running_statistics: args.running_statistics,
+        snapshot_at_epoch_end: args.snapshot_at_epoch_end,
         cycle: args.cycle,
         lr1: args.lr1,
         lr2: args.lr2,

@@ -233,7 +233,7 @@ impl Trainee for Ensembling<'_> {
         let out = self
             .network
             .step(self.net, x, y, cyclic_lr(self.job.lr1, self.job.lr2, i, c))?;
-        if is_snapshot_step(i, c) {
+        if !self.job.snapshot_at_epoch_end && is_snapshot_step(i, c) {
             let copy = self
                 .network
                 .params
@@ -246,6 +246,17 @@ impl Trainee for Ensembling<'_> {
     }
 
     fn end_epoch(&mut self, epoch: usize, on_event: &mut dyn FnMut(&Event)) -> Result<EpochEnd> {
+        // The reference's rule: after the epochs where `epoch % cycle + 1 == cycle / 2`.
+        let cycle = self.job.cycle;
+        if self.job.snapshot_at_epoch_end && epoch % cycle + 1 == cycle / 2 {
+            let copy = self
+                .network
+                .params
+                .iter()
+                .map(|(n, p)| Ok((n.clone(), fit::deep_copy(p)?)))
+                .collect::<Result<Params>>()?;
+            self.snapshots.push(copy);
+        }
         for mut snap in std::mem::take(&mut self.snapshots) {
             // The paper's FGE gives each snapshot its own statistics; the reference's fge.py
             // keeps the running ones of training (`running_statistics`).

@@ -191,6 +191,7 @@ fn fge_job(init: &std::path::Path, out: &std::path::Path, fresh: bool) -> Job {
         momentum_from: None,
         fresh_momentum: fresh,
         running_statistics: false,
+        snapshot_at_epoch_end: false,
         cycle: 2,
         lr1: 0.05,
         lr2: 0.005,
@@ -277,4 +278,39 @@ fn fge_keeps_the_running_statistics_when_asked() {
         values(&recomputed, "layer1.0.bn1.running_mean"),
         values(&running, "layer1.0.bn1.running_mean")
     );
+}
+
+#[test]
+fn fge_takes_the_references_snapshots_when_asked() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let a = dir.path().join("a.safetensors");
+    modeconn_trainer::run::run(&train_job(&a, 1, 1), &mut |_| {}).expect("train");
+    let run = |out: &str, cycle: usize, epoch_end: bool| {
+        let out = dir.path().join(out);
+        let mut job = fge_job(&a, &out, true);
+        if let Job::Fge(f) = &mut job {
+            f.cycle = cycle;
+            f.training.epochs = 3;
+            f.snapshot_at_epoch_end = epoch_end;
+        }
+        modeconn_trainer::run::run(&job, &mut |_| {}).expect("fge");
+        let b = Bundle::open(&out).expect("bundle");
+        let name = b.tensors()[0].name.clone();
+        (
+            b.metadata().points,
+            b.data(b.tensor(&name).expect("tensor")).to_vec(),
+        )
+    };
+    // An even cycle: the end of epoch cycle/2 is the lowest rate, the same snapshots.
+    assert_eq!(
+        run("p2.safetensors", 2, false),
+        run("r2.safetensors", 2, true)
+    );
+    // An odd cycle: the reference's snapshot comes half an epoch before the lowest rate.
+    let (paper, reference) = (
+        run("p3.safetensors", 3, false),
+        run("r3.safetensors", 3, true),
+    );
+    assert_eq!((paper.0, reference.0), (1, 1));
+    assert_ne!(paper.1, reference.1);
 }
