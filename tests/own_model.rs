@@ -441,4 +441,14 @@ fn bundles_of_the_wrong_kind_are_refused_before_any_work() {
     let line = with_real(&args).fails_cleanly();
     assert!(line.contains("is a snapshot set"), "{line}");
     assert!(!Path::new(&out).exists(), "nothing was written");
+
+    // `unpack` takes a t of a curve and a member of a set, each in range.
+    let line = modeconn(&[&"unpack", &curve, &"--at", &"2", &"--out", &out]).fails_cleanly();
+    assert!(line.contains("t = 2 is outside [0, 1]"), "{line}");
+    let line = modeconn(&[&"unpack", &curve, &"--member", &"0", &"--out", &out]).fails_cleanly();
+    assert!(line.contains("this bundle is a curve"), "{line}");
+    let missing = "/nonexistent-folder/state.safetensors";
+    let line = modeconn(&[&"unpack", &set, &"--member", &"3", &"--out", &missing]).fails_cleanly();
+    assert_eq!(line.matches(missing).count(), 1, "{line}");
+    assert!(!Path::new(&out).exists(), "nothing was written");
 }

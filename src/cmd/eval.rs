@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use modeconn_jobs::{EvalJob, Job, defaults};
 
 use super::training::DataArgs;
@@ -53,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');
         modeconn_runtime::write_file_atomic(path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .map_err(|e| super::about(e, path, || format!("cannot write {}", path.display())))?;
     }
     print_summary(&report);
     Ok(())

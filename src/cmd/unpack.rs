@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use modeconn_runtime::bundle::Member;
 
-use super::open_bundle;
+use super::{about, open_bundle};
 
 /// Arguments of `unpack`.
 #[derive(clap::Args)]
@@ -36,8 +36,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let bytes = bundle
         .state_dict(member)
         .with_context(|| format!("cannot unpack {member} of {}", args.bundle.display()))?;
-    modeconn_runtime::write_file_atomic(&args.out, &bytes)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    modeconn_runtime::write_file_atomic(&args.out, &bytes).map_err(|e| {
+        about(e, &args.out, || {
+            format!("cannot write {}", args.out.display())
+        })
+    })?;
     println!(
         "wrote {}: {member} of {}",
         args.out.display(),
