@@ -185,6 +185,20 @@ struct Ensembling<'a> {
 /// The prefix of the members' names in checkpoints: `member{index}/NAME`.
 const MEMBER: &str = "member";
 
+impl Ensembling<'_> {
+    /// Keeps a copy of the current weights as a snapshot of this epoch.
+    fn take_snapshot(&mut self) -> Result<()> {
+        let copy = self
+            .network
+            .params
+            .iter()
+            .map(|(n, p)| Ok((n.clone(), fit::deep_copy(p)?)))
+            .collect::<Result<Params>>()?;
+        self.snapshots.push(copy);
+        Ok(())
+    }
+}
+
 impl Trainee for Ensembling<'_> {
     fn lr(&self, epoch: usize) -> f64 {
         cyclic_lr(
@@ -234,13 +248,7 @@ impl Trainee for Ensembling<'_> {
             .network
             .step(self.net, x, y, cyclic_lr(self.job.lr1, self.job.lr2, i, c))?;
         if !self.job.snapshot_at_epoch_end && is_snapshot_step(i, c) {
-            let copy = self
-                .network
-                .params
-                .iter()
-                .map(|(n, p)| Ok((n.clone(), fit::deep_copy(p)?)))
-                .collect::<Result<Params>>()?;
-            self.snapshots.push(copy);
+            self.take_snapshot()?;
         }
         Ok(out)
     }
@@ -249,13 +257,7 @@ impl Trainee for Ensembling<'_> {
         // The reference's rule: after the epochs where `epoch % cycle + 1 == cycle / 2`.
         let cycle = self.job.cycle;
         if self.job.snapshot_at_epoch_end && epoch % cycle + 1 == cycle / 2 {
-            let copy = self
-                .network
-                .params
-                .iter()
-                .map(|(n, p)| Ok((n.clone(), fit::deep_copy(p)?)))
-                .collect::<Result<Params>>()?;
-            self.snapshots.push(copy);
+            self.take_snapshot()?;
         }
         for mut snap in std::mem::take(&mut self.snapshots) {
             // The paper's FGE gives each snapshot its own statistics; the reference's fge.py
