@@ -31,18 +31,6 @@ fn python_command() -> Command {
     cmd
 }
 
-fn finish(mut cmd: Command, what: String) -> Run {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
-    Run {
-        what,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// `python scripts/convert_reference.py CHECKPOINT --model reference_case:base_model ...`.
 fn convert(checkpoint: &Path, out: &Path, curve: &str) -> Run {
     convert_with(checkpoint, out, curve, "base_model", &[])
@@ -60,7 +48,7 @@ fn convert_with(checkpoint: &Path, out: &Path, curve: &str, factory: &str, more:
         .arg(out)
         .args(["--curve", curve])
         .args(more);
-    finish(
+    run_command(
         cmd,
         format!(
             "convert_reference.py {} --model {model} --out {} --curve {curve} {}",
@@ -343,7 +331,7 @@ print(info.pack_command)
         .arg(script().parent().expect("scripts/"))
         .arg(dir.join("checkpoint.pt"))
         .arg(&module);
-    let run = finish(cmd, "python -c 'convert_reference.convert(...)'".into()).ok();
+    let run = run_command(cmd, "python -c 'convert_reference.convert(...)'".into()).ok();
     assert!(
         run.stdout.trim().starts_with("modeconn pack --onnx"),
         "{}",

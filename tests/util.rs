@@ -151,7 +151,8 @@ fn describe(program: &str, args: Args<'_>) -> String {
     s
 }
 
-fn run_command(mut cmd: Command, what: String) -> Run {
+/// Runs `cmd` to the end and keeps what it printed; `what` names it in failures.
+pub fn run_command(mut cmd: Command, what: String) -> Run {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));

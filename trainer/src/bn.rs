@@ -74,16 +74,7 @@ pub fn bn(job: &BnJob, on_event: &mut dyn FnMut(&Event)) -> Result<BnReport> {
     }
     let data = fit::load_eval_data(&job.data, job.held_out, job.seed, job.limit)?;
     fit::check_fits(&data, &loaded.net, "the bundle's network")?;
-    let trained: Vec<&str> = loaded
-        .net
-        .params
-        .iter()
-        .filter(|p| !p.kind.is_statistic())
-        .map(|p| p.name.as_str())
-        .collect();
-    let points: Vec<Params> = (0..meta.points)
-        .map(|k| model_io::slices(&loaded, trained.iter().copied(), k, device))
-        .collect::<Result<_>>()?;
+    let points = model_io::control_points(&loaded, device)?;
     let grid = rcurve::grid(job.bn_grid)?;
     let stats = crate::curve::grid_statistics(
         &loaded.net,

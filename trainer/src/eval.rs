@@ -197,17 +197,7 @@ fn curve(cx: &Context<'_>, on_event: &mut dyn FnMut(&Event)) -> Result<CurveEval
     let basis = meta
         .basis
         .ok_or_else(|| Error::Config("curve bundle without a basis".into()))?;
-    let names: Vec<&str> = cx
-        .loaded
-        .net
-        .params
-        .iter()
-        .filter(|p| !p.kind.is_statistic())
-        .map(|p| p.name.as_str())
-        .collect();
-    let points: Points = (0..meta.points)
-        .map(|k| model_io::slices(cx.loaded, names.iter().copied(), k, cx.device))
-        .collect::<Result<_>>()?;
+    let points: Points = model_io::control_points(cx.loaded, cx.device)?;
     let gram = cx.loaded.bundle.gram()?;
     let arc = ArcLength::new(basis, &gram);
     let ts = rcurve::grid(cx.job.points)?;

@@ -372,6 +372,21 @@ pub fn slices<'a>(
     Ok(out)
 }
 
+/// The control points of a curve bundle: every trained parameter (not the batch-norm
+/// statistics) at each point.
+pub fn control_points(loaded: &Loaded, device: Device) -> Result<Vec<Params>> {
+    let trained: Vec<&str> = loaded
+        .net
+        .params
+        .iter()
+        .filter(|p| !p.kind.is_statistic())
+        .map(|p| p.name.as_str())
+        .collect();
+    (0..loaded.bundle.metadata().points)
+        .map(|k| slices(loaded, trained.iter().copied(), k, device))
+        .collect()
+}
+
 /// Member `k` of a snapshot set (every parameter and statistic).
 pub fn member(loaded: &Loaded, k: usize, device: Device) -> Result<Params> {
     slices(
