@@ -2,7 +2,8 @@
 # Sets up everything modeconn needs outside Cargo, idempotently:
 #   - a Python environment with the pinned packages of scripts/requirements.txt, kept outside the
 #     checkout under ${MODECONN_CACHE:-~/.cache/modeconn}/py-<key>, where <key> is a hash of the
-#     pins, so a second run (or another checkout) reuses it at once;
+#     pins, so a second run (or another checkout) reuses it at once; making one removes those
+#     of other pins (MODECONN_KEEP_OLD_ENVS=1 keeps them);
 #   - the digits data set as an .npz beside it;
 #   - an env file, <venv>/modeconn.env, exporting LIBTORCH_USE_PYTORCH, LD_LIBRARY_PATH (torch's
 #     libraries and the CUDA libraries of its nvidia-* wheels), ORT_DYLIB_PATH and
@@ -21,6 +22,16 @@ envfile="$venv/modeconn.env"
 if [[ ! -f "$venv/.complete" ]]; then
   echo "modeconn setup: creating the Python environment in $venv (first run only)" >&2
   mkdir -p "$cache"
+  # Each environment takes about 5 GB, and a change of the pins makes a new one; the ones made
+  # for earlier pins would fill the disk of a machine that keeps its cache (CI's does), so they
+  # go first, unless MODECONN_KEEP_OLD_ENVS=1. A checkout on older pins makes its own again.
+  if [[ "${MODECONN_KEEP_OLD_ENVS:-0}" != 1 ]]; then
+    for old in "$cache"/py-*; do
+      [[ "$old" == "$venv" || ! -d "$old" ]] && continue
+      echo "modeconn setup: removing the environment of other pins, $old" >&2
+      rm -rf "$old"
+    done
+  fi
   rm -rf "$venv.partial"
   "$py" -m venv "$venv.partial"
   "$venv.partial/bin/python" -m pip install --quiet --disable-pip-version-check \

@@ -9,6 +9,9 @@ cd "$repo"
 envfile=$(bash scripts/setup.sh | tail -n 1)
 # shellcheck disable=SC1090
 source "$envfile"
+# A run of this script builds everything once, so incremental compilation's caches (over 1 GB
+# for this workspace) would only take disk.
+export CARGO_INCREMENTAL=0
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked --quiet

@@ -53,16 +53,36 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// A scratch folder for this test process.
+/// A scratch folder for this test process, `target/<profile>/ffi-c-tests/<pid>`. The folders
+/// of earlier runs, whose processes are gone, are removed first: each holds some 40 programs of
+/// up to 45 MB, so keeping them filled the disk run after run.
 fn work() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = target_dir()
-            .join("ffi-c-tests")
-            .join(std::process::id().to_string());
+        let root = target_dir().join("ffi-c-tests");
+        remove_stale_scratch(&root);
+        let dir = root.join(std::process::id().to_string());
         std::fs::create_dir_all(&dir).expect("create the scratch folder");
         dir
     })
+}
+
+/// Removes the folders of `root` named after a process that no longer runs (no `/proc/<pid>`);
+/// those of a concurrent test process stay.
+fn remove_stale_scratch(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            // Best effort: a folder that cannot be removed only takes space.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The libmodeconn of this test build. `cargo test` rebuilds the library in
@@ -863,6 +883,31 @@ fn check_descriptions(stdout: &str) {
         "snapshots kind=1 basis=0 points=3 classes=3 provider=0 shape=-1,4",
     ] {
         assert!(stdout.contains(line), "{stdout}");
+    }
+}
+
+/// The scratch folders of finished runs go; this run's, and any of a process still running
+/// (here the parent of this one), stay.
+#[test]
+fn scratch_folders_of_finished_runs_are_removed() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    // Above the kernel's largest pid_max (2^22), so no process has it.
+    let gone = root.path().join("4294967");
+    let own = root.path().join(std::process::id().to_string());
+    let parent = root
+        .path()
+        .join(std::os::unix::process::parent_id().to_string());
+    let other = root.path().join("not-a-pid");
+    for dir in [&gone, &own, &parent, &other] {
+        std::fs::create_dir_all(dir.join("sub")).expect("create a scratch folder");
+    }
+    remove_stale_scratch(root.path());
+    assert!(
+        !gone.exists(),
+        "the folder of a finished run is still there"
+    );
+    for dir in [&own, &parent, &other] {
+        assert!(dir.exists(), "{} was removed", dir.display());
     }
 }
 
