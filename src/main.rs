@@ -1,6 +1,7 @@
 //! `modeconn`: inspect, run, materialise and pack mode-connected ensembles; train endpoints,
 //! curves and FGE ensembles and evaluate them through the trainer plugin.
 
+mod attack;
 mod cmd;
 mod plugin;
 mod progress;
@@ -47,6 +48,9 @@ enum Command {
     Fge(cmd::fge::Args),
     /// Evaluate a bundle along its curve or over its members (needs the trainer plugin).
     Eval(cmd::eval::Args),
+    /// Measure a serving mode against adversarial attacks: gradient attacks through the trainer
+    /// plugin, score-based ones through the runtime, evaluated as the server answers.
+    Attack(cmd::attack::Args),
     /// Recompute a curve's batch-norm statistics on a grid of t from the training data, and
     /// write the bundle with them (needs the trainer plugin).
     Bn(cmd::bn::Args),
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Curve(a) => cmd::curve::run(a),
         Command::Fge(a) => cmd::fge::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Attack(a) => cmd::attack::run(a),
         Command::Bn(a) => cmd::bn::run(a),
         Command::Unpack(a) => cmd::unpack::run(a),
     };

@@ -9,6 +9,7 @@
 mod predictors;
 mod util;
 
+mod attack;
 mod cli;
 mod concurrency;
 mod fuzz_regressions;

@@ -18,6 +18,8 @@ named_enum! {
         Eval = "eval",
         /// Evaluating the straight segment between a curve's endpoints.
         Segment = "segment",
+        /// Making adversarial inputs; a step is one mini-batch of one craft.
+        Attack = "attack",
     }
 }
 

@@ -137,6 +137,22 @@ pub mod defaults {
     pub const fn points() -> usize {
         61
     }
+    /// Steps of an iterative attack (`steps`).
+    pub const fn attack_steps() -> usize {
+        20
+    }
+    /// Random restarts of PGD (`restarts`).
+    pub const fn restarts() -> usize {
+        1
+    }
+    /// The range every input value is clipped to (`clip`).
+    pub const fn clip() -> [f64; 2] {
+        [0.0, 1.0]
+    }
+    /// Draws of the defence's randomness averaged per step by EOT-PGD (`draws`).
+    pub const fn eot_samples() -> usize {
+        10
+    }
 }
 
 /// Options every training command shares.
@@ -362,6 +378,138 @@ pub struct BnJob {
     pub out: PathBuf,
 }
 
+named_enum! {
+    /// The norm of a perturbation budget.
+    Norm ("norm") {
+        /// The largest change of any one value: `max |x' - x| <= eps`.
+        Linf = "linf",
+        /// The Euclidean length of the change, per sample: `||x' - x||_2 <= eps`.
+        L2 = "l2",
+    }
+}
+
+named_enum! {
+    /// A split of a data set.
+    DataSplit ("split") {
+        /// The test split (or the held-out part of the training samples).
+        Test = "test",
+        /// The training split.
+        Train = "train",
+    }
+}
+
+named_enum! {
+    /// An attack that follows the gradient of the attacked model's loss.
+    GradientAttack ("gradient attack") {
+        /// One step of the budget's size along the gradient's sign (L∞) or direction (L2),
+        /// from the clean input (Goodfellow et al. 2015).
+        Fgsm = "fgsm",
+        /// Projected gradient descent from a random start in the budget, with restarts (Madry
+        /// et al. 2018).
+        Pgd = "pgd",
+    }
+}
+
+/// The model an attack differentiates: points of a curve or members of a snapshot set of one
+/// bundle, with the bundle's batch-norm statistics for each point (interpolated on its
+/// `bn_grid` as the runtime does) and its temperature.
+///
+/// With `draws` unset, the model is the ensemble of all of them: its loss is the cross-entropy
+/// of their mean probabilities, which is what an ensemble outputs. With `draws = S`, each step
+/// draws S of them uniformly (with replacement) and averages the S losses' gradients:
+/// Expectation over Transformation against a defence that answers each query with one of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The bundle; the job's own when unset.
+    #[serde(default)]
+    pub bundle: Option<PathBuf>,
+    /// Points of a curve.
+    #[serde(default)]
+    pub t: Vec<f64>,
+    /// Members of a snapshot set.
+    #[serde(default)]
+    pub members: Vec<usize>,
+    /// Draw this many of the points per step instead of taking all of them.
+    #[serde(default)]
+    pub draws: Option<usize>,
+}
+
+/// One set of adversarial inputs to make: an attack, a budget and the model it differentiates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Craft {
+    /// The file name of the adversarial inputs (`.npy`, float32, the clean inputs' shape) in
+    /// the job's `out` folder.
+    pub file: String,
+    /// The attacked model.
+    pub target: Target,
+    /// The attack.
+    pub attack: GradientAttack,
+    /// The norm of the budget.
+    pub norm: Norm,
+    /// The budget: the largest norm of a perturbation. `0` writes the clean inputs.
+    pub eps: f64,
+    /// Steps of PGD.
+    #[serde(default = "defaults::attack_steps")]
+    pub steps: usize,
+    /// Step size of PGD; `2.5 eps / steps` when unset.
+    #[serde(default)]
+    pub step_size: Option<f64>,
+    /// Runs of PGD from different random starts; each sample keeps the run with the highest
+    /// loss.
+    #[serde(default = "defaults::restarts")]
+    pub restarts: usize,
+}
+
+/// Make adversarial inputs with the gradients of a model (`modeconn attack`): the job writes
+/// the samples it attacks (`clean.npy`, float32, and `labels.npy`, int64) and, for each
+/// [`Craft`], its adversarial inputs, into the folder `out`. Evaluating them on a defence is the
+/// caller's part, through the runtime, as a server would answer them.
+///
+/// Its data fields repeat those of [`EvalJob`], for the same reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackJob {
+    /// The bundle attacked (and each target's unless it names another).
+    pub bundle: PathBuf,
+    /// The data.
+    pub data: String,
+    /// The split whose samples are attacked.
+    #[serde(default = "default_split")]
+    pub split: DataSplit,
+    /// Attack only the first N samples of the split.
+    #[serde(default)]
+    pub samples: Option<usize>,
+    /// Mini-batch size.
+    #[serde(default = "defaults::eval_batch_size")]
+    pub batch_size: usize,
+    /// Where to run.
+    #[serde(default = "defaults::device")]
+    pub device: Device,
+    /// Take this many training samples as the test split.
+    #[serde(default)]
+    pub held_out: Option<usize>,
+    /// Use only the first N training samples.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Seed of the held-out split, the random starts and the draws.
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// Every value of an adversarial input is clipped to `[clip[0], clip[1]]`.
+    #[serde(default = "defaults::clip")]
+    pub clip: [f64; 2],
+    /// The folder the inputs are written to (made when missing).
+    pub out: PathBuf,
+    /// What to make.
+    #[serde(default)]
+    pub crafts: Vec<Craft>,
+}
+
+fn default_split() -> DataSplit {
+    DataSplit::Test
+}
+
 /// A job: what to do, tagged by `"command"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -378,6 +526,8 @@ pub enum Job {
     Bn(BnJob),
     /// Say what the trainer runs on: libtorch, its CUDA library, the GPUs (`modeconn doctor`).
     Doctor(DoctorJob),
+    /// Make adversarial inputs (`modeconn attack`).
+    Attack(AttackJob),
 }
 
 /// Ask the trainer what it runs on. Takes no options.
@@ -395,6 +545,7 @@ impl Job {
             Job::Eval(_) => "eval",
             Job::Bn(_) => "bn",
             Job::Doctor(_) => "doctor",
+            Job::Attack(_) => "attack",
         }
     }
 

@@ -33,6 +33,7 @@ pub(crate) fn locate_error(value: serde_json::Value) -> Option<String> {
         "eval" => located::<EvalJob>(fields, false),
         "bn" => located::<crate::job::BnJob>(fields, false),
         "doctor" => located::<crate::job::DoctorJob>(fields, false),
+        "attack" => located::<crate::job::AttackJob>(fields, false),
         _ => None,
     }
 }

@@ -297,6 +297,37 @@ pub struct Gpu {
     pub compute_capability: String,
 }
 
+/// One set of adversarial inputs made by an `attack` job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Crafted {
+    /// The file written.
+    pub file: PathBuf,
+    /// Accuracy of the attacked model (the target) on these inputs, as the attacker measures
+    /// it: for a target with draws, the mean over all its points of each point's accuracy.
+    pub target_accuracy: f64,
+    /// The largest norm of a perturbation made, in the craft's norm.
+    pub max_norm: f64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// The report of `attack`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackReport {
+    /// Where it ran: `cpu` or `cuda`.
+    pub device: Device,
+    /// The samples attacked.
+    pub samples: usize,
+    /// The shape of one input.
+    pub input_shape: Vec<usize>,
+    /// The clean inputs, float32 `[samples, ...input_shape]`.
+    pub clean: PathBuf,
+    /// Their labels, int64 `[samples]`.
+    pub labels: PathBuf,
+    /// The adversarial inputs, one entry per craft of the job, in order.
+    pub crafted: Vec<Crafted>,
+}
+
 /// The report of a finished job, by its command (`"command"` on the wire).
 ///
 /// It serialises as the plugin's success report: with `"ok": true` beside the command and the
@@ -318,6 +349,8 @@ pub enum Report {
     Bn(BnReport),
     /// Of `doctor`.
     Doctor(DoctorReport),
+    /// Of `attack`.
+    Attack(AttackReport),
 }
 
 impl Report {
@@ -330,6 +363,7 @@ impl Report {
             Report::Eval(_) => "eval",
             Report::Bn(_) => "bn",
             Report::Doctor(_) => "doctor",
+            Report::Attack(_) => "attack",
         }
     }
 
@@ -340,7 +374,7 @@ impl Report {
             Report::Curve(r) => Some(&r.run.out),
             Report::Fge(r) => Some(&r.run.out),
             Report::Bn(r) => Some(&r.out),
-            Report::Eval(_) | Report::Doctor(_) => None,
+            Report::Eval(_) | Report::Doctor(_) | Report::Attack(_) => None,
         }
     }
 }
@@ -357,6 +391,7 @@ impl Serialize for Report {
             Eval(&'a EvalReport),
             Bn(&'a BnReport),
             Doctor(&'a DoctorReport),
+            Attack(&'a AttackReport),
         }
         /// The success report of the wire.
         #[derive(Serialize)]
@@ -372,6 +407,7 @@ impl Serialize for Report {
             Report::Eval(r) => Tagged::Eval(r),
             Report::Bn(r) => Tagged::Bn(r),
             Report::Doctor(r) => Tagged::Doctor(r),
+            Report::Attack(r) => Tagged::Attack(r),
         };
         Success { ok: true, report }.serialize(serializer)
     }

@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod attack;
 pub mod bn;
 pub mod curve;
 pub mod doctor;

@@ -1,9 +1,10 @@
 //! modeconn-trainer: trains endpoints, fits curves between them, runs Fast Geometric
-//! Ensembling, recomputes batch-norm statistics along curves, evaluates along curves and writes
-//! bundles the runtime loads. Built on libtorch through `tch`.
+//! Ensembling, recomputes batch-norm statistics along curves, evaluates along curves, writes
+//! bundles the runtime loads, and makes adversarial inputs from its networks' gradients. Built on libtorch through `tch`.
 #![warn(clippy::unwrap_used)]
 
 pub mod arch;
+pub mod attack;
 pub mod bn;
 pub mod checkpoint;
 pub mod curve;

@@ -17,6 +17,12 @@ pub fn run(job: &Job, on_event: &mut dyn FnMut(&Event)) -> Result<Report> {
         Job::Curve(j) => writable(&j.out, &j.training)?,
         Job::Fge(j) => writable(&j.out, &j.training)?,
         Job::Bn(j) => modeconn_runtime::fs::check_writable(&j.out)?,
+        Job::Attack(j) => {
+            std::fs::create_dir_all(&j.out).map_err(|error| crate::Error::Io {
+                path: j.out.clone(),
+                error,
+            })?;
+        }
         _ => {}
     }
     // libtorch asks once which CUDA hooks it has and keeps the answer: its CUDA library must be
@@ -30,6 +36,7 @@ pub fn run(job: &Job, on_event: &mut dyn FnMut(&Event)) -> Result<Report> {
         Job::Eval(j) => Report::Eval(crate::eval::eval(j, on_event)?),
         Job::Bn(j) => Report::Bn(crate::bn::bn(j, on_event)?),
         Job::Doctor(_) => Report::Doctor(crate::doctor::doctor()),
+        Job::Attack(j) => Report::Attack(crate::attack::attack(j, on_event)?),
     })
 }
 
