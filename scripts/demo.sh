@@ -3,7 +3,8 @@
 # builds modeconn and its trainer plugin, trains two endpoints, fits a Bezier curve between them,
 # runs Fast Geometric Ensembling from one of them, evaluates the curve (and the straight segment)
 # and the FGE set, then serves predictions on the held-out digits from the bundles through the
-# runtime (ONNX Runtime) and over HTTP (`modeconn serve`), and prints a table of test errors.
+# runtime (ONNX Runtime) and over HTTP (`modeconn serve`), attacks the randomised mode with
+# EOT-PGD (`modeconn attack`), and prints a table of test errors.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -45,6 +46,9 @@ serve "$out/b.safetensors" --members 0 >"$out/serve-b.json"
 serve "$out/curve.safetensors" --grid 5 >"$out/serve-curve.json"
 serve "$out/fge.safetensors" --members all >"$out/serve-fge.json"
 serve "$out/curve.safetensors" --randomized >"$out/serve-random.json"
+echo "attacking the randomised point per query with EOT-PGD (L-infinity eps 0.1)"
+"$bin" attack "$out/curve.safetensors" --data digits --device auto --quiet --mode randomized \
+  --attack eot-pgd --eps 0.1 --json "$out/attack-random.json" >/dev/null
 
 echo "serving the curve and the FGE set over HTTP (Open Inference Protocol) and querying it"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$out/keyed.key"

@@ -9,6 +9,7 @@ curve = load("curve-eval.json")
 fge = load("fge-eval.json")
 served = {k: load(f"serve-{k}.json") for k in ["a", "b", "curve", "fge", "random"]}
 http = load("serve-http.json")
+attacked = load("attack-random.json")["results"][0]
 points = curve["curve"]["points"]
 pct = lambda e: f"{100 * e:6.2f}%"
 err = lambda r: pct(1 - r["accuracy"])
@@ -22,6 +23,7 @@ rows = [
     ("curve ensemble, 5 points", "", err(served["curve"])),
     ("FGE ensemble", pct(fge["ensemble"]["test_error"]), err(served["fge"])),
     ("randomised point per query", "", err(served["random"])),
+    ("  the same under EOT-PGD, L-inf eps 0.1", "", err(attacked)),
     ("over HTTP: curve ensemble, 5 points", "", pct(http["curve ensemble"])),
     ("over HTTP: FGE ensemble", "", pct(http["fge ensemble"])),
     ("over HTTP: randomised point per query", "", pct(http["curve randomized"])),
