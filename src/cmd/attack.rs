@@ -17,6 +17,7 @@ use modeconn_jobs::{
 use modeconn_runtime::bundle::Kind;
 use modeconn_runtime::curve::SeededRng;
 use modeconn_runtime::{Ensemble, EnsembleOptions, Runtime, Sampling, npy};
+use modeconn_server::config::Mode;
 use ndarray::{Array2, Ix1};
 use serde_json::{Value, json};
 
@@ -25,33 +26,12 @@ use crate::attack::{self, Defence, Outcome, wilson};
 use crate::plugin::{PluginArgs, run_job};
 use crate::progress::ProgressView;
 
-/// A serving mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// The mean of a fixed set of points (a grid of the curve, listed t, or members).
-    Ensemble,
-    /// One fixed point or member.
-    At,
-    /// A point drawn per sample and query from a grid (or a member from the set).
-    Randomized,
-    /// A point per sample from a keyed hash of its values.
-    Keyed,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Ensemble => "ensemble",
-            Mode::At => "at",
-            Mode::Randomized => "randomized",
-            Mode::Keyed => "keyed",
-        }
-    }
-
-    /// Whether each query meets a member the attacker cannot fix.
-    fn random(self) -> bool {
-        matches!(self, Mode::Randomized | Mode::Keyed)
-    }
+/// Parses a serving mode by the name the server's requests and configuration use.
+fn parse_mode(name: &str) -> Result<Mode, String> {
+    Mode::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
+        format!("`{name}` is not a mode (expected {})", names.join(", "))
+    })
 }
 
 /// An attack.
@@ -109,11 +89,13 @@ pub struct Args {
     /// Attack the first N samples of the split.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
-    /// The split attacked.
+    /// The split attacked: test or train.
     #[arg(long, default_value = "test")]
     split: DataSplit,
-    /// The serving mode defended.
-    #[arg(long, value_enum)]
+    /// The serving mode defended, as the server answers it: `ensemble` (the mean of a fixed set
+    /// of points), `at` (one point or member), `randomized` (a point drawn per sample and query)
+    /// or `keyed` (a point per sample from a keyed hash of its values).
+    #[arg(long, value_parser = parse_mode)]
     mode: Mode,
     /// Points of the curve: the one point of `at` (default 0), or those of `ensemble`.
     #[arg(long, value_name = "T,...")]
@@ -150,7 +132,7 @@ pub struct Args {
     /// Members of the source set for `transfer`.
     #[arg(long, value_name = "I,...")]
     source_members: Option<String>,
-    /// The norm of the budget.
+    /// The norm of the budget: linf or l2.
     #[arg(long, default_value = "linf")]
     norm: Norm,
     /// Budgets, comma-separated, in input units (0 measures the clean inputs).
@@ -500,7 +482,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 AttackKind::Fgsm => GradientAttack::Fgsm,
                 AttackKind::Pgd => GradientAttack::Pgd,
                 AttackKind::EotPgd => {
-                    if args.mode.random() {
+                    if args.mode.is_per_sample() {
                         target.draws = Some(args.eot_samples);
                     }
                     GradientAttack::Pgd
