@@ -136,7 +136,7 @@ pub fn evaluate(
     })
 }
 
-/// The Wilson score interval at 95% for `k` successes in `n` trials.
+/// The Wilson score interval at 95% for a fraction `p` of successes in `n` trials.
 pub fn wilson(p: f64, n: usize) -> [f64; 2] {
     if n == 0 {
         return [0.0, 1.0];
@@ -146,7 +146,10 @@ pub fn wilson(p: f64, n: usize) -> [f64; 2] {
     let denom = 1.0 + z * z / n;
     let centre = (p + z * z / (2.0 * n)) / denom;
     let half = z * ((p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()) / denom;
-    [(centre - half).max(0.0), (centre + half).min(1.0)]
+    // At p = 0 (p = 1) the bound is 0 (1) exactly; the formula leaves a rounding error there.
+    let lo = if p <= 0.0 { 0.0 } else { (centre - half).max(0.0) };
+    let hi = if p >= 1.0 { 1.0 } else { (centre + half).min(1.0) };
+    [lo, hi]
 }
 
 /// Clips every value of a row to `[lo, hi]`.
