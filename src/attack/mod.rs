@@ -147,8 +147,16 @@ pub fn wilson(p: f64, n: usize) -> [f64; 2] {
     let centre = (p + z * z / (2.0 * n)) / denom;
     let half = z * ((p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()) / denom;
     // At p = 0 (p = 1) the bound is 0 (1) exactly; the formula leaves a rounding error there.
-    let lo = if p <= 0.0 { 0.0 } else { (centre - half).max(0.0) };
-    let hi = if p >= 1.0 { 1.0 } else { (centre + half).min(1.0) };
+    let lo = if p <= 0.0 {
+        0.0
+    } else {
+        (centre - half).max(0.0)
+    };
+    let hi = if p >= 1.0 {
+        1.0
+    } else {
+        (centre + half).min(1.0)
+    };
     [lo, hi]
 }
 
