@@ -3,6 +3,7 @@
 
 mod attack;
 mod cmd;
+mod evaltable;
 mod plugin;
 mod progress;
 mod summary;

@@ -373,12 +373,13 @@ fn the_real_plugin_accepts_every_flag() {
 fn train_curve_fge_and_eval_write_bundles_the_runtime_loads() {
     let tmp = tempdir();
     let p = |name: &str| tmp.path().join(name).to_string_lossy().into_owned();
-    let (a, b, c, f, report) = (
+    let (a, b, c, f, report, csv) = (
         p("a.safetensors"),
         p("b.safetensors"),
         p("c.safetensors"),
         p("f.safetensors"),
         p("report.json"),
+        p("rows.csv"),
     );
     let small = [
         "--data",
@@ -436,9 +437,20 @@ fn train_curve_fge_and_eval_write_bundles_the_runtime_loads() {
         "--segment",
         "--json",
         &report,
+        "--csv",
+        &csv,
     ];
     let run = with_real(&args).ok();
-    assert!(!run.stdout.is_empty());
+    // The per-t tables of the curve and the segment, and the summary in Table 2's layout.
+    assert!(run.stdout.contains("curve:\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("segment:\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("length ratio"), "{}", run.stdout);
+    let rows = std::fs::read_to_string(&csv).expect("the CSV is written");
+    assert_eq!(rows.lines().count(), 1 + 5 + 5, "{rows}");
+    assert_eq!(
+        rows.lines().filter(|l| l.starts_with("segment,")).count(),
+        5
+    );
     let written: Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("the report is written"))
             .expect("the report is JSON");

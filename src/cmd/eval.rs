@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use modeconn_jobs::{EvalJob, Job, defaults};
+use modeconn_jobs::{EvalJob, Job, Report, defaults};
 
 use super::training::DataArgs;
+use crate::evaltable;
 use crate::plugin::{PluginArgs, run_job};
-use crate::summary::print_summary;
 
 /// Arguments of `eval`.
 #[derive(clap::Args)]
@@ -30,6 +30,9 @@ pub struct Args {
     /// Also write the whole report, one JSON object, to this file.
     #[arg(long, value_name = "REPORT.json")]
     json: Option<PathBuf>,
+    /// Also write the per-point rows (curve, segment or members) as CSV to this file.
+    #[arg(long, value_name = "ROWS.csv")]
+    csv: Option<PathBuf>,
     #[command(flatten)]
     plugin: PluginArgs,
 }
@@ -54,6 +57,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         modeconn_runtime::write_file_atomic(path, text.as_bytes())
             .map_err(|e| super::about(e, path, || format!("cannot write {}", path.display())))?;
     }
-    print_summary(&report);
+    let Report::Eval(evaluation) = &report else {
+        anyhow::bail!("the trainer answered an eval job with another report");
+    };
+    if let Some(path) = &args.csv {
+        modeconn_runtime::write_file_atomic(path, evaltable::csv(evaluation).as_bytes())
+            .map_err(|e| super::about(e, path, || format!("cannot write {}", path.display())))?;
+    }
+    print!("{}", evaltable::text(evaluation));
     Ok(())
 }
