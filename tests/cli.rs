@@ -208,3 +208,63 @@ fn cuda_without_the_cuda_provider_is_refused_and_auto_falls_back() {
     let line = predict_fails(&bundle, &x, &["--at", "0.5", "--device", "tpu"]);
     assert!(line.contains("tpu"), "{line}");
 }
+
+/// With labels, `predict` reports the expected calibration error (15 bins of confidence) and
+/// the Brier score of the mean probabilities, computed here from the Python reference.
+#[test]
+fn labels_give_calibration_error_and_brier_score() {
+    let dir = curve_fixture(&BEZIER3);
+    let (bundle, x, y) = (
+        dir.join("bundle.safetensors"),
+        dir.join("x.npy"),
+        dir.join("y.npy"),
+    );
+    let json = modeconn(&[
+        &"predict",
+        &bundle,
+        &"--input",
+        &x,
+        &"--labels",
+        &y,
+        &"--at",
+        &ts_arg(&TS),
+        &"--json",
+    ])
+    .ok()
+    .json();
+    let mean = mean0(&read_f32(&dir.join("ref.npy")));
+    let labels = read_i64(&y);
+    let bins = 15usize;
+    let (mut count, mut conf, mut right) = (vec![0f64; bins], vec![0f64; bins], vec![0f64; bins]);
+    let mut brier = 0.0;
+    for (row, &label) in mean.outer_iter().zip(labels.iter()) {
+        let (top, p) = row
+            .iter()
+            .enumerate()
+            .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        let b = ((f64::from(p) * bins as f64).ceil() as usize).clamp(1, bins) - 1;
+        count[b] += 1.0;
+        conf[b] += f64::from(p);
+        right[b] += f64::from(u8::from(top as i64 == label));
+        for (c, &q) in row.iter().enumerate() {
+            let target = f64::from(u8::from(c as i64 == label));
+            brier += (f64::from(q) - target).powi(2);
+        }
+    }
+    let n = labels.len() as f64;
+    let ece: f64 = (0..bins)
+        .filter(|&b| count[b] > 0.0)
+        .map(|b| count[b] / n * (right[b] / count[b] - conf[b] / count[b]).abs())
+        .sum();
+    let got_ece = json["ece"].as_f64().expect("ece");
+    let got_brier = json["brier"].as_f64().expect("brier");
+    assert!(
+        (got_ece - ece).abs() < 1e-4,
+        "ECE {got_ece}, expected {ece}"
+    );
+    assert!(
+        (got_brier - brier / n).abs() < 1e-4,
+        "Brier {got_brier}, expected {}",
+        brier / n
+    );
+}

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use modeconn_runtime::bundle::Kind;
+use modeconn_runtime::ensemble::{CALIBRATION_BINS, brier_score, calibration_error};
 use modeconn_runtime::{Ensemble, EnsembleOptions, Member, Runtime, Sampling, npy};
 use ndarray::{Array2, Axis, Ix1, Ix2};
 use serde_json::json;
@@ -161,9 +162,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !prediction.per_sample {
         report["members"] = json!(members);
     }
-    if let Some((acc, nll)) = scores {
-        report["accuracy"] = json!(acc);
-        report["nll"] = json!(nll);
+    if let Some(s) = &scores {
+        report["accuracy"] = json!(s.accuracy);
+        report["nll"] = json!(s.nll);
+        report["ece"] = json!(s.ece);
+        report["brier"] = json!(s.brier);
     }
     if !times.is_empty() {
         times.sort_by(f64::total_cmp);
@@ -211,8 +214,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         probs.ncols(),
         prediction.entropy.mean().unwrap_or(0.0)
     );
-    if let Some((acc, nll)) = scores {
-        println!("accuracy {:.4}, mean NLL {:.4}", acc, nll);
+    if let Some(s) = &scores {
+        println!(
+            "accuracy {:.4}, mean NLL {:.4}, ECE {:.4} ({CALIBRATION_BINS} bins), Brier {:.4}",
+            s.accuracy, s.nll, s.ece, s.brier
+        );
     }
     if args.out.is_none() && !args.json {
         let top: Vec<String> = probs
@@ -235,8 +241,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accuracy and mean negative log-likelihood of probabilities against labels.
-fn score(probs: &Array2<f32>, labels: ndarray::ArrayView1<'_, i64>) -> anyhow::Result<(f64, f64)> {
+/// How probabilities score against labels.
+struct Scores {
+    accuracy: f64,
+    nll: f64,
+    ece: f64,
+    brier: f64,
+}
+
+/// Accuracy, mean negative log-likelihood, expected calibration error and Brier score of
+/// probabilities against labels.
+fn score(probs: &Array2<f32>, labels: ndarray::ArrayView1<'_, i64>) -> anyhow::Result<Scores> {
     let probs = probs.view().into_dimensionality::<Ix2>()?;
     anyhow::ensure!(
         labels.len() == probs.nrows(),
@@ -264,5 +279,11 @@ fn score(probs: &Array2<f32>, labels: ndarray::ArrayView1<'_, i64>) -> anyhow::R
         nll -= f64::from(row[y as usize]).max(f64::MIN_POSITIVE).ln();
     }
     let n = probs.nrows() as f64;
-    Ok((correct as f64 / n, nll / n))
+    let labels = labels.to_vec();
+    Ok(Scores {
+        accuracy: correct as f64 / n,
+        nll: nll / n,
+        ece: calibration_error(&probs, &labels, CALIBRATION_BINS)?,
+        brier: brier_score(&probs, &labels)?,
+    })
 }

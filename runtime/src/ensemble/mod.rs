@@ -9,7 +9,7 @@ mod output;
 pub mod sampling;
 mod statics;
 
-pub use output::{argmax, disagreement, entropy};
+pub use output::{CALIBRATION_BINS, argmax, brier_score, calibration_error, disagreement, entropy};
 pub use sampling::{MAX_MEMBERS, Sampling, member_count};
 
 use std::path::Path;

@@ -46,6 +46,87 @@ pub(super) fn softmax(mut logits: Array2<f32>, temperature: f32) -> Array2<f32> 
     logits
 }
 
+/// Bins of [`calibration_error`] by default: 15, as in Guo et al. (2017).
+pub const CALIBRATION_BINS: usize = 15;
+
+/// The expected calibration error of probabilities `[batch, classes]` against labels: the
+/// samples are put in `bins` equal bins of confidence (the top probability, bin `b` holding
+/// `(b / bins, (b + 1) / bins]`), and the gaps between each bin's accuracy and its mean
+/// confidence are averaged, weighted by the bin's share of the samples.
+///
+/// Fails when the labels do not match the rows, a label is not a class, or `bins` is 0.
+pub fn calibration_error(
+    probs: &ndarray::ArrayView2<'_, f32>,
+    labels: &[i64],
+    bins: usize,
+) -> Result<f64> {
+    check_labels(probs, labels)?;
+    if bins == 0 {
+        return Err(Error::invalid(
+            "a calibration error",
+            "needs at least one bin",
+        ));
+    }
+    let mut count = vec![0usize; bins];
+    let mut confidence = vec![0.0f64; bins];
+    let mut correct = vec![0usize; bins];
+    for (row, &y) in probs.rows().into_iter().zip(labels) {
+        let top = argmax(row.iter());
+        let conf = f64::from(row[top]).clamp(0.0, 1.0);
+        let b = ((conf * bins as f64).ceil() as usize).clamp(1, bins) - 1;
+        count[b] += 1;
+        confidence[b] += conf;
+        correct[b] += usize::from(top as i64 == y);
+    }
+    let n = labels.len().max(1) as f64;
+    Ok((0..bins)
+        .filter(|&b| count[b] > 0)
+        .map(|b| {
+            let k = count[b] as f64;
+            (k / n) * (correct[b] as f64 / k - confidence[b] / k).abs()
+        })
+        .sum())
+}
+
+/// The Brier score: the mean over samples of `Σ_c (p_c − [c = y])²`.
+///
+/// Fails when the labels do not match the rows or a label is not a class.
+pub fn brier_score(probs: &ndarray::ArrayView2<'_, f32>, labels: &[i64]) -> Result<f64> {
+    check_labels(probs, labels)?;
+    let total: f64 = probs
+        .rows()
+        .into_iter()
+        .zip(labels)
+        .map(|(row, &y)| {
+            row.iter()
+                .enumerate()
+                .map(|(c, &p)| {
+                    let d = f64::from(p) - f64::from(u8::from(c as i64 == y));
+                    d * d
+                })
+                .sum::<f64>()
+        })
+        .sum();
+    Ok(total / labels.len().max(1) as f64)
+}
+
+fn check_labels(probs: &ndarray::ArrayView2<'_, f32>, labels: &[i64]) -> Result<()> {
+    if labels.len() != probs.nrows() {
+        return Err(Error::invalid(
+            format!("{} labels", labels.len()),
+            format!("do not match a batch of {}", probs.nrows()),
+        ));
+    }
+    let classes = probs.ncols() as i64;
+    if let Some(&y) = labels.iter().find(|&&y| !(0..classes).contains(&y)) {
+        return Err(Error::invalid(
+            format!("label {y}"),
+            format!("is not one of the {classes} classes"),
+        ));
+    }
+    Ok(())
+}
+
 /// The entropy (nats) of each row of probabilities, summed in single precision in class order
 /// (what [`Prediction::entropy`](super::Prediction::entropy) holds).
 pub fn entropy(p: &Array2<f32>) -> Array1<f32> {
@@ -78,4 +159,41 @@ pub fn argmax<'a>(values: impl Iterator<Item = &'a f32>) -> usize {
         }
     }
     best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn calibration_error_weighs_each_bins_gap() {
+        // Two samples at confidence 0.9 (one right), one at 0.6 (right), with 10 bins:
+        // bin (0.8, 0.9] has accuracy 0.5 against 0.9, bin (0.5, 0.6] accuracy 1 against 0.6.
+        let p = array![[0.9f32, 0.1], [0.9, 0.1], [0.4, 0.6]];
+        let ece = calibration_error(&p.view(), &[0, 1, 1], 10).expect("ece");
+        let expected = (2.0 / 3.0) * (0.5f64 - 0.9).abs() + (1.0 / 3.0) * (1.0f64 - 0.6).abs();
+        assert!((ece - expected).abs() < 1e-6, "{ece} vs {expected}");
+        // Perfectly confident and right: no gap.
+        let sure = array![[1.0f32, 0.0], [0.0, 1.0]];
+        assert_eq!(
+            calibration_error(&sure.view(), &[0, 1], 15).expect("ece"),
+            0.0
+        );
+    }
+
+    #[test]
+    fn brier_score_is_the_mean_squared_distance_to_the_label() {
+        let p = array![[0.75f32, 0.25], [0.5, 0.5]];
+        let b = brier_score(&p.view(), &[0, 1]).expect("brier");
+        assert!((b - (2.0 * 0.0625 + 2.0 * 0.25) / 2.0).abs() < 1e-9, "{b}");
+    }
+
+    #[test]
+    fn labels_that_do_not_fit_are_refused() {
+        let p = array![[0.5f32, 0.5]];
+        assert!(brier_score(&p.view(), &[0, 1]).is_err());
+        assert!(calibration_error(&p.view(), &[2], 15).is_err());
+        assert!(calibration_error(&p.view(), &[0], 0).is_err());
+    }
 }
