@@ -51,7 +51,10 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Measure a serving mode against adversarial attacks: gradient attacks through the trainer
     /// plugin, score-based ones through the runtime, evaluated as the server answers.
-    Attack(cmd::attack::Args),
+    Attack(Box<cmd::attack::Args>),
+    /// Fit the softmax temperature of a serving mode on held-out data and write the bundle
+    /// with it (needs the trainer plugin for the data).
+    Calibrate(Box<cmd::calibrate::Args>),
     /// Recompute a curve's batch-norm statistics on a grid of t from the training data, and
     /// write the bundle with them (needs the trainer plugin).
     Bn(cmd::bn::Args),
@@ -81,7 +84,8 @@ fn main() -> ExitCode {
         Command::Curve(a) => cmd::curve::run(a),
         Command::Fge(a) => cmd::fge::run(a),
         Command::Eval(a) => cmd::eval::run(a),
-        Command::Attack(a) => cmd::attack::run(a),
+        Command::Attack(a) => cmd::attack::run(*a),
+        Command::Calibrate(a) => cmd::calibrate::run(*a),
         Command::Bn(a) => cmd::bn::run(a),
         Command::Unpack(a) => cmd::unpack::run(a),
     };

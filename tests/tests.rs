@@ -10,6 +10,7 @@ mod predictors;
 mod util;
 
 mod attack;
+mod calibrate;
 mod cli;
 mod concurrency;
 mod fuzz_regressions;

@@ -510,6 +510,35 @@ fn default_split() -> DataSplit {
     DataSplit::Test
 }
 
+/// Write the samples of a split as `.npy` files (`x.npy`, float32, and `y.npy`, int64, in the
+/// folder `out`), loaded as every other job loads them: for tools that evaluate through the
+/// runtime, such as `modeconn calibrate`.
+///
+/// Its data fields repeat those of [`EvalJob`], for the same reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplesJob {
+    /// The data.
+    pub data: String,
+    /// The split written.
+    #[serde(default = "default_split")]
+    pub split: DataSplit,
+    /// Write only the first N samples of the split.
+    #[serde(default)]
+    pub samples: Option<usize>,
+    /// Take this many training samples as the test split.
+    #[serde(default)]
+    pub held_out: Option<usize>,
+    /// Use only the first N training samples.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Seed of the held-out split.
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// The folder the files are written to (made when missing).
+    pub out: PathBuf,
+}
+
 /// A job: what to do, tagged by `"command"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -528,6 +557,8 @@ pub enum Job {
     Doctor(DoctorJob),
     /// Make adversarial inputs (`modeconn attack`).
     Attack(AttackJob),
+    /// Write the samples of a split (`modeconn calibrate`).
+    Samples(SamplesJob),
 }
 
 /// Ask the trainer what it runs on. Takes no options.
@@ -546,6 +577,7 @@ impl Job {
             Job::Bn(_) => "bn",
             Job::Doctor(_) => "doctor",
             Job::Attack(_) => "attack",
+            Job::Samples(_) => "samples",
         }
     }
 

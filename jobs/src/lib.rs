@@ -3,7 +3,7 @@
 //!
 //! Everything both sides must agree on is here, once, with no libtorch and no ONNX Runtime:
 //!
-//! - [`job`]: what to do ([`Job`]: train, curve, fge, eval, bn, attack), with the defaults of every
+//! - [`job`]: what to do ([`Job`]: train, curve, fge, eval, bn, attack, samples), with the defaults of every
 //!   optional field in [`defaults`], which the CLI's flags show as theirs;
 //! - [`event`]: the progress the trainer reports while it runs ([`Event`]);
 //! - [`report`]: what a finished job reports ([`Report`]), and the per-epoch [`HistoryRow`]
@@ -97,13 +97,13 @@ pub use error::{Error, ErrorCode, Result, Searched};
 pub use event::{EpochScores, Event, Phase};
 pub use job::{
     AttackJob, Basis, BnJob, Craft, CurveJob, DataSplit, Device, DoctorJob, EvalJob, FgeJob,
-    GradientAttack, Job, Norm, Target, TrainJob, TrainingOptions, defaults,
+    GradientAttack, Job, Norm, SamplesJob, Target, TrainJob, TrainingOptions, defaults,
 };
 pub use plugin::TrainerPlugin;
 pub use report::{
     Along, AttackReport, BnReport, Crafted, CurveEvaluation, CurveReport, DoctorReport,
     EnsembleScores, EvalReport, Evaluation, FgeReport, Gpu, HistoryRow, Libtorch, PointRow, Report,
-    Scores, SnapshotsEvaluation, Stats, Summary, TrainReport, Trained,
+    SamplesReport, Scores, SnapshotsEvaluation, Stats, Summary, TrainReport, Trained,
 };
 
 /// The version of the plugin's C ABI: the plugin returns it from
@@ -113,5 +113,6 @@ pub use report::{
 /// Version 3: jobs on users' ONNX graphs (`onnx`, `init`, `start_member`, `end_member`,
 /// `init_member`; `arch` optional), the `bn` job and report, and FGE continuing a training
 /// checkpoint's momentum (`momentum_from`, `fresh_momentum`; the report's `momentum_from`).
-/// Version 4: the `attack` job and report (adversarial inputs from the trainer's gradients).
+/// Version 4: the `attack` job and report (adversarial inputs from the trainer's gradients), and
+/// the `samples` job and report (a split written as `.npy`).
 pub const ABI_VERSION: u32 = 4;

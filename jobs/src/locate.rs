@@ -34,6 +34,7 @@ pub(crate) fn locate_error(value: serde_json::Value) -> Option<String> {
         "bn" => located::<crate::job::BnJob>(fields, false),
         "doctor" => located::<crate::job::DoctorJob>(fields, false),
         "attack" => located::<crate::job::AttackJob>(fields, false),
+        "samples" => located::<crate::job::SamplesJob>(fields, false),
         _ => None,
     }
 }

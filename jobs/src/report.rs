@@ -328,6 +328,21 @@ pub struct AttackReport {
     pub crafted: Vec<Crafted>,
 }
 
+/// The report of `samples`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplesReport {
+    /// The samples written.
+    pub samples: usize,
+    /// The shape of one input.
+    pub input_shape: Vec<usize>,
+    /// The classes of the data set.
+    pub classes: usize,
+    /// The inputs, float32 `[samples, ...input_shape]`.
+    pub x: PathBuf,
+    /// Their labels, int64 `[samples]`.
+    pub y: PathBuf,
+}
+
 /// The report of a finished job, by its command (`"command"` on the wire).
 ///
 /// It serialises as the plugin's success report: with `"ok": true` beside the command and the
@@ -351,6 +366,8 @@ pub enum Report {
     Doctor(DoctorReport),
     /// Of `attack`.
     Attack(AttackReport),
+    /// Of `samples`.
+    Samples(SamplesReport),
 }
 
 impl Report {
@@ -364,6 +381,7 @@ impl Report {
             Report::Bn(_) => "bn",
             Report::Doctor(_) => "doctor",
             Report::Attack(_) => "attack",
+            Report::Samples(_) => "samples",
         }
     }
 
@@ -374,7 +392,7 @@ impl Report {
             Report::Curve(r) => Some(&r.run.out),
             Report::Fge(r) => Some(&r.run.out),
             Report::Bn(r) => Some(&r.out),
-            Report::Eval(_) | Report::Doctor(_) | Report::Attack(_) => None,
+            Report::Eval(_) | Report::Doctor(_) | Report::Attack(_) | Report::Samples(_) => None,
         }
     }
 }
@@ -392,6 +410,7 @@ impl Serialize for Report {
             Bn(&'a BnReport),
             Doctor(&'a DoctorReport),
             Attack(&'a AttackReport),
+            Samples(&'a SamplesReport),
         }
         /// The success report of the wire.
         #[derive(Serialize)]
@@ -408,6 +427,7 @@ impl Serialize for Report {
             Report::Bn(r) => Tagged::Bn(r),
             Report::Doctor(r) => Tagged::Doctor(r),
             Report::Attack(r) => Tagged::Attack(r),
+            Report::Samples(r) => Tagged::Samples(r),
         };
         Success { ok: true, report }.serialize(serializer)
     }

@@ -18,6 +18,8 @@ use modeconn_runtime::bundle::Kind;
 use modeconn_runtime::curve::SeededRng;
 use modeconn_runtime::{Ensemble, EnsembleOptions, Runtime, Sampling, npy};
 use modeconn_server::config::Mode;
+
+use super::mode::ModeArgs;
 use ndarray::{Array2, Ix1};
 use serde_json::{Value, json};
 
@@ -25,14 +27,6 @@ use crate::attack::blackbox::{self, SpsaSettings, SquareSettings};
 use crate::attack::{self, Defence, Outcome, wilson};
 use crate::plugin::{PluginArgs, run_job};
 use crate::progress::ProgressView;
-
-/// Parses a serving mode by the name the server's requests and configuration use.
-fn parse_mode(name: &str) -> Result<Mode, String> {
-    Mode::parse(name).ok_or_else(|| {
-        let names: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
-        format!("`{name}` is not a mode (expected {})", names.join(", "))
-    })
-}
 
 /// An attack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,24 +86,8 @@ pub struct Args {
     /// The split attacked: test or train.
     #[arg(long, default_value = "test")]
     split: DataSplit,
-    /// The serving mode defended, as the server answers it: `ensemble` (the mean of a fixed set
-    /// of points), `at` (one point or member), `randomized` (a point drawn per sample and query)
-    /// or `keyed` (a point per sample from a keyed hash of its values).
-    #[arg(long, value_parser = parse_mode)]
-    mode: Mode,
-    /// Points of the curve: the one point of `at` (default 0), or those of `ensemble`.
-    #[arg(long, value_name = "T,...")]
-    t: Option<String>,
-    /// Members of a snapshot set: the one of `at` (default 0), or those of `ensemble` (default
-    /// all).
-    #[arg(long, value_name = "I,...")]
-    members: Option<String>,
-    /// `ensemble` on a curve: M equally spaced points (default 5, as `predict`).
-    #[arg(long, value_name = "M")]
-    grid: Option<usize>,
-    /// `randomized` and `keyed` on a curve: the grid of R points drawn from.
-    #[arg(long, value_name = "R", default_value_t = 21)]
-    randomized_grid: usize,
+    #[command(flatten)]
+    mode: ModeArgs,
     /// `keyed`: the server's key, a file of 64 hex digits; without it a fresh key no one knows.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
@@ -198,15 +176,6 @@ pub struct Args {
     plugin: PluginArgs,
 }
 
-/// A folder removed when dropped, for the inputs of a run without --save-adv.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// One row of the table.
 struct Row {
     attack: AttackKind,
@@ -231,116 +200,26 @@ struct Plan {
 }
 
 fn plan(args: &Args, kind: Kind, points: usize) -> anyhow::Result<Plan> {
-    let ts = |text: &Option<String>| -> anyhow::Result<Option<Vec<f64>>> {
-        text.as_deref()
-            .map(|t| super::parse_list::<f64>(t, "t value"))
-            .transpose()
+    let r = args.mode.resolve(&args.bundle, kind, points)?;
+    let sampling = match r.serving {
+        Sampling::Keyed { grid, .. } => Sampling::Keyed {
+            key: key(args.key.as_deref())?,
+            grid,
+            quantum: args.keyed_quantum,
+        },
+        other => other,
     };
-    let members = |text: &Option<String>| -> anyhow::Result<Option<Vec<usize>>> {
-        text.as_deref()
-            .map(|t| super::parse_list::<usize>(t, "member index"))
-            .transpose()
-    };
-    let (t, m) = (ts(&args.t)?, members(&args.members)?);
-    match kind {
-        Kind::Curve => anyhow::ensure!(
-            m.is_none(),
-            "--members is for snapshot sets; {} is a curve: use --t",
-            args.bundle.display()
-        ),
-        Kind::Snapshots => anyhow::ensure!(
-            t.is_none() && args.grid.is_none(),
-            "--t and --grid are for curves; {} is a snapshot set: use --members",
-            args.bundle.display()
-        ),
-    }
-    let target = |t: Vec<f64>, members: Vec<usize>, draws| Target {
-        bundle: None,
-        t,
-        members,
-        draws,
-    };
-    Ok(match (args.mode, kind) {
-        (Mode::At, Kind::Curve) => {
-            let t = t.unwrap_or_else(|| vec![0.0]);
-            anyhow::ensure!(t.len() == 1, "--mode at takes one t, not {}", t.len());
-            Plan {
-                describe: json!({"t": t[0]}),
-                sampling: Sampling::At(t.clone()),
-                target: target(t, vec![], None),
-            }
-        }
-        (Mode::At, Kind::Snapshots) => {
-            let m = m.unwrap_or_else(|| vec![0]);
-            anyhow::ensure!(m.len() == 1, "--mode at takes one member, not {}", m.len());
-            Plan {
-                describe: json!({"member": m[0]}),
-                sampling: Sampling::Members(m.clone()),
-                target: target(vec![], m, None),
-            }
-        }
-        (Mode::Ensemble, Kind::Curve) => {
-            anyhow::ensure!(
-                t.is_none() || args.grid.is_none(),
-                "give --t or --grid, not both"
-            );
-            // The sampling `predict` makes of the same flags: a grid stays a grid (whose
-            // members the runtime may keep materialised), listed points stay listed.
-            let (t, sampling) = match t {
-                Some(t) => (t.clone(), Sampling::At(t)),
-                None => {
-                    let m = args.grid.unwrap_or(5);
-                    (modeconn_runtime::curve::grid(m)?, Sampling::Grid(m))
-                }
-            };
-            Plan {
-                describe: json!({"t": t}),
-                sampling,
-                target: target(t, vec![], None),
-            }
-        }
-        (Mode::Ensemble, Kind::Snapshots) => {
-            let (m, sampling) = match m {
-                Some(m) => (m.clone(), Sampling::Members(m)),
-                None => ((0..points).collect(), Sampling::AllMembers),
-            };
-            Plan {
-                describe: json!({"members": m}),
-                sampling,
-                target: target(vec![], m, None),
-            }
-        }
-        (mode, kind) => {
-            anyhow::ensure!(
-                t.is_none() && m.is_none() && args.grid.is_none(),
-                "--mode {} draws its own members: --t, --members and --grid do not apply",
-                mode.as_str()
-            );
-            let (pool_t, pool_m) = match kind {
-                Kind::Curve => (modeconn_runtime::curve::grid(args.randomized_grid)?, vec![]),
-                Kind::Snapshots => (vec![], (0..points).collect()),
-            };
-            let sampling = if mode == Mode::Randomized {
-                Sampling::Randomized {
-                    grid: args.randomized_grid,
-                    seed: None,
-                }
-            } else {
-                Sampling::Keyed {
-                    key: key(args.key.as_deref())?,
-                    grid: args.randomized_grid,
-                    quantum: args.keyed_quantum,
-                }
-            };
-            Plan {
-                describe: match kind {
-                    Kind::Curve => json!({"grid": args.randomized_grid}),
-                    Kind::Snapshots => json!({"members": points}),
-                },
-                sampling,
-                target: target(pool_t, pool_m, Some(1)),
-            }
-        }
+    // Against a per-sample mode, the attacker differentiates one of its points per step.
+    let draws = args.mode.mode.is_per_sample().then_some(1);
+    Ok(Plan {
+        target: Target {
+            bundle: None,
+            t: r.t,
+            members: r.members,
+            draws,
+        },
+        sampling,
+        describe: r.describe,
     })
 }
 
@@ -460,14 +339,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (dir, _scratch) = match &args.save_adv {
         Some(d) => (d.clone(), None),
         None => {
-            let d = std::env::temp_dir().join(format!(
-                "modeconn-attack-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |t| t.as_nanos())
-            ));
-            (d.clone(), Some(Scratch(d)))
+            let scratch = super::Scratch::new("attack");
+            (scratch.path().to_path_buf(), Some(scratch))
         }
     };
     let mut crafts = Vec::new();
@@ -482,7 +355,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 AttackKind::Fgsm => GradientAttack::Fgsm,
                 AttackKind::Pgd => GradientAttack::Pgd,
                 AttackKind::EotPgd => {
-                    if args.mode.is_per_sample() {
+                    if args.mode.mode.is_per_sample() {
                         target.draws = Some(args.eot_samples);
                     }
                     GradientAttack::Pgd
@@ -745,7 +618,7 @@ fn report_json(
         "data": args.data,
         "split": args.split.as_str(),
         "limit": args.limit,
-        "mode": args.mode.as_str(),
+        "mode": args.mode.mode.as_str(),
         "defence": plan.describe,
         "temperature": meta.temperature,
         "attacks": args.attack.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
@@ -761,7 +634,7 @@ fn report_json(
         "resubmissions": args.resubmissions,
         "clip": parse_clip(&args.clip).ok(),
         "seed": args.seed,
-        "key": if args.mode == Mode::Keyed { json!(if args.key.is_some() { "given" } else { "fresh, unknown to the attacker" }) } else { Value::Null },
+        "key": if args.mode.mode == Mode::Keyed { json!(if args.key.is_some() { "given" } else { "fresh, unknown to the attacker" }) } else { Value::Null },
     });
     if args.attack.contains(&AttackKind::Transfer) {
         settings["source"] = json!({
@@ -802,7 +675,7 @@ fn pct(p: f64) -> String {
 }
 
 fn print_table(args: &Args, clean: &Outcome, table: &[Row], report: &Value, n: usize) {
-    let random = matches!(args.mode, Mode::Randomized);
+    let random = matches!(args.mode.mode, Mode::Randomized);
     let ci = |p: f64| {
         let [lo, hi] = wilson(p, n);
         format!("[{}, {}]", pct(lo).trim(), pct(hi).trim())
@@ -810,7 +683,7 @@ fn print_table(args: &Args, clean: &Outcome, table: &[Row], report: &Value, n: u
     println!(
         "{} mode `{}`, {} samples; robust accuracy (95% interval){}",
         args.bundle.display(),
-        args.mode.as_str(),
+        args.mode.mode.as_str(),
         n,
         if random {
             format!(

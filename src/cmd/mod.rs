@@ -2,12 +2,14 @@
 
 pub mod attack;
 pub mod bn;
+pub mod calibrate;
 pub mod curve;
 pub mod doctor;
 pub mod eval;
 pub mod fge;
 pub mod inspect;
 pub mod materialize;
+pub mod mode;
 pub mod pack;
 pub mod predict;
 pub mod serve;
@@ -86,6 +88,34 @@ where
     let named = e.to_string().contains(&*path.to_string_lossy());
     let e = anyhow::Error::new(e);
     if named { e } else { e.context(context()) }
+}
+
+/// A folder under the system's temporary folder, removed with what it holds when dropped: for
+/// the files a command passes between the trainer and the runtime and does not keep.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// A new name for the folder of this `command`; the trainer makes it.
+    pub fn new(command: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_nanos());
+        Scratch(
+            std::env::temp_dir().join(format!("modeconn-{command}-{}-{nanos}", std::process::id())),
+        )
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Best effort: a folder that cannot be removed only takes space in the temporary folder.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Parses a comma-separated list.

@@ -15,17 +15,16 @@ use std::path::{Path, PathBuf};
 
 use modeconn_runtime::curve::SeededRng;
 use modeconn_runtime::{Member, bundle::Kind};
-use ndarray::{ArrayD, IxDyn};
 use tch::{Device, Kind as DType, Tensor};
 
 use crate::arch::{self, Mode, Net, Params};
-use crate::data::Split;
 use crate::device;
 use crate::fit;
 use crate::job::{
     AttackJob, AttackReport, Craft, Crafted, DataSplit, Event, GradientAttack, Norm, Phase, Target,
 };
 use crate::model_io::{self, Loaded};
+use crate::samples;
 use crate::{Error, Result};
 
 /// The file of the clean inputs in an attack's folder.
@@ -360,9 +359,6 @@ fn check(job: &AttackJob) -> Result<()> {
             "`clip` must be two finite values, the first below the second, not [{lo}, {hi}]"
         )));
     }
-    if job.samples == Some(0) {
-        return Err(Error::Config("`samples` must be at least 1".into()));
-    }
     for c in &job.crafts {
         let what = format!("craft `{}`", c.file);
         let plain = Path::new(&c.file)
@@ -406,36 +402,6 @@ fn check(job: &AttackJob) -> Result<()> {
     Ok(())
 }
 
-/// Writes `t` (float32) as a `.npy` file.
-fn write_f32(path: &Path, t: &Tensor) -> Result<()> {
-    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-    let values = model_io::host(t)?;
-    let array = ArrayD::from_shape_vec(IxDyn(&shape), values)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    modeconn_runtime::npy::write(path, &array.view())?;
-    Ok(())
-}
-
-/// Writes labels (int64) as a `.npy` file.
-fn write_labels(path: &Path, y: &Tensor) -> Result<()> {
-    let y = y.f_to_device(Device::Cpu)?.f_contiguous()?.f_view([-1])?;
-    let values = Vec::<i64>::try_from(&y)?;
-    let array = ArrayD::from_shape_vec(IxDyn(&[values.len()]), values)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    modeconn_runtime::npy::write(path, &array.view())?;
-    Ok(())
-}
-
-/// The samples attacked: the first `samples` of the split.
-fn samples(split: &Split, samples: Option<usize>) -> Result<(Tensor, Tensor)> {
-    let n = samples.map_or(split.len(), |s| s.min(split.len()));
-    if n == 0 {
-        return Err(Error::Config("the split has no samples".into()));
-    }
-    let n = n as i64;
-    Ok((split.x.f_narrow(0, 0, n)?, split.y.f_narrow(0, 0, n)?))
-}
-
 /// Runs an `attack` job.
 pub fn attack(job: &AttackJob, on_event: &mut dyn FnMut(&Event)) -> Result<AttackReport> {
     check(job)?;
@@ -458,7 +424,7 @@ pub fn attack(job: &AttackJob, on_event: &mut dyn FnMut(&Event)) -> Result<Attac
         DataSplit::Test => &data.test,
         DataSplit::Train => &data.train,
     };
-    let (x, y) = samples(split, job.samples)?;
+    let (x, y) = samples::first(split, job.samples)?;
     let (lo, hi) = (
         x.f_min()?.f_double_value(&[])?,
         x.f_max()?.f_double_value(&[])?,
@@ -476,8 +442,8 @@ pub fn attack(job: &AttackJob, on_event: &mut dyn FnMut(&Event)) -> Result<Attac
     })?;
     let clean_path = job.out.join(CLEAN_FILE);
     let labels_path = job.out.join(LABELS_FILE);
-    write_f32(&clean_path, &x)?;
-    write_labels(&labels_path, &y)?;
+    samples::write_inputs(&clean_path, &x)?;
+    samples::write_labels(&labels_path, &y)?;
 
     let n = y.size()[0];
     let batch = i64::try_from(job.batch_size).unwrap_or(i64::MAX);
@@ -526,7 +492,7 @@ pub fn attack(job: &AttackJob, on_event: &mut dyn FnMut(&Event)) -> Result<Attac
         }
         let adv = Tensor::f_cat(&parts, 0)?;
         let path = job.out.join(&c.file);
-        write_f32(&path, &adv)?;
+        samples::write_inputs(&path, &adv)?;
         crafted.push(Crafted {
             file: path,
             target_accuracy: correct / n as f64,

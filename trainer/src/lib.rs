@@ -20,6 +20,7 @@ pub mod model_io;
 pub mod optim;
 pub mod plugin;
 pub mod run;
+pub mod samples;
 pub mod train;
 
 pub use error::{Error, Result};

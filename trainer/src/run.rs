@@ -37,6 +37,7 @@ pub fn run(job: &Job, on_event: &mut dyn FnMut(&Event)) -> Result<Report> {
         Job::Bn(j) => Report::Bn(crate::bn::bn(j, on_event)?),
         Job::Doctor(_) => Report::Doctor(crate::doctor::doctor()),
         Job::Attack(j) => Report::Attack(crate::attack::attack(j, on_event)?),
+        Job::Samples(j) => Report::Samples(crate::samples::samples(j)?),
     })
 }
 

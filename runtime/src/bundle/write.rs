@@ -162,6 +162,19 @@ impl<'a> BundleWriter<'a> {
     }
 }
 
+impl super::Bundle {
+    /// A writer of this bundle with other metadata: the same graph, and every tensor's data
+    /// borrowed as it is, so the written file holds the same tensors byte for byte (e.g. a
+    /// bundle whose temperature was fitted).
+    pub fn rewritten(&self, meta: Metadata) -> Result<BundleWriter<'_>> {
+        let mut writer = BundleWriter::new(meta, self.graph().bytes());
+        for entry in self.tensors() {
+            writer = writer.tensor(entry.name.clone(), entry.shape.clone(), self.data(entry))?;
+        }
+        Ok(writer)
+    }
+}
+
 /// The little-endian bytes of `f32` data: a view on little-endian machines.
 fn le_bytes(data: &[f32]) -> &[u8] {
     #[cfg(not(target_endian = "little"))]

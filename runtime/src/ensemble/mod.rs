@@ -349,9 +349,54 @@ impl Ensemble {
         })
     }
 
-    /// Softmax probabilities of one member on a batch: on its static session when it has one
-    /// (or gets one now), else on the dynamic graph fed with its coefficients.
-    fn run_member(
+    /// The logits of each member a shared sampling selects (not a per-sample one), `[members,
+    /// batch, classes]`, before the bundle's temperature: what fitting a temperature needs.
+    pub fn logits(
+        &self,
+        input: ArrayViewD<'_, f32>,
+        sampling: &Sampling,
+    ) -> Result<(Vec<Member>, Array3<f32>)> {
+        if sampling.is_per_sample() {
+            return Err(Error::invalid(
+                "logits",
+                "are for a shared set of members, not one member per sample",
+            ));
+        }
+        self.check_input(&input)?;
+        let input: CowArray<'_, f32, IxDyn> = input.as_standard_layout();
+        let members = self.members(sampling, &input.view())?;
+        let coefficients = members
+            .iter()
+            .map(|&m| self.bundle.members().coefficients(m))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = input.shape()[0];
+        let classes = self.bundle.metadata().output.classes;
+        per_member_floats(members.len(), batch, classes)?;
+        let mut all = Array3::zeros((members.len(), batch, classes));
+        for (j, (&member, coef)) in members.iter().zip(&coefficients).enumerate() {
+            let logits =
+                self.member_logits(member, coef, &input.view(), sampling.is_fixed_set())?;
+            if logits.dim() != (batch, classes) {
+                return Err(Error::ShapeMismatch {
+                    tensor: self.bundle.metadata().output.name.clone(),
+                    expected: vec![batch as i64, classes as i64],
+                    found: vec![logits.nrows() as i64, logits.ncols() as i64],
+                });
+            }
+            if let Some(index) = logits.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NotFinite {
+                    what: format!("the logits of {member}"),
+                    index,
+                });
+            }
+            all.index_axis_mut(Axis(0), j).assign(&logits);
+        }
+        Ok((members, all))
+    }
+
+    /// The logits of one member on a batch: on its static session when it has one (or gets
+    /// one now), else on the dynamic graph fed with its coefficients.
+    fn member_logits(
         &self,
         member: Member,
         coefficients: &Coefficients,
@@ -366,12 +411,23 @@ impl Ensemble {
             };
             SessionPool::new(&self.runtime, model, sources, self.max_sessions)
         };
-        let logits = match self.statics.get_or_build(member, fixed, build)? {
-            Some(pool) => pool.with_session(|s| self.run_static(s, input))?,
+        match self.statics.get_or_build(member, fixed, build)? {
+            Some(pool) => pool.with_session(|s| self.run_static(s, input)),
             None => self
                 .dynamic
-                .with_session(|s| self.run_dynamic(s, member, coefficients, input))?,
-        };
+                .with_session(|s| self.run_dynamic(s, member, coefficients, input)),
+        }
+    }
+
+    /// Softmax probabilities of one member on a batch, with the bundle's temperature.
+    fn run_member(
+        &self,
+        member: Member,
+        coefficients: &Coefficients,
+        input: &ArrayViewD<'_, f32>,
+        fixed: bool,
+    ) -> Result<Array2<f32>> {
+        let logits = self.member_logits(member, coefficients, input, fixed)?;
         let temperature = self.bundle.metadata().temperature as f32;
         let probabilities = output::softmax(logits, temperature);
         // Logits that overflow (or a graph that makes NaN) must not pass as an answer.
