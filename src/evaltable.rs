@@ -5,25 +5,26 @@
 
 use std::fmt::Write as _;
 
-use modeconn_jobs::{Along, EvalReport, Evaluation, PointRow, Stats};
+use modeconn_jobs::{Along, EnsembleScores, EvalReport, Evaluation, PointRow, Stats};
 
 /// One line of the per-point table: loss and NLL as they are, errors in percent.
 fn point_line(out: &mut String, first: &str, p: &PointRow) {
     let _ = writeln!(
         out,
-        "{first:>8} {:>11.4} {:>12.2} {:>9.4} {:>11.2}",
+        "{first:>8} {:>11.4} {:>12.2} {:>9.4} {:>11.2} {:>9.4}",
         p.train_loss,
         100.0 * p.train_error,
         p.test_nll,
-        100.0 * p.test_error
+        100.0 * p.test_error,
+        p.test_ece
     );
 }
 
 fn header(out: &mut String, first: &str) {
     let _ = writeln!(
         out,
-        "{first:>8} {:>11} {:>12} {:>9} {:>11}",
-        "train loss", "train err %", "test nll", "test err %"
+        "{first:>8} {:>11} {:>12} {:>9} {:>11} {:>9}",
+        "train loss", "train err %", "test nll", "test err %", "test ECE"
     );
 }
 
@@ -35,10 +36,11 @@ fn along_table(out: &mut String, name: &str, along: &Along) {
     }
     let _ = writeln!(
         out,
-        "ensemble of its {} points: test nll {:.4}, test error {:.2}%",
+        "ensemble of its {} points: test nll {:.4}, test error {:.2}%, test ECE {:.4}",
         along.ensemble.members,
         along.ensemble.test_nll,
-        100.0 * along.ensemble.test_error
+        100.0 * along.ensemble.test_error,
+        along.ensemble.test_ece
     );
 }
 
@@ -135,11 +137,12 @@ pub fn text(report: &EvalReport) -> String {
             }
             let _ = writeln!(
                 out,
-                "ensemble of {} members: test nll {:.4}, test error {:.2}% (the ensemble \
-                 columns: members 0 to this one)",
+                "ensemble of {} members: test nll {:.4}, test error {:.2}%, test ECE {:.4} (the \
+                 ensemble columns: members 0 to this one)",
                 s.ensemble.members,
                 s.ensemble.test_nll,
-                100.0 * s.ensemble.test_error
+                100.0 * s.ensemble.test_error,
+                s.ensemble.test_ece
             );
         }
     }
@@ -150,21 +153,24 @@ pub fn text(report: &EvalReport) -> String {
 /// A snapshot set's rows carry the running ensemble's scores too.
 pub fn csv(report: &EvalReport) -> String {
     let mut out = String::from(
-        "path,t,member,train_loss,train_error,test_nll,test_error,ensemble_test_nll,ensemble_test_error\n",
+        "path,t,member,train_loss,train_error,test_nll,test_error,test_ece,ensemble_test_nll,\
+         ensemble_test_error,ensemble_test_ece\n",
     );
     let opt = |v: Option<String>| v.unwrap_or_default();
-    let mut row = |path: &str, p: &PointRow, ensemble: Option<(f64, f64)>| {
+    let mut row = |path: &str, p: &PointRow, ensemble: Option<&EnsembleScores>| {
         let _ = writeln!(
             out,
-            "{path},{},{},{},{},{},{},{},{}",
+            "{path},{},{},{},{},{},{},{},{},{},{}",
             opt(p.t.map(|t| t.to_string())),
             opt(p.member.map(|m| m.to_string())),
             p.train_loss,
             p.train_error,
             p.test_nll,
             p.test_error,
-            opt(ensemble.map(|e| e.0.to_string())),
-            opt(ensemble.map(|e| e.1.to_string())),
+            p.test_ece,
+            opt(ensemble.map(|e| e.test_nll.to_string())),
+            opt(ensemble.map(|e| e.test_error.to_string())),
+            opt(ensemble.map(|e| e.test_ece.to_string())),
         );
     };
     match &report.evaluation {
@@ -178,7 +184,7 @@ pub fn csv(report: &EvalReport) -> String {
         }
         Evaluation::Snapshots(s) => {
             for (p, e) in s.members.iter().zip(&s.running_ensemble) {
-                row("member", p, Some((e.test_nll, e.test_error)));
+                row("member", p, Some(e));
             }
         }
     }
@@ -188,7 +194,7 @@ pub fn csv(report: &EvalReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modeconn_jobs::{Basis, CurveEvaluation, Device, EnsembleScores, Summary};
+    use modeconn_jobs::{Basis, CurveEvaluation, Device, Summary};
 
     fn point(t: f64, err: f64) -> PointRow {
         PointRow {
@@ -198,6 +204,7 @@ mod tests {
             train_error: err,
             test_nll: 0.25,
             test_error: err,
+            test_ece: 0.125,
         }
     }
 
@@ -227,6 +234,7 @@ mod tests {
                 members: errors.len(),
                 test_nll: 0.125,
                 test_error: 0.01,
+                test_ece: 0.0625,
             },
         }
     }
@@ -256,6 +264,7 @@ mod tests {
         );
         // Three points of the curve and three of the segment, errors in percent.
         assert_eq!(text.matches("   0.500      0.5000 ").count(), 2, "{text}");
+        assert!(text.contains("test ECE 0.0625"), "{text}");
         assert!(text.contains("50.00"), "{text}");
         assert!(text.contains("min       int      mean       max"), "{text}");
         assert!(
@@ -270,7 +279,7 @@ mod tests {
         let csv = csv(&report());
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 7);
-        assert_eq!(lines[0].split(',').count(), 9);
-        assert_eq!(lines[5], "segment,0.5,,0.5,0.5,0.25,0.5,,");
+        assert_eq!(lines[0].split(',').count(), 11);
+        assert_eq!(lines[5], "segment,0.5,,0.5,0.5,0.25,0.5,0.125,,,");
     }
 }

@@ -455,6 +455,11 @@ fn train_curve_fge_and_eval_write_bundles_the_runtime_loads() {
         serde_json::from_str(&std::fs::read_to_string(&report).expect("the report is written"))
             .expect("the report is JSON");
     assert_eq!(written["ok"], true, "{written}");
+    let ece = written["curve"]["ensemble"]["test_ece"]
+        .as_f64()
+        .expect("the ensemble's ECE");
+    assert!((0.0..=1.0).contains(&ece), "{ece}");
+    assert!(written["curve"]["points"][0]["test_ece"].is_number());
     let args = [
         "eval", &f, "--data", "digits", "--limit", "256", "--device", "cpu",
     ];

@@ -132,6 +132,9 @@ pub struct PointRow {
     pub test_nll: f64,
     /// Test error.
     pub test_error: f64,
+    /// Expected calibration error on the test split (15 bins of confidence).
+    #[serde(default)]
+    pub test_ece: f64,
 }
 
 /// Statistics of one metric over the points of a curve.
@@ -170,6 +173,9 @@ pub struct EnsembleScores {
     pub test_nll: f64,
     /// Test error.
     pub test_error: f64,
+    /// Expected calibration error on the test split (15 bins of confidence).
+    #[serde(default)]
+    pub test_ece: f64,
 }
 
 /// An evaluation along a curve (or the segment): each point of the t grid, their summary and
@@ -480,11 +486,13 @@ mod tests {
             train_error: 0.0,
             test_nll: 0.2,
             test_error: 0.5,
+            test_ece: 0.25,
         };
         let ensemble = EnsembleScores {
             members: 1,
             test_nll: 0.2,
             test_error: 0.5,
+            test_ece: 0.25,
         };
         let report = Report::Eval(EvalReport {
             bundle: "f.safetensors".into(),

@@ -23,6 +23,7 @@ use crate::{Error, Result};
 struct PointScores {
     train: Scores,
     test: Scores,
+    test_ece: f64,
     probs: Tensor,
 }
 
@@ -40,7 +41,13 @@ fn score_point(
     let train = Pass::train(data, job.batch_size, device).evaluate(&loaded.net, params)?;
     let probs = Pass::test(data, job.batch_size, device).probabilities(&loaded.net, params)?;
     let test = fit::score_probabilities(&probs, &data.test.y)?;
-    Ok(PointScores { train, test, probs })
+    let test_ece = fit::calibration_error(&probs, &data.test.y)?;
+    Ok(PointScores {
+        train,
+        test,
+        test_ece,
+        probs,
+    })
 }
 
 /// The row of a point of a curve (`t`) or a member of a set (`member`).
@@ -52,16 +59,19 @@ fn row(t: Option<f64>, member: Option<usize>, s: &PointScores) -> PointRow {
         train_error: 1.0 - s.train.accuracy,
         test_nll: s.test.loss,
         test_error: 1.0 - s.test.accuracy,
+        test_ece: s.test_ece,
     }
 }
 
-/// An ensemble's scores as a report says them.
-fn ensemble_scores(members: usize, s: Scores) -> EnsembleScores {
-    EnsembleScores {
-        members,
+/// The scores of the ensemble of the members in `mean`, as a report says them.
+fn ensemble_scores(mean: &MeanProbabilities, y: &Tensor) -> Result<EnsembleScores> {
+    let s = mean.scores(y)?;
+    Ok(EnsembleScores {
+        members: mean.members(),
         test_nll: s.loss,
         test_error: 1.0 - s.accuracy,
-    }
+        test_ece: mean.calibration_error(y)?,
+    })
 }
 
 /// Min, max, mean and the length-weighted integral (trapezoid rule with the distances between
@@ -187,7 +197,7 @@ fn along(
     Ok(Along {
         summary: summary(&rows, &distances),
         points: rows,
-        ensemble: ensemble_scores(ts.len(), mean.scores(&data.test.y)?),
+        ensemble: ensemble_scores(&mean, &data.test.y)?,
     })
 }
 
@@ -237,7 +247,7 @@ fn snapshots(cx: &Context<'_>, on_event: &mut dyn FnMut(&Event)) -> Result<Snaps
         let mut params = model_io::member(cx.loaded, m, cx.device)?;
         let s = score_point(cx.loaded, &mut params, cx.data, cx.job, cx.device, false)?;
         mean.add(&s.probs)?;
-        running.push(ensemble_scores(m + 1, mean.scores(&cx.data.test.y)?));
+        running.push(ensemble_scores(&mean, &cx.data.test.y)?);
         Ok(s)
     })?;
     let ensemble = *running

@@ -239,6 +239,14 @@ impl MeanProbabilities {
         self.members
     }
 
+    /// The expected calibration error of the mean against labels (0 before the first member).
+    pub fn calibration_error(&self, y: &Tensor) -> Result<f64> {
+        match &self.sum {
+            Some(s) => calibration_error(&s.f_div_scalar(self.members as f64)?, y),
+            None => Ok(0.0),
+        }
+    }
+
     /// NLL and accuracy of the mean against labels (zeros before the first member).
     pub fn scores(&self, y: &Tensor) -> Result<Scores> {
         match &self.sum {
@@ -246,6 +254,25 @@ impl MeanProbabilities {
             None => Ok(Scores::default()),
         }
     }
+}
+
+/// The expected calibration error (the runtime's, with its 15 bins) of probabilities `[N, C]`
+/// against labels.
+pub fn calibration_error(p: &Tensor, y: &Tensor) -> Result<f64> {
+    let (n, c) = p.size2()?;
+    let values = crate::model_io::host(p)?;
+    let probs = ndarray::Array2::from_shape_vec((n as usize, c as usize), values)
+        .map_err(|e| Error::Config(format!("probabilities: {e}")))?;
+    let y = y
+        .f_to_device(tch::Device::Cpu)?
+        .f_contiguous()?
+        .f_view([-1])?;
+    let labels = Vec::<i64>::try_from(&y)?;
+    Ok(modeconn_runtime::ensemble::calibration_error(
+        &probs.view(),
+        &labels,
+        modeconn_runtime::ensemble::CALIBRATION_BINS,
+    )?)
 }
 
 /// NLL and accuracy of probabilities `[N, C]` against labels.
