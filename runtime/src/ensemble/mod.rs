@@ -266,12 +266,7 @@ impl Ensemble {
         if sampling.is_per_sample() {
             return self.predict_per_sample(&input.view(), members, fixed);
         }
-        // Every member's coefficients first: a member that does not exist fails the query
-        // before any of them runs.
-        let coefficients = members
-            .iter()
-            .map(|&m| self.bundle.members().coefficients(m))
-            .collect::<Result<Vec<_>>>()?;
+        let coefficients = self.coefficients(&members)?;
         let batch = input.shape()[0];
         let classes = self.bundle.metadata().output.classes;
         if per_member {
@@ -349,6 +344,15 @@ impl Ensemble {
         })
     }
 
+    /// Every member's coefficients, before any of them runs: a member that does not exist
+    /// fails the query at once.
+    fn coefficients(&self, members: &[Member]) -> Result<Vec<Coefficients>> {
+        members
+            .iter()
+            .map(|&m| self.bundle.members().coefficients(m))
+            .collect()
+    }
+
     /// The logits of each member a shared sampling selects (not a per-sample one), `[members,
     /// batch, classes]`, before the bundle's temperature: what fitting a temperature needs.
     pub fn logits(
@@ -365,10 +369,7 @@ impl Ensemble {
         self.check_input(&input)?;
         let input: CowArray<'_, f32, IxDyn> = input.as_standard_layout();
         let members = self.members(sampling, &input.view())?;
-        let coefficients = members
-            .iter()
-            .map(|&m| self.bundle.members().coefficients(m))
-            .collect::<Result<Vec<_>>>()?;
+        let coefficients = self.coefficients(&members)?;
         let batch = input.shape()[0];
         let classes = self.bundle.metadata().output.classes;
         per_member_floats(members.len(), batch, classes)?;
