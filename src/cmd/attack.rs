@@ -343,6 +343,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (scratch.path().to_path_buf(), Some(scratch))
         }
     };
+    // The source of transfer attacks, the same for every eps.
+    let source = if args.attack.contains(&AttackKind::Transfer) {
+        Some(source_target(&args, &bundle)?)
+    } else {
+        None
+    };
     let mut crafts = Vec::new();
     let mut craft_of: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     for (a, &attack) in args.attack.iter().enumerate() {
@@ -361,7 +367,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     GradientAttack::Pgd
                 }
                 AttackKind::Transfer => {
-                    target = source_target(&args, &bundle)?;
+                    target = source.clone().unwrap_or(target);
                     GradientAttack::Pgd
                 }
                 AttackKind::Spsa | AttackKind::Square => continue,

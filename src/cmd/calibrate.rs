@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use modeconn_jobs::{DataSplit, Job, Report, SamplesJob, defaults};
 use modeconn_runtime::ensemble::{CALIBRATION_BINS, brier_score, calibration_error};
 use modeconn_runtime::{Ensemble, EnsembleOptions, Runtime, npy};
-use ndarray::{Array2, Array3, ArrayView3, Axis, Ix1};
+use ndarray::{Array2, Array3, ArrayView1, ArrayView3, Axis, Ix1};
 use serde_json::{Value, json};
 
 use super::mode::ModeArgs;
@@ -69,7 +69,7 @@ enum Mix {
 }
 
 /// `log softmax(z / t)` of one row, in double precision.
-fn log_softmax(z: &[f32], t: f64) -> Vec<f64> {
+fn log_softmax(z: ArrayView1<'_, f32>, t: f64) -> Vec<f64> {
     let scaled: Vec<f64> = z.iter().map(|&v| f64::from(v) / t).collect();
     let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let lse = max + scaled.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
@@ -86,7 +86,7 @@ fn nll(logits: &ArrayView3<'_, f32>, labels: &[i64], t: f64, mix: Mix) -> f64 {
             .map(|k| {
                 let row = logits.index_axis(Axis(0), k);
                 let row = row.row(i);
-                log_softmax(row.as_slice().unwrap_or(&row.to_vec()), t)[y]
+                log_softmax(row, t)[y]
             })
             .collect();
         total -= match mix {
@@ -141,7 +141,7 @@ fn probabilities(logits: &ArrayView3<'_, f32>, t: f64) -> Array3<f32> {
     let mut out = Array3::<f32>::zeros(logits.dim());
     for (mut o, z) in out.outer_iter_mut().zip(logits.outer_iter()) {
         for (mut orow, zrow) in o.rows_mut().into_iter().zip(z.rows()) {
-            let lp = log_softmax(zrow.as_slice().unwrap_or(&zrow.to_vec()), t);
+            let lp = log_softmax(zrow, t);
             for (v, l) in orow.iter_mut().zip(lp) {
                 *v = l.exp() as f32;
             }
