@@ -49,6 +49,9 @@ enum Command {
     Fge(cmd::fge::Args),
     /// Evaluate a bundle along its curve or over its members (needs the trainer plugin).
     Eval(cmd::eval::Args),
+    /// Evaluate the plane through a curve's endpoints and bend, or through three networks:
+    /// train loss, train error and test error on a grid (needs the trainer plugin).
+    Plane(cmd::plane::Args),
     /// Measure a serving mode against adversarial attacks: gradient attacks through the trainer
     /// plugin, score-based ones through the runtime, evaluated as the server answers.
     Attack(Box<cmd::attack::Args>),
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Curve(a) => cmd::curve::run(a),
         Command::Fge(a) => cmd::fge::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Plane(a) => cmd::plane::run(a),
         Command::Attack(a) => cmd::attack::run(*a),
         Command::Calibrate(a) => cmd::calibrate::run(*a),
         Command::Bn(a) => cmd::bn::run(a),

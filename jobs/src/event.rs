@@ -20,6 +20,8 @@ named_enum! {
         Segment = "segment",
         /// Making adversarial inputs; a step is one mini-batch of one craft.
         Attack = "attack",
+        /// Evaluating the grid of a plane; a step is one grid point.
+        Plane = "plane",
     }
 }
 

@@ -137,6 +137,15 @@ pub mod defaults {
     pub const fn points() -> usize {
         61
     }
+    /// Points along each axis of a plane's grid (`grid` of `plane`).
+    pub const fn plane_grid() -> usize {
+        21
+    }
+    /// How far a plane's grid reaches beyond its three points, as a fraction of their extent
+    /// along each axis (`margin` of `plane`).
+    pub const fn plane_margin() -> f64 {
+        0.2
+    }
     /// Steps of an iterative attack (`steps`).
     pub const fn attack_steps() -> usize {
         20
@@ -341,6 +350,61 @@ pub struct EvalJob {
     /// Seed for the held-out split.
     #[serde(default = "defaults::seed")]
     pub seed: u64,
+}
+
+/// Evaluate a plane of weight space: the Cartesian grid in the plane through three weight
+/// vectors `w1`, `w2`, `w3`, with `u = w2 - w1` and `v` the part of `w3 - w1` orthogonal to
+/// `u`, both normalised (the paper's Figure 1). A grid point `w1 + x u + y v` is a linear
+/// combination of the three, and its batch-norm statistics are recomputed on the training
+/// data.
+///
+/// The three vectors are a curve's endpoints and its bend (for several bends, the bend
+/// farthest from the segment between the endpoints, and the curve is drawn as its
+/// projection), or three bundles of one network each. Its data fields repeat those of
+/// [`EvalJob`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaneJob {
+    /// One curve bundle, or three bundles of one network each (`w1`, `w2`, `w3`).
+    pub bundles: Vec<PathBuf>,
+    /// The data.
+    pub data: String,
+    /// Points along each axis: the grid has `grid * grid`.
+    #[serde(default = "defaults::plane_grid")]
+    pub grid: usize,
+    /// How far the grid reaches beyond the three points, as a fraction of their extent along
+    /// each axis (the reference's 0.2 on every side).
+    #[serde(default = "defaults::plane_margin")]
+    pub margin: f64,
+    /// Points of the t grid of a curve's projection.
+    #[serde(default = "defaults::points")]
+    pub curve_points: usize,
+    /// The weight of the L2 term of the training loss, `wd / 2 * |w|^2` over the trained
+    /// parameters.
+    #[serde(default = "defaults::wd")]
+    pub wd: f64,
+    /// Mini-batch size.
+    #[serde(default = "defaults::eval_batch_size")]
+    pub batch_size: usize,
+    /// Where to run.
+    #[serde(default = "defaults::device")]
+    pub device: Device,
+    /// Take this many training samples as the test split.
+    #[serde(default)]
+    pub held_out: Option<usize>,
+    /// Use only the first N training samples.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Seed for the held-out split.
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// Where the values found so far are kept, written again after each grid point.
+    #[serde(default)]
+    pub state: Option<PathBuf>,
+    /// Continue from `state` when it holds points of this same plane (the same bundles, data
+    /// and grid); without it, a plane starts afresh.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 /// Recompute the batch-norm statistics of a curve bundle on a grid of t from the training
@@ -559,6 +623,8 @@ pub enum Job {
     Attack(AttackJob),
     /// Write the samples of a split (`modeconn calibrate`).
     Samples(SamplesJob),
+    /// Evaluate a plane through three weight vectors (`modeconn plane`).
+    Plane(PlaneJob),
 }
 
 /// Ask the trainer what it runs on. Takes no options.
@@ -578,6 +644,7 @@ impl Job {
             Job::Doctor(_) => "doctor",
             Job::Attack(_) => "attack",
             Job::Samples(_) => "samples",
+            Job::Plane(_) => "plane",
         }
     }
 

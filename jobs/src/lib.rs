@@ -3,7 +3,7 @@
 //!
 //! Everything both sides must agree on is here, once, with no libtorch and no ONNX Runtime:
 //!
-//! - [`job`]: what to do ([`Job`]: train, curve, fge, eval, bn, attack, samples), with the defaults of every
+//! - [`job`]: what to do ([`Job`]: train, curve, fge, eval, bn, attack, samples, plane), with the defaults of every
 //!   optional field in [`defaults`], which the CLI's flags show as theirs;
 //! - [`event`]: the progress the trainer reports while it runs ([`Event`]);
 //! - [`report`]: what a finished job reports ([`Report`]), and the per-epoch [`HistoryRow`]
@@ -97,14 +97,28 @@ pub use error::{Error, ErrorCode, Result, Searched};
 pub use event::{EpochScores, Event, Phase};
 pub use job::{
     AttackJob, Basis, BnJob, Craft, CurveJob, DataSplit, Device, DoctorJob, EvalJob, FgeJob,
-    GradientAttack, Job, Norm, SamplesJob, Target, TrainJob, TrainingOptions, defaults,
+    GradientAttack, Job, Norm, PlaneJob, SamplesJob, Target, TrainJob, TrainingOptions, defaults,
 };
 pub use plugin::TrainerPlugin;
 pub use report::{
     Along, AttackReport, BnReport, Crafted, CurveEvaluation, CurveReport, DoctorReport,
-    EnsembleScores, EvalReport, Evaluation, FgeReport, Gpu, HistoryRow, Libtorch, PointRow, Report,
-    SamplesReport, Scores, SnapshotsEvaluation, Stats, Summary, TrainReport, Trained,
+    EnsembleScores, EvalReport, Evaluation, FgeReport, FgeSchedule, Gpu, HistoryRow, Libtorch,
+    PlanePoint, PlaneReport, PointRow, Report, SamplesReport, Scores, SnapshotsEvaluation, Stats,
+    Summary, TrainReport, Trained,
 };
+
+/// The FGE cycle: at iteration `i` (1-based) of a cycle of `c` iterations,
+/// `s = ((i-1) mod c + 1) / c`, and the rate falls linearly from `lr1` to `lr2` over the first
+/// half of the cycle and rises back over the second.
+pub fn fge_lr(lr1: f64, lr2: f64, i: usize, c: usize) -> f64 {
+    let c = c.max(1);
+    let s = ((i.max(1) - 1) % c + 1) as f64 / c as f64;
+    if s <= 0.5 {
+        (1.0 - 2.0 * s) * lr1 + 2.0 * s * lr2
+    } else {
+        (2.0 - 2.0 * s) * lr2 + (2.0 * s - 1.0) * lr1
+    }
+}
 
 /// The version of the plugin's C ABI: the plugin returns it from
 /// `modeconn_trainer_abi_version()`, and the loader refuses a plugin of another version.
@@ -115,4 +129,5 @@ pub use report::{
 /// checkpoint's momentum (`momentum_from`, `fresh_momentum`; the report's `momentum_from`).
 /// Version 4: the `attack` job and report (adversarial inputs from the trainer's gradients), and
 /// the `samples` job and report (a split written as `.npy`).
-pub const ABI_VERSION: u32 = 4;
+/// Version 5: the `plane` job and report, and the FGE report's schedule and running ensemble.
+pub const ABI_VERSION: u32 = 5;

@@ -35,6 +35,7 @@ pub(crate) fn locate_error(value: serde_json::Value) -> Option<String> {
         "doctor" => located::<crate::job::DoctorJob>(fields, false),
         "attack" => located::<crate::job::AttackJob>(fields, false),
         "samples" => located::<crate::job::SamplesJob>(fields, false),
+        "plane" => located::<crate::job::PlaneJob>(fields, false),
         _ => None,
     }
 }

@@ -107,12 +107,37 @@ pub struct FgeReport {
     pub ensemble_test_accuracy: f64,
     /// Test NLL of the ensemble.
     pub ensemble_test_nll: f64,
+    /// The ensemble of the first 1, 2, ... members: its test accuracy.
+    #[serde(default)]
+    pub running_ensemble_test_accuracy: Vec<f64>,
+    /// The ensemble of the first 1, 2, ... members: its test NLL.
+    #[serde(default)]
+    pub running_ensemble_test_nll: Vec<f64>,
+    /// The schedule the run followed, and where it took each snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<FgeSchedule>,
     /// The training checkpoint whose momentum the run continued (none: fresh momentum).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub momentum_from: Option<PathBuf>,
     /// The bundle, the device, the epochs and their time.
     #[serde(flatten)]
     pub run: Trained,
+}
+
+/// The cyclical schedule of an FGE run: the rate at iteration `i` (1-based, counted over the
+/// whole run) is [`crate::fge_lr`]`(lr1, lr2, i, cycle_iterations)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FgeSchedule {
+    /// The largest rate of a cycle.
+    pub lr1: f64,
+    /// The smallest rate, in the middle of a cycle.
+    pub lr2: f64,
+    /// Iterations (mini-batches) of one epoch.
+    pub iterations_per_epoch: usize,
+    /// Iterations of the run.
+    pub iterations: usize,
+    /// The iteration after which each member's snapshot was taken, in order.
+    pub snapshot_iterations: Vec<usize>,
 }
 
 /// The scores of one network evaluated: a point of a curve, or a member of a set.
@@ -349,6 +374,59 @@ pub struct SamplesReport {
     pub y: PathBuf,
 }
 
+/// One of the three weight vectors of a plane, or a point of a curve's projection, in the
+/// plane's coordinates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanePoint {
+    /// What it is: `start`, `bend`, `end` (or `bend K` of several), or the bundle's file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Where on the curve (projections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<f64>,
+    /// Along `u`, in units of weight-space distance.
+    pub x: f64,
+    /// Along `v`, likewise.
+    pub y: f64,
+    /// Distance from the plane (0 for the three vectors that span it).
+    pub off_plane: f64,
+}
+
+/// The report of `plane`. Grids are rows of `y`: `train_loss[j][i]` is at `(x[i], y[j])`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaneReport {
+    /// The bundles: one curve, or the three networks.
+    pub bundles: Vec<PathBuf>,
+    /// Where it ran: `cpu` or `cuda`.
+    pub device: Device,
+    /// `|w2 - w1|`: the length of `u` before it was normalised.
+    pub u_norm: f64,
+    /// The length of `v` (the part of `w3 - w1` orthogonal to `u`) before it was normalised.
+    pub v_norm: f64,
+    /// The weight of the L2 term in `train_loss`.
+    pub wd: f64,
+    /// The grid's coordinates along `u`.
+    pub x: Vec<f64>,
+    /// The grid's coordinates along `v`.
+    pub y: Vec<f64>,
+    /// The three vectors that span the plane (and a curve's other bends, projected).
+    pub anchors: Vec<PlanePoint>,
+    /// The curve projected onto the plane (empty for three networks).
+    pub curve: Vec<PlanePoint>,
+    /// Training loss: the NLL plus the L2 term `wd / 2 * |w|^2`.
+    pub train_loss: Vec<Vec<f64>>,
+    /// Training NLL.
+    pub train_nll: Vec<Vec<f64>>,
+    /// Training error.
+    pub train_error: Vec<Vec<f64>>,
+    /// Test NLL.
+    pub test_nll: Vec<Vec<f64>>,
+    /// Test error.
+    pub test_error: Vec<Vec<f64>>,
+    /// Grid points taken from the state of an earlier run rather than evaluated.
+    pub resumed: usize,
+}
+
 /// The report of a finished job, by its command (`"command"` on the wire).
 ///
 /// It serialises as the plugin's success report: with `"ok": true` beside the command and the
@@ -374,6 +452,8 @@ pub enum Report {
     Attack(AttackReport),
     /// Of `samples`.
     Samples(SamplesReport),
+    /// Of `plane`.
+    Plane(PlaneReport),
 }
 
 impl Report {
@@ -388,6 +468,7 @@ impl Report {
             Report::Doctor(_) => "doctor",
             Report::Attack(_) => "attack",
             Report::Samples(_) => "samples",
+            Report::Plane(_) => "plane",
         }
     }
 
@@ -398,7 +479,11 @@ impl Report {
             Report::Curve(r) => Some(&r.run.out),
             Report::Fge(r) => Some(&r.run.out),
             Report::Bn(r) => Some(&r.out),
-            Report::Eval(_) | Report::Doctor(_) | Report::Attack(_) | Report::Samples(_) => None,
+            Report::Eval(_)
+            | Report::Doctor(_)
+            | Report::Attack(_)
+            | Report::Samples(_)
+            | Report::Plane(_) => None,
         }
     }
 }
@@ -417,6 +502,7 @@ impl Serialize for Report {
             Doctor(&'a DoctorReport),
             Attack(&'a AttackReport),
             Samples(&'a SamplesReport),
+            Plane(&'a PlaneReport),
         }
         /// The success report of the wire.
         #[derive(Serialize)]
@@ -434,6 +520,7 @@ impl Serialize for Report {
             Report::Doctor(r) => Tagged::Doctor(r),
             Report::Attack(r) => Tagged::Attack(r),
             Report::Samples(r) => Tagged::Samples(r),
+            Report::Plane(r) => Tagged::Plane(r),
         };
         Success { ok: true, report }.serialize(serializer)
     }

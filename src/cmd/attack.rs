@@ -537,10 +537,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n,
     );
     if let Some(path) = &args.json {
-        let mut text = serde_json::to_string_pretty(&report)?;
-        text.push('\n');
-        modeconn_runtime::write_file_atomic(path, text.as_bytes())
-            .map_err(|e| super::about(e, path, || format!("cannot write {}", path.display())))?;
+        super::write_json(path, &report)?;
     }
     super::note_fallback(&runtime);
     print_table(&args, &clean_outcome, &table, &report, n);

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use modeconn_jobs::{DataSplit, Job, Report, SamplesJob, defaults};
-use modeconn_runtime::ensemble::{CALIBRATION_BINS, brier_score, calibration_error};
+use modeconn_runtime::ensemble::{CALIBRATION_BINS, brier_score, calibration_error, reliability};
 use modeconn_runtime::{Ensemble, EnsembleOptions, Runtime, npy};
 use ndarray::{Array2, Array3, ArrayView1, ArrayView3, Axis, Ix1};
 use serde_json::{Value, json};
@@ -166,6 +166,19 @@ fn scores(logits: &ArrayView3<'_, f32>, labels: &[i64], t: f64, mix: Mix) -> any
             correct as f64 / labels.len().max(1) as f64,
         ])
     };
+    // The reliability diagram: of the mean, or of every draw's answers pooled.
+    let bins = match mix {
+        Mix::Mean => {
+            let mean = probs.mean_axis(Axis(0)).unwrap_or_default();
+            reliability(&mean.view(), labels, CALIBRATION_BINS)?
+        }
+        Mix::Draw => {
+            let (m, n, c) = probs.dim();
+            let pooled = probs.view().into_shape_with_order((m * n, c))?;
+            let repeated: Vec<i64> = (0..m).flat_map(|_| labels.iter().copied()).collect();
+            reliability(&pooled, &repeated, CALIBRATION_BINS)?
+        }
+    };
     let [ece, brier, accuracy] = match mix {
         Mix::Mean => one(&probs.mean_axis(Axis(0)).unwrap_or_default())?,
         Mix::Draw => {
@@ -180,7 +193,8 @@ fn scores(logits: &ArrayView3<'_, f32>, labels: &[i64], t: f64, mix: Mix) -> any
         }
     };
     Ok(
-        json!({"nll": nll(logits, labels, t, mix), "ece": ece, "brier": brier, "accuracy": accuracy}),
+        json!({"nll": nll(logits, labels, t, mix), "ece": ece, "brier": brier,
+               "accuracy": accuracy, "reliability": bins}),
     )
 }
 
@@ -277,10 +291,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "test": part(&test_logits, &test.2)?,
     });
     if let Some(path) = &args.json {
-        let mut text = serde_json::to_string_pretty(&report)?;
-        text.push('\n');
-        modeconn_runtime::write_file_atomic(path, text.as_bytes())
-            .map_err(|e| super::about(e, path, || format!("cannot write {}", path.display())))?;
+        super::write_json(path, &report)?;
     }
     super::note_fallback(&runtime);
     println!(

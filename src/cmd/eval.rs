@@ -52,10 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
     let report = run_job(&args.plugin, &job)?;
     if let Some(path) = &args.json {
-        let mut text = serde_json::to_string_pretty(&report)?;
-        text.push('\n');
-        modeconn_runtime::write_file_atomic(path, text.as_bytes())
-            .map_err(|e| super::about(e, path, || format!("cannot write {}", path.display())))?;
+        super::write_json(path, &report)?;
     }
     let Report::Eval(evaluation) = &report else {
         anyhow::bail!("the trainer answered an eval job with another report");

@@ -52,6 +52,10 @@ pub struct Args {
     /// Where to write the snapshot-set bundle.
     #[arg(long, value_name = "FGE.safetensors")]
     out: PathBuf,
+    /// Also write the report (the members' and the running ensemble's scores, the schedule
+    /// and the snapshot iterations; what `modeconn plot` draws) to this file.
+    #[arg(long, value_name = "REPORT.json")]
+    json: Option<PathBuf>,
     #[command(flatten)]
     plugin: PluginArgs,
 }
@@ -73,6 +77,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         training: args.training.options(defaults::lr()),
         out: args.out,
     });
-    print_summary(&run_job(&args.plugin, &job)?);
+    let report = run_job(&args.plugin, &job)?;
+    if let Some(path) = &args.json {
+        super::write_json(path, &report)?;
+    }
+    print_summary(&report);
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod materialize;
 pub mod mode;
 pub mod pack;
+pub mod plane;
 pub mod predict;
 pub mod serve;
 pub mod train;
@@ -88,6 +89,14 @@ where
     let named = e.to_string().contains(&*path.to_string_lossy());
     let e = anyhow::Error::new(e);
     if named { e } else { e.context(context()) }
+}
+
+/// Writes `value` as pretty JSON (one object and a newline) to `path`, atomically.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    modeconn_runtime::write_file_atomic(path, text.as_bytes())
+        .map_err(|e| about(e, path, || format!("cannot write {}", path.display())))
 }
 
 /// A folder under the system's temporary folder, removed with what it holds when dropped: for

@@ -13,7 +13,7 @@ use crate::data::Data;
 use crate::device;
 use crate::epochs::{self, EpochEnd, Epochs, Trainee};
 use crate::fit::{self, MeanProbabilities, Pass};
-use crate::job::{Event, FgeJob, FgeReport, Phase};
+use crate::job::{Event, FgeJob, FgeReport, FgeSchedule, Phase};
 use crate::model_io;
 use crate::optim::{cyclic_lr, is_snapshot_step};
 use crate::train::Network;
@@ -77,14 +77,23 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<FgeReport> 
     }
     // Each member and the ensemble on the test split.
     let mut per_member = Vec::new();
+    let mut running = Vec::new();
     let mut mean = MeanProbabilities::default();
     let test = Pass::test(&data, 256, device);
     for m in members {
         let p = test.probabilities(&net, m)?;
         per_member.push(fit::score_probabilities(&p, &data.test.y)?);
         mean.add(&p)?;
+        running.push(mean.scores(&data.test.y)?);
     }
     let ensemble = mean.scores(&data.test.y)?;
+    let schedule = FgeSchedule {
+        lr1: job.lr1,
+        lr2: job.lr2,
+        iterations_per_epoch: steps,
+        iterations: t.epochs * steps,
+        snapshot_iterations: snapshot_iterations(job, steps, ensembling.cycle),
+    };
     let run = &finished.run;
     model_io::write_snapshots(
         &job.out,
@@ -102,6 +111,9 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<FgeReport> 
         member_test_nll: per_member.iter().map(|s| s.loss).collect(),
         ensemble_test_accuracy: ensemble.accuracy,
         ensemble_test_nll: ensemble.loss,
+        running_ensemble_test_accuracy: running.iter().map(|s| s.accuracy).collect(),
+        running_ensemble_test_nll: running.iter().map(|s| s.loss).collect(),
+        schedule: Some(schedule),
         momentum_from,
         run: finished.trained(&job.out),
     })
@@ -111,6 +123,23 @@ pub fn fge(job: &FgeJob, on_event: &mut dyn FnMut(&Event)) -> Result<FgeReport> 
 /// of `INIT.ckpt` (which `train` keeps) when there is one; none with `fresh_momentum`. The
 /// checkpoint must hold exactly the parameters FGE starts from, so that its momentum belongs
 /// to them.
+/// The iterations (1-based, over the whole run) after which the run's rule takes snapshots:
+/// where the cycle's rate is lowest, or at the end of the epochs the reference's rule names.
+/// A resumed run took its earlier members at the same iterations, so this holds for it too.
+fn snapshot_iterations(job: &FgeJob, steps: usize, cycle: usize) -> Vec<usize> {
+    let epochs = job.training.epochs;
+    if job.snapshot_at_epoch_end {
+        (0..epochs)
+            .filter(|e| e % job.cycle + 1 == job.cycle / 2)
+            .map(|e| (e + 1) * steps)
+            .collect()
+    } else {
+        (1..=epochs * steps)
+            .filter(|&i| is_snapshot_step(i, cycle))
+            .collect()
+    }
+}
+
 fn start_momentum(
     job: &FgeJob,
     network: &Network,

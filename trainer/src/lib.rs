@@ -18,6 +18,7 @@ pub mod fge;
 pub mod fit;
 pub mod model_io;
 pub mod optim;
+pub mod plane;
 pub mod plugin;
 pub mod run;
 pub mod samples;

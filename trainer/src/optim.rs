@@ -112,16 +112,9 @@ pub fn reference_lr(base: f64, epoch: usize, epochs: usize) -> f64 {
     base * factor
 }
 
-/// The FGE cycle: at iteration `i` (1-based) of a cycle of `c` iterations,
-/// `s = ((i-1) mod c + 1) / c`, and the rate falls linearly from `lr1` to `lr2` over the first
-/// half of the cycle and rises back over the second.
+/// The FGE cycle ([`crate::job::fge_lr`], which reports and plots share).
 pub fn cyclic_lr(lr1: f64, lr2: f64, i: usize, c: usize) -> f64 {
-    let s = (((i - 1) % c) + 1) as f64 / c as f64;
-    if s <= 0.5 {
-        (1.0 - 2.0 * s) * lr1 + 2.0 * s * lr2
-    } else {
-        (2.0 - 2.0 * s) * lr2 + (2.0 * s - 1.0) * lr1
-    }
+    crate::job::fge_lr(lr1, lr2, i, c)
 }
 
 /// Whether iteration `i` (1-based) of cycles of `c` (even) iterations ends at the cycle's

@@ -17,6 +17,11 @@ pub fn run(job: &Job, on_event: &mut dyn FnMut(&Event)) -> Result<Report> {
         Job::Curve(j) => writable(&j.out, &j.training)?,
         Job::Fge(j) => writable(&j.out, &j.training)?,
         Job::Bn(j) => modeconn_runtime::fs::check_writable(&j.out)?,
+        Job::Plane(j) => {
+            if let Some(state) = &j.state {
+                modeconn_runtime::fs::check_writable(state)?;
+            }
+        }
         Job::Attack(j) => {
             std::fs::create_dir_all(&j.out).map_err(|error| crate::Error::Io {
                 path: j.out.clone(),
@@ -38,6 +43,7 @@ pub fn run(job: &Job, on_event: &mut dyn FnMut(&Event)) -> Result<Report> {
         Job::Doctor(_) => Report::Doctor(crate::doctor::doctor()),
         Job::Attack(j) => Report::Attack(crate::attack::attack(j, on_event)?),
         Job::Samples(j) => Report::Samples(crate::samples::samples(j)?),
+        Job::Plane(j) => Report::Plane(crate::plane::plane(j, on_event)?),
     })
 }
 

@@ -201,6 +201,24 @@ fn fge_members_differ_and_their_ensemble_beats_them() {
     assert_eq!((acc.len(), nll.len()), (5, 5));
     let mean_acc = acc.iter().sum::<f64>() / 5.0;
     let mean_nll = nll.iter().sum::<f64>() / 5.0;
+    // The schedule says where each snapshot was taken: 1797 - 360 = 1437 training digits in
+    // batches of 64 are 23 iterations an epoch, a cycle of 2 epochs 46, the middle of each
+    // cycle at 23, 69, 115, ...; the running ensemble ends at the ensemble.
+    let schedule = &r["schedule"];
+    assert_eq!(schedule["iterations_per_epoch"], json!(23), "{r}");
+    assert_eq!(schedule["iterations"], json!(230));
+    assert_eq!(
+        schedule["snapshot_iterations"],
+        json!([23, 69, 115, 161, 207])
+    );
+    let running = nums(&r["running_ensemble_test_accuracy"]);
+    assert_eq!(running.len(), 5);
+    assert_eq!(running[0], acc[0]);
+    assert_eq!(running[4], num(&r["ensemble_test_accuracy"]));
+    assert_eq!(
+        nums(&r["running_ensemble_test_nll"])[4],
+        num(&r["ensemble_test_nll"])
+    );
     let (ens_acc, ens_nll) = (
         num(&r["ensemble_test_accuracy"]),
         num(&r["ensemble_test_nll"]),
@@ -302,4 +320,223 @@ fn fge_members_differ_and_their_ensemble_beats_them() {
         );
     }
     eprintln!("{:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Runs a job given as JSON and returns the trainer's error message.
+fn refused(job: &Value) -> String {
+    let parsed = Job::from_json(&job.to_string()).unwrap_or_else(|e| panic!("{e}: {job}"));
+    match run(&parsed, &mut |_e: &Event| {}) {
+        Ok(_) => panic!("the job ran: {job}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The value of a plane report's grid `metric` at `(x[i], y[j])`.
+fn cell(report: &Value, metric: &str, i: usize, j: usize) -> f64 {
+    num(&report[metric][j][i])
+}
+
+#[test]
+fn the_plane_of_a_curve_holds_its_endpoints_with_their_scores_and_resumes() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let d = dir.path();
+    // PreResNet-8 has batch norm: every grid point needs its own statistics.
+    let small = |mut job: Value| {
+        for (k, v) in [
+            ("data", json!("digits")),
+            ("limit", json!(256)),
+            ("batch_size", json!(64)),
+            ("device", json!("cpu")),
+        ] {
+            job[k] = v;
+        }
+        job
+    };
+    let ends: Vec<PathBuf> = (1..=2)
+        .map(|seed| {
+            let out = path(d, &format!("end{seed}.safetensors"));
+            go(&small(
+                json!({"command": "train", "arch": "preresnet8", "epochs": 2,
+                "seed": seed, "out": out}),
+            ));
+            out
+        })
+        .collect();
+    let curve = path(d, "curve.safetensors");
+    go(&small(
+        json!({"command": "curve", "start": ends[0], "end": ends[1], "bends": 1,
+        "epochs": 2, "seed": 1, "out": curve}),
+    ));
+    let eval = go(&small(
+        json!({"command": "eval", "bundle": curve, "points": 2}),
+    ));
+    let state = path(d, "plane.state");
+    let plane_job = |grid: usize, resume: bool| {
+        small(
+            json!({"command": "plane", "bundles": [curve], "grid": grid, "margin": 0.0,
+            "curve_points": 5, "state": state, "resume": resume}),
+        )
+    };
+    let first = go(&plane_job(3, false));
+
+    // The frame: the start at the origin, the end on the x axis at the segment's length, the
+    // bend above it; the curve's projection runs from the start to the end.
+    let anchors = first["anchors"].as_array().expect("anchors");
+    let at = |k: usize| (num(&anchors[k]["x"]), num(&anchors[k]["y"]));
+    let labels: Vec<&str> = anchors.iter().filter_map(|a| a["label"].as_str()).collect();
+    assert_eq!(labels, ["start", "end", "bend"]);
+    let u = num(&first["u_norm"]);
+    assert!(
+        (u - num(&eval["segment_length"])).abs() < 1e-6 * u,
+        "{u} vs {eval}"
+    );
+    assert_eq!(at(0), (0.0, 0.0));
+    assert!((at(1).0 - u).abs() < 1e-9 * u && at(1).1.abs() < 1e-9 * u);
+    let (bx, by) = at(2);
+    assert!((by - num(&first["v_norm"])).abs() < 1e-9 * u && by > 0.0);
+    assert!(
+        0.0 < bx && bx < u,
+        "the bend projects outside the segment: {bx} of {u}"
+    );
+    let projected = first["curve"].as_array().expect("curve");
+    assert_eq!(projected.len(), 5);
+    assert!(num(&projected[0]["x"]).abs() < 1e-9 && (num(&projected[4]["x"]) - u).abs() < 1e-6);
+
+    // With no margin the grid's corners are the endpoints: their scores are those eval finds
+    // at t = 0 and t = 1, batch-norm statistics recomputed the same way.
+    let rows = eval["curve"]["points"].as_array().expect("rows");
+    let n_test = 1.0 / 360.0;
+    for (row, i) in [(&rows[0], 0), (&rows[1], 2)] {
+        for (metric, key, tol) in [
+            ("train_nll", "train_loss", 1e-5),
+            ("test_nll", "test_nll", 1e-5),
+            ("train_error", "train_error", 1e-9),
+            ("test_error", "test_error", n_test + 1e-9),
+        ] {
+            let (p, e) = (cell(&first, metric, i, 0), num(&row[key]));
+            assert!(
+                (p - e).abs() <= tol,
+                "{metric} at node ({i}, 0): {p}, eval: {e}"
+            );
+        }
+    }
+    // The training loss adds wd/2 |w|^2 over the trained parameters (the control points).
+    let bundle = modeconn_runtime::Bundle::open(&curve).expect("the curve opens");
+    let squares: f64 = bundle
+        .tensors()
+        .iter()
+        .filter(|e| e.role == modeconn_runtime::bundle::Role::Points)
+        .map(|e| {
+            let start = bundle.slice(e, 0).expect("the start's slice");
+            start
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum::<f64>()
+        })
+        .sum();
+    let l2 = 0.5 * num(&first["wd"]) * squares;
+    let found = cell(&first, "train_loss", 0, 0) - cell(&first, "train_nll", 0, 0);
+    assert!(
+        (found - l2).abs() < 1e-9 * l2.max(1.0),
+        "L2 term {found}, expected {l2}"
+    );
+
+    // The state holds all 9 points. Keep 4 of them, one changed: a resumed run takes those 4
+    // as they are and finds the other 5 again, as the first run did.
+    let mut kept: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("the state")).expect("JSON");
+    let cells = kept["cells"].as_array_mut().expect("cells");
+    assert_eq!(cells.len(), 9);
+    cells.truncate(4);
+    let (pi, pj) = (
+        cells[0]["i"].as_u64().expect("i") as usize,
+        cells[0]["j"].as_u64().expect("j") as usize,
+    );
+    cells[0]["test_error"] = json!(0.5);
+    std::fs::write(&state, kept.to_string()).expect("the state is written");
+    let second = go(&plane_job(3, true));
+    assert_eq!(second["resumed"], json!(4));
+    for j in 0..3 {
+        for i in 0..3 {
+            let (a, b) = (
+                cell(&first, "test_error", i, j),
+                cell(&second, "test_error", i, j),
+            );
+            if (i, j) == (pi, pj) {
+                assert_eq!(b, 0.5, "the resumed point was evaluated again");
+            } else {
+                assert!((a - b).abs() < 1e-12, "({i}, {j}): {a} then {b}");
+            }
+        }
+    }
+    // A state of another grid is refused, naming what differs.
+    let message = refused(&plane_job(4, true));
+    assert!(
+        message.contains("grid") && message.contains("another plane"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_plane_of_three_networks_and_its_refusals() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let d = dir.path();
+    let nets: Vec<PathBuf> = (1..=3).map(|seed| train(d, seed).0).collect();
+    let job = |bundles: &[&PathBuf]| {
+        json!({"command": "plane", "bundles": bundles, "data": "digits", "grid": 3,
+            "margin": 0.1, "device": "cpu"})
+    };
+    let r = go(&job(&[&nets[0], &nets[1], &nets[2]]));
+    let anchors = r["anchors"].as_array().expect("anchors");
+    let labels: Vec<&str> = anchors.iter().filter_map(|a| a["label"].as_str()).collect();
+    assert_eq!(
+        labels,
+        ["end1.safetensors", "end2.safetensors", "end3.safetensors"]
+    );
+    assert!(r["curve"].as_array().is_some_and(Vec::is_empty));
+    for metric in ["train_loss", "train_error", "test_nll", "test_error"] {
+        let grid = r[metric].as_array().expect("a grid");
+        assert_eq!(grid.len(), 3);
+        assert!(
+            grid.iter()
+                .all(|row| nums(row).len() == 3 && nums(row).iter().all(|v| v.is_finite()))
+        );
+    }
+    // The grid reaches 10% of the points' extent beyond them.
+    let (xs, u) = (nums(&r["x"]), num(&r["u_norm"]));
+    let xc = num(&anchors[2]["x"]);
+    let (lo, hi) = (xc.min(0.0), xc.max(u));
+    assert!((xs[0] - (lo - 0.1 * (hi - lo))).abs() < 1e-9 * u);
+    assert!((xs[2] - (hi + 0.1 * (hi - lo))).abs() < 1e-9 * u);
+
+    let curve = path(d, "curve.safetensors");
+    go(
+        &json!({"command": "curve", "start": nets[0], "end": nets[1], "bends": 1,
+        "data": "digits", "epochs": 1, "batch_size": 64, "device": "cpu", "out": curve}),
+    );
+    let narrow = path(d, "narrow.safetensors");
+    go(
+        &json!({"command": "train", "arch": "mlp", "hidden": [16, 16], "data": "digits",
+        "epochs": 1, "device": "cpu", "out": narrow}),
+    );
+    for (bundles, expected) in [
+        (
+            vec![&nets[0], &nets[1]],
+            "one curve bundle or three bundles",
+        ),
+        (
+            vec![&nets[0], &nets[1], &nets[0]],
+            "lies on the line through",
+        ),
+        (vec![&nets[0], &nets[0], &nets[1]], "are the same weights"),
+        (
+            vec![&nets[0], &nets[1], &curve],
+            "is a curve of 3 control points",
+        ),
+        (vec![&nets[0], &narrow, &nets[1]], "are different networks"),
+        (vec![&nets[0]], "is a snapshot set, not a curve"),
+    ] {
+        let message = refused(&job(&bundles));
+        assert!(message.contains(expected), "{bundles:?}: {message}");
+    }
 }

@@ -9,7 +9,10 @@ mod output;
 pub mod sampling;
 mod statics;
 
-pub use output::{CALIBRATION_BINS, argmax, brier_score, calibration_error, disagreement, entropy};
+pub use output::{
+    CALIBRATION_BINS, ReliabilityBin, argmax, brier_score, calibration_error, disagreement,
+    entropy, reliability,
+};
 pub use sampling::{MAX_MEMBERS, Sampling, member_count};
 
 use std::path::Path;

@@ -49,17 +49,31 @@ pub(super) fn softmax(mut logits: Array2<f32>, temperature: f32) -> Array2<f32> 
 /// Bins of [`calibration_error`] by default: 15, as in Guo et al. (2017).
 pub const CALIBRATION_BINS: usize = 15;
 
-/// The expected calibration error of probabilities `[batch, classes]` against labels: the
-/// samples are put in `bins` equal bins of confidence (the top probability, bin `b` holding
-/// `(b / bins, (b + 1) / bins]`), and the gaps between each bin's accuracy and its mean
-/// confidence are averaged, weighted by the bin's share of the samples.
+/// One bin of confidence of a reliability diagram.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ReliabilityBin {
+    /// The bin holds confidences in `(lower, upper]` (the first also holds 0).
+    pub lower: f64,
+    /// Its upper end.
+    pub upper: f64,
+    /// Samples whose confidence falls in it.
+    pub count: usize,
+    /// Their mean confidence (the top probability); 0 when the bin is empty.
+    pub confidence: f64,
+    /// The fraction of them predicted right; 0 when the bin is empty.
+    pub accuracy: f64,
+}
+
+/// The reliability diagram of probabilities `[batch, classes]` against labels: the samples
+/// put in `bins` equal bins of confidence (the top probability, bin `b` holding
+/// `(b / bins, (b + 1) / bins]`), with each bin's count, mean confidence and accuracy.
 ///
 /// Fails when the labels do not match the rows, a label is not a class, or `bins` is 0.
-pub fn calibration_error(
+pub fn reliability(
     probs: &ndarray::ArrayView2<'_, f32>,
     labels: &[i64],
     bins: usize,
-) -> Result<f64> {
+) -> Result<Vec<ReliabilityBin>> {
     check_labels(probs, labels)?;
     if bins == 0 {
         return Err(Error::invalid(
@@ -78,13 +92,34 @@ pub fn calibration_error(
         confidence[b] += conf;
         correct[b] += usize::from(top as i64 == y);
     }
-    let n = labels.len().max(1) as f64;
     Ok((0..bins)
-        .filter(|&b| count[b] > 0)
         .map(|b| {
-            let k = count[b] as f64;
-            (k / n) * (correct[b] as f64 / k - confidence[b] / k).abs()
+            let k = count[b].max(1) as f64;
+            ReliabilityBin {
+                lower: b as f64 / bins as f64,
+                upper: (b + 1) as f64 / bins as f64,
+                count: count[b],
+                confidence: confidence[b] / k,
+                accuracy: correct[b] as f64 / k,
+            }
         })
+        .collect())
+}
+
+/// The expected calibration error of probabilities `[batch, classes]` against labels: the
+/// gaps between each [`reliability`] bin's accuracy and its mean confidence, averaged with
+/// the bins' shares of the samples as weights.
+///
+/// Fails when the labels do not match the rows, a label is not a class, or `bins` is 0.
+pub fn calibration_error(
+    probs: &ndarray::ArrayView2<'_, f32>,
+    labels: &[i64],
+    bins: usize,
+) -> Result<f64> {
+    let n = labels.len().max(1) as f64;
+    Ok(reliability(probs, labels, bins)?
+        .iter()
+        .map(|b| (b.count as f64 / n) * (b.accuracy - b.confidence).abs())
         .sum())
 }
 
@@ -179,6 +214,26 @@ mod tests {
         assert_eq!(
             calibration_error(&sure.view(), &[0, 1], 15).expect("ece"),
             0.0
+        );
+    }
+
+    #[test]
+    fn reliability_bins_hold_each_sample_once_with_its_confidence_and_accuracy() {
+        let p = array![[0.9f32, 0.1], [0.9, 0.1], [0.35, 0.65]];
+        let bins = reliability(&p.view(), &[0, 1, 1], 10).expect("bins");
+        assert_eq!(bins.len(), 10);
+        assert_eq!(bins.iter().map(|b| b.count).sum::<usize>(), 3);
+        // (0.8, 0.9]: two samples, one right; (0.6, 0.7]: one, right; the rest empty.
+        let (high, mid) = (bins[8], bins[6]);
+        assert!((high.lower - 0.8).abs() < 1e-12 && (high.upper - 0.9).abs() < 1e-12);
+        assert_eq!((high.count, high.accuracy), (2, 0.5));
+        assert!((high.confidence - 0.9).abs() < 1e-6);
+        assert_eq!((mid.count, mid.accuracy), (1, 1.0));
+        assert!((mid.confidence - 0.65).abs() < 1e-6);
+        assert!(
+            bins.iter()
+                .filter(|b| b.count == 0)
+                .all(|b| b.confidence == 0.0 && b.accuracy == 0.0)
         );
     }
 
