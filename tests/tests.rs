@@ -19,6 +19,7 @@ mod hostile;
 mod materialize;
 mod own_model;
 mod pack;
+mod plane;
 mod reference;
 mod references;
 mod refusals;
