@@ -247,3 +247,73 @@ fn per_sample_modes_fit_the_expected_nll_of_one_drawn_member() {
     .fails_cleanly();
     assert!(line.contains("/no/such/folder"), "{line}");
 }
+
+#[test]
+fn validation_fits_on_the_first_test_samples_and_reports_on_the_rest_with_reliability_bins() {
+    let bundle = curve();
+    let tmp = tempdir();
+    let (out, json) = (
+        tmp.path().join("calibrated.safetensors"),
+        tmp.path().join("r.json"),
+    );
+    let (b, o, j) = (
+        bundle.to_string_lossy().into_owned(),
+        out.to_string_lossy().into_owned(),
+        json.to_string_lossy().into_owned(),
+    );
+    let base = [
+        "calibrate",
+        &b,
+        "--data",
+        "digits",
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let mut args = base.to_vec();
+    args.extend([
+        "--validation",
+        "120",
+        "--mode",
+        "ensemble",
+        "--out",
+        &o,
+        "--json",
+        &j,
+    ]);
+    let run = with_real(&args).ok();
+    assert!(
+        run.stdout
+            .contains("fitted on the first 120 samples of the test split"),
+        "{}",
+        run.transcript()
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the report")).expect("JSON");
+    assert_eq!(report["held_out"]["samples"], 120);
+    assert_eq!(report["test"]["samples"], 240);
+    assert!(f(&report["held_out"]["after"]["nll"]) <= f(&report["held_out"]["before"]["nll"]));
+    // The reliability bins hold every test sample once, and their gaps make the ECE.
+    for when in ["before", "after"] {
+        let s = &report["test"][when];
+        let bins = s["reliability"].as_array().expect("reliability bins");
+        assert_eq!(bins.len(), 15);
+        let count: f64 = bins.iter().map(|b| f(&b["count"])).sum();
+        assert_eq!(count, 240.0);
+        let ece: f64 = bins
+            .iter()
+            .map(|b| f(&b["count"]) / 240.0 * (f(&b["accuracy"]) - f(&b["confidence"])).abs())
+            .sum();
+        assert!((ece - f(&s["ece"])).abs() < 1e-9, "{when}: {ece} vs {s}");
+    }
+    // Nothing left to report on is refused; so is fitting on nothing named.
+    let mut all = base.to_vec();
+    all.extend(["--validation", "360", "--mode", "ensemble", "--out", &o]);
+    let message = with_real(&all).fails_cleanly();
+    assert!(message.contains("some must be left"), "{message}");
+    let mut neither = base.to_vec();
+    neither.extend(["--mode", "ensemble", "--out", &o]);
+    let run = with_real(&neither);
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("--held-out") && run.stderr.contains("--validation"));
+}

@@ -20,6 +20,7 @@ use crate::plugin::{PluginArgs, run_job};
 
 /// Arguments of `calibrate`.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("fit_on").required(true).args(["held_out", "validation"])))]
 pub struct Args {
     /// The bundle: a curve or a snapshot set.
     bundle: PathBuf,
@@ -30,7 +31,11 @@ pub struct Args {
     /// `--held-out` and `--seed` the bundle was trained with, so that these samples were not
     /// trained on).
     #[arg(long, value_name = "N")]
-    held_out: usize,
+    held_out: Option<usize>,
+    /// Fit on the first N samples of the test split instead, and report on the rest of it:
+    /// for networks trained on every training sample.
+    #[arg(long, value_name = "N")]
+    validation: Option<usize>,
     /// Seed of the held-out split.
     #[arg(long, default_value_t = defaults::seed())]
     seed: u64,
@@ -200,7 +205,14 @@ fn scores(logits: &ArrayView3<'_, f32>, labels: &[i64], t: f64, mix: Mix) -> any
 
 /// Runs `calibrate`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    anyhow::ensure!(args.held_out >= 1, "--held-out must be at least 1");
+    anyhow::ensure!(
+        args.held_out.unwrap_or(1) >= 1,
+        "--held-out must be at least 1"
+    );
+    anyhow::ensure!(
+        args.validation.unwrap_or(1) >= 1,
+        "--validation must be at least 1"
+    );
     let runtime_device: modeconn_runtime::Device = args.device.parse()?;
     let bundle = super::open_bundle(&args.bundle)?;
     let meta = bundle.metadata().clone();
@@ -242,8 +254,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .to_vec();
         Ok((rows, shape, y))
     };
-    let held = split(Some(args.held_out), "held-out")?;
-    let test = split(None, "test")?;
+    let (held, test) = match (args.held_out, args.validation) {
+        (Some(n), _) => (split(Some(n), "held-out")?, split(None, "test")?),
+        (None, v) => {
+            let all = split(None, "test")?;
+            let n = v.unwrap_or(1);
+            let total = all.2.len();
+            anyhow::ensure!(
+                n < total,
+                "--validation {n}: the test split has {total} samples, and some must be left \
+                 to report on"
+            );
+            let part = |range: std::ops::Range<usize>| {
+                let rows = all.0.slice(ndarray::s![range.clone(), ..]).to_owned();
+                let mut shape = all.1.clone();
+                shape[0] = range.len();
+                (rows, shape, all.2[range].to_vec())
+            };
+            (part(0..n), part(n..total))
+        }
+    };
+    let fitted_on = match args.validation {
+        Some(n) => format!("the first {n} samples of the test split"),
+        None => format!("{} held-out training samples", held.2.len()),
+    };
 
     let mut options = modeconn_runtime::RuntimeOptions::default().with_device(runtime_device);
     if let Some(lib) = &args.ort_lib {
@@ -286,6 +320,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "mode": args.mode.mode.as_str(),
         "members": resolved.describe,
         "bins": CALIBRATION_BINS,
+        "fitted_on": fitted_on,
         "temperature": {"before": before, "after": after},
         "held_out": part(&held_logits, &held.2)?,
         "test": part(&test_logits, &test.2)?,
@@ -295,15 +330,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     super::note_fallback(&runtime);
     println!(
-        "temperature {after:.4} (was {before}), fitted on {} held-out samples for mode `{}`",
-        held.2.len(),
+        "temperature {after:.4} (was {before}), fitted on {fitted_on} for mode `{}`",
         args.mode.mode.as_str()
     );
     println!(
         "{:<18} {:>8} {:>8} {:>8} {:>9}",
         "", "NLL", "ECE", "Brier", "accuracy"
     );
-    for (name, key) in [("held-out", "held_out"), ("test", "test")] {
+    let held_name = if args.validation.is_some() {
+        "validation"
+    } else {
+        "held-out"
+    };
+    let test_name = if args.validation.is_some() {
+        "test, the rest"
+    } else {
+        "test"
+    };
+    for (name, key) in [(held_name, "held_out"), (test_name, "test")] {
         for when in ["before", "after"] {
             let s = &report[key][when];
             let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
@@ -321,7 +365,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let held_accuracy = report["held_out"]["before"]["accuracy"]
         .as_f64()
         .unwrap_or(0.0);
-    if held_accuracy >= 1.0 || after < 2.0 * RANGE.0 || after > RANGE.1 / 2.0 {
+    if let Some(held_out) = args.held_out
+        && (held_accuracy >= 1.0 || after < 2.0 * RANGE.0 || after > RANGE.1 / 2.0)
+    {
         eprintln!(
             "note: {}; were the held-out samples trained on? Train with --held-out {} --seed {} \
              and calibrate with the same, so that they were not",
@@ -333,7 +379,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     RANGE.0, RANGE.1
                 )
             },
-            args.held_out,
+            held_out,
             args.seed
         );
     }
