@@ -334,7 +334,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.mode.mode.as_str()
     );
     println!(
-        "{:<18} {:>8} {:>8} {:>8} {:>9}",
+        "{:<22} {:>8} {:>8} {:>8} {:>9}",
         "", "NLL", "ECE", "Brier", "accuracy"
     );
     let held_name = if args.validation.is_some() {
@@ -352,7 +352,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let s = &report[key][when];
             let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
             println!(
-                "{:<18} {:>8.4} {:>8.4} {:>8.4} {:>8.2}%",
+                "{:<22} {:>8.4} {:>8.4} {:>8.4} {:>8.2}%",
                 format!("{name}, {when}"),
                 f("nll"),
                 f("ece"),
