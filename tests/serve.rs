@@ -2404,3 +2404,57 @@ fn keyed_mode_meets_one_point_for_signed_zeros_and_changes_below_the_quantum() {
     assert!(rows[1][1].0 <= 2, "{:?}", rows[1]);
     assert!(rows[1][2].0 >= 8, "{:?}", rows[1]);
 }
+
+#[test]
+fn metrics_answer_in_the_format_asked_for_with_every_series_from_the_start() {
+    let (_dir, server) = serve_curve("[defaults]\nmodes = [\"ensemble\", \"at\"]\n", &[]);
+    let ask = |accept: Option<&str>| {
+        let mut req = agent().get(&server.url("/metrics"));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        Reply::from(req.call().expect("GET /metrics"))
+    };
+    // Plain clients and classic parsers get the text format 0.0.4, where a counter's TYPE line
+    // names its `_total` sample.
+    for accept in [None, Some("text/plain;version=0.0.4"), Some("*/*")] {
+        let r = ask(accept);
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8",
+            "{accept:?}"
+        );
+        let text = String::from_utf8(r.body).expect("UTF-8");
+        assert!(
+            text.contains("# TYPE modeconn_abandoned_total counter"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
+        // Nothing has happened yet, and every documented series is there at 0.
+        for series in [
+            "modeconn_abandoned_total{model=\"m\"} 0",
+            "modeconn_requests_total{model=\"m\",mode=\"ensemble\"} 0",
+            "modeconn_requests_total{model=\"m\",mode=\"at\"} 0",
+            "modeconn_queue_seconds_count{model=\"m\"} 0",
+            "modeconn_compute_seconds_count{model=\"m\"} 0",
+            "modeconn_batch_samples_count{model=\"m\"} 0",
+            "modeconn_batch_requests_count{model=\"m\"} 0",
+            "modeconn_connections_refused_total 0",
+            "modeconn_connections_closed_total{reason=\"keep_alive\"} 0",
+            "modeconn_connections_closed_total{reason=\"stalled\"} 0",
+            "modeconn_queue_depth 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == series),
+                "`{series}` is missing:\n{text}"
+            );
+        }
+    }
+    // Prometheus asks for OpenMetrics first and gets it.
+    let r = ask(Some(
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    ));
+    assert!(r.headers["content-type"].starts_with("application/openmetrics-text"));
+    let text = String::from_utf8(r.body).expect("UTF-8");
+    assert!(text.contains("# TYPE modeconn_abandoned counter") && text.ends_with("# EOF\n"));
+}

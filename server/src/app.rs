@@ -110,6 +110,8 @@ impl Server {
                     provider: provider.as_str().into(),
                 })
                 .set(1);
+            let modes: Vec<&str> = policy.modes.iter().map(|m| m.as_str()).collect();
+            metrics.register_model(name, &modes);
             let model = ServedModel::new(
                 name.clone(),
                 path.clone(),

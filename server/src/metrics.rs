@@ -83,6 +83,93 @@ pub struct Metrics {
     pub connections_closed: Family<ReasonLabel, Counter>,
 }
 
+/// Why the server closes connections: every value of `connections_closed`'s `reason`.
+pub const CLOSE_REASONS: [&str; 5] = [
+    "keep_alive",
+    "header_timeout",
+    "evicted",
+    "shutdown",
+    "stalled",
+];
+
+/// The formats `GET /metrics` answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (`application/openmetrics-text`): what Prometheus asks for first.
+    OpenMetrics,
+    /// Prometheus' classic text format 0.0.4 (`text/plain`): counters' `# TYPE` and `# HELP`
+    /// lines name the sample (`..._total`), and there is no `# EOF`.
+    Classic,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it is the media type of
+    /// highest quality that names one of the two, else the classic format (also for no
+    /// header, `*/*` and anything else).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let mut best = (Format::Classic, 0.0f64, false);
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(1.0);
+            let format = match media.as_str() {
+                "application/openmetrics-text" => Format::OpenMetrics,
+                "text/plain" => Format::Classic,
+                _ => continue,
+            };
+            if !best.2 || q > best.1 {
+                best = (format, q, true);
+            }
+        }
+        if best.1 <= 0.0 {
+            Format::Classic
+        } else {
+            best.0
+        }
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text as Prometheus' classic format 0.0.4: a counter family `x` has samples
+/// `x_total`, and the classic format names the family by its sample, so its `# HELP` and
+/// `# TYPE` lines say `x_total`; `# UNIT` and `# EOF` have no classic form and are left out.
+pub fn to_classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn seconds() -> Histogram {
     // 100 us to about 52 s.
     Histogram::new(exponential_buckets(1e-4, 2.0, 20))
@@ -115,6 +202,11 @@ impl Metrics {
         let connections = Gauge::default();
         let connections_refused = Counter::default();
         let connections_closed = Family::<ReasonLabel, Counter>::default();
+        for reason in CLOSE_REASONS {
+            let _ = connections_closed.get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            });
+        }
         let mut r = Registry::with_prefix("modeconn");
         r.register(
             "requests",
@@ -197,12 +289,41 @@ impl Metrics {
         }
     }
 
-    /// The metrics in Prometheus' text format.
+    /// Makes the series of a served model, at 0, so that they are there before anything
+    /// happens: its requests in each of its `modes`, what was abandoned, and its histograms.
+    pub fn register_model(&self, model: &str, modes: &[&str]) {
+        for mode in modes {
+            let _ = self.requests.get_or_create(&ModelMode {
+                model: model.into(),
+                mode: (*mode).into(),
+            });
+        }
+        let label = Self::model(model);
+        let _ = self.abandoned.get_or_create(&label);
+        for h in [
+            &self.queue_seconds,
+            &self.compute_seconds,
+            &self.batch_samples,
+            &self.batch_requests,
+        ] {
+            let _ = h.get_or_create(&label);
+        }
+    }
+
+    /// The metrics in OpenMetrics' text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The metrics in `format`.
+    pub fn encode_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.encode(),
+            Format::Classic => to_classic(&self.encode()),
+        }
     }
 
     /// Counts a failed request.
@@ -229,5 +350,71 @@ impl Metrics {
         ModelLabel {
             model: name.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accept_header_chooses_the_format() {
+        // What Prometheus sends: OpenMetrics first.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                          version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        for classic in [
+            None,
+            Some(""),
+            Some("*/*"),
+            Some("text/plain;version=0.0.4"),
+            Some("text/plain; version=0.0.4, application/openmetrics-text; q=0.3"),
+            Some("application/openmetrics-text; q=0"),
+            Some("application/json"),
+        ] {
+            assert_eq!(Format::negotiate(classic), Format::Classic, "{classic:?}");
+        }
+        assert_eq!(
+            Format::negotiate(Some("Application/OpenMetrics-Text; version=1.0.0")),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn the_classic_format_names_counters_by_their_samples() {
+        let m = Metrics::new();
+        m.register_model("curve", &["ensemble", "at"]);
+        let classic = m.encode_as(Format::Classic);
+        assert!(
+            classic.contains("# TYPE modeconn_requests_total counter\n"),
+            "{classic}"
+        );
+        assert!(classic.contains("# HELP modeconn_abandoned_total Requests dropped"));
+        assert!(classic.contains("modeconn_abandoned_total{model=\"curve\"} 0\n"));
+        assert!(classic.contains("modeconn_requests_total{model=\"curve\",mode=\"at\"} 0\n"));
+        assert!(classic.contains("# TYPE modeconn_queue_depth gauge\n"));
+        assert!(!classic.contains("# EOF"));
+        for reason in CLOSE_REASONS {
+            let line = format!("modeconn_connections_closed_total{{reason=\"{reason}\"}} 0\n");
+            assert!(classic.contains(&line), "{line} is missing:\n{classic}");
+        }
+        // Every sample line of the classic text belongs to the family its `# TYPE` names.
+        let mut family = String::new();
+        for line in classic.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap_or("").to_string();
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap_or("");
+                assert!(
+                    name == family
+                        || name
+                            .strip_prefix(family.as_str())
+                            .is_some_and(|s| { ["_bucket", "_sum", "_count"].contains(&s) }),
+                    "`{line}` is not of family `{family}`"
+                );
+            }
+        }
+        let open = m.encode_as(Format::OpenMetrics);
+        assert!(open.contains("# TYPE modeconn_requests counter\n") && open.ends_with("# EOF\n"));
     }
 }
