@@ -2458,3 +2458,31 @@ fn metrics_answer_in_the_format_asked_for_with_every_series_from_the_start() {
     let text = String::from_utf8(r.body).expect("UTF-8");
     assert!(text.contains("# TYPE modeconn_abandoned counter") && text.ends_with("# EOF\n"));
 }
+
+#[test]
+fn the_repository_index_lists_the_models_and_refuses_bad_bodies() {
+    let (_dir, server) = serve_curve("", &[]);
+    let index = |body: &str| post(&server.url("/v2/repository/index"), &[], body.into());
+    for body in ["", "{}", "{\"ready\": true}", "{\"ready\": false}"] {
+        let r = index(body);
+        assert_eq!(r.status, 200, "{body}");
+        let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(
+            v,
+            json!([{"name": "m", "version": "1", "state": "READY", "reason": ""}]),
+            "{body}"
+        );
+    }
+    for (body, needle) in [
+        ("[1]", "a JSON object"),
+        ("{\"ready\": 3}", "`ready` must be true or false"),
+        ("not json", "a JSON object"),
+    ] {
+        let r = index(body);
+        assert_eq!(r.status, 400, "{body}");
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(text.contains(needle), "{body}: {text}");
+    }
+    let r = index(&" ".repeat(5000));
+    assert_eq!(r.status, 400);
+}

@@ -38,6 +38,7 @@ impl Server {
                 get(model_ready_v),
             )
             .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
+            .route("/v2/repository/index", post(repository_index))
             .route("/metrics", get(metrics))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
@@ -72,6 +73,61 @@ async fn server_metadata(State(s): Shared) -> Response {
             "provider": s.provider.as_str(),
         }),
     )
+}
+
+/// The largest body `POST /v2/repository/index` reads: its only field is `ready`.
+const INDEX_BODY_BYTES: usize = 4096;
+
+/// Triton's repository index: every served model, its version and state. A body of
+/// `{"ready": true}` asks for the ready ones only.
+async fn repository_index(State(s): Shared, body: Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, INDEX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::bad_request(format!(
+                "the repository index takes a body of at most {INDEX_BODY_BYTES} bytes \
+                 (`{{\"ready\": true}}`)"
+            ))
+            .into_response();
+        }
+    };
+    let only_ready = if bytes.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(serde_json::Value::Object(o)) => match o.get("ready") {
+                None | Some(serde_json::Value::Null) => false,
+                Some(serde_json::Value::Bool(b)) => *b,
+                Some(other) => {
+                    return ApiError::bad_request(format!(
+                        "`ready` must be true or false, not {other}"
+                    ))
+                    .into_response();
+                }
+            },
+            _ => {
+                return ApiError::bad_request(
+                    "the repository index takes a JSON object, `{\"ready\": true}` or `{}`",
+                )
+                .into_response();
+            }
+        }
+    };
+    let ready = s.ready.load(Ordering::SeqCst);
+    let index: Vec<serde_json::Value> = s
+        .order
+        .iter()
+        .filter(|_| ready || !only_ready)
+        .map(|name| {
+            json!({
+                "name": name,
+                "version": "1",
+                "state": if ready { "READY" } else { "UNAVAILABLE" },
+                "reason": if ready { "" } else { "the server is shutting down" },
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &serde_json::Value::Array(index))
 }
 
 fn check_version(version: &str) -> Result<(), ApiError> {

@@ -1,6 +1,7 @@
 """Talk to a running `modeconn serve` with tritonclient, the reference client of the Open
 Inference Protocol, used as any Triton or KServe user would: health, metadata, inference in
-JSON and with binary tensors, a mode chosen through request parameters, errors.
+JSON and with binary tensors, a mode chosen through request parameters, the repository index,
+errors.
 
 Usage: triton_client.py HOST:PORT MODEL X.npy ENSEMBLE.npy AT T AT.npy
 
@@ -30,6 +31,8 @@ def main():
     meta = client.get_model_metadata(model)
     (spec,) = meta["inputs"]
     assert spec["datatype"] == "FP32" and spec["shape"][1:] == list(x.shape[1:]), spec
+    index = client.get_model_repository_index()
+    assert index == [{"name": model, "version": "1", "state": "READY", "reason": ""}], index
     print("health and metadata ok")
 
     for binary in (False, True):
