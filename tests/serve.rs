@@ -40,11 +40,26 @@ impl Served {
         args: &[&dyn AsRef<OsStr>],
         adjust: impl FnOnce(&mut Command),
     ) -> Served {
+        let mut all = args.to_vec();
+        all.extend([
+            &"--host" as &dyn AsRef<OsStr>,
+            &"127.0.0.1",
+            &"--port",
+            &"0",
+        ]);
+        Served::start_exact(&all, adjust)
+    }
+
+    /// `modeconn serve ARGS` as given (they must choose a free port, e.g. `--http_port=0`),
+    /// after `adjust`; waits until it listens.
+    pub(crate) fn start_exact(
+        args: &[&dyn AsRef<OsStr>],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Served {
         let mut cmd = Command::new(bin());
         adjust(&mut cmd);
         cmd.arg("serve")
             .args(args.iter().map(|a| a.as_ref()))
-            .args(["--host", "127.0.0.1", "--port", "0"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -2485,4 +2500,87 @@ fn the_repository_index_lists_the_models_and_refuses_bad_bodies() {
     }
     let r = index(&" ".repeat(5000));
     assert_eq!(r.status, 400);
+}
+
+/// A model repository: `curve/model.safetensors` with a `config.toml` allowing `ensemble` and
+/// `at` only, and `snap.safetensors` beside it.
+fn repository() -> tempfile::TempDir {
+    let dir = tempdir();
+    let folder = dir.path().join("curve");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(curve(), folder.join("model.safetensors")).unwrap();
+    std::fs::write(
+        folder.join("config.toml"),
+        "modes = [\"ensemble\", \"at\"]\n",
+    )
+    .unwrap();
+    std::fs::copy(snapshots(), dir.path().join("snap.safetensors")).unwrap();
+    dir
+}
+
+#[test]
+fn a_model_repository_is_served_with_each_model_s_own_policy() {
+    let repo = repository();
+    let server = Served::start(&[&"--model-dir", &repo.path()]);
+    let meta: Value = serde_json::from_slice(&get(&server.url("/v2")).body).unwrap();
+    assert_eq!(meta["models"], json!(["curve", "snap"]));
+    let x = x7();
+    let (p, _) = predict(&curve(), &x, &[]);
+    assert_close(
+        &infer(&server, "curve", &x, json!({}), &[]).array("probabilities"),
+        &p,
+        TOL,
+    );
+    // curve/config.toml allows two modes; snap has the defaults.
+    let refused = infer(&server, "curve", &x, json!({"mode": "randomized"}), &[]);
+    assert_eq!(
+        refused.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(
+        infer(&server, "snap", &x, json!({"mode": "randomized"}), &[]).status,
+        200
+    );
+}
+
+#[test]
+fn kserve_s_flags_and_the_environment_configure_the_server() {
+    let repo = tempdir();
+    std::fs::copy(curve(), repo.path().join("bundle.safetensors")).unwrap();
+    // What a KServe ServingRuntime passes.
+    let dir = format!("--model_dir={}", repo.path().display());
+    let server = Served::start_exact(&[&"--model_name=digits", &dir, &"--http_port=0"], |_| {});
+    let meta: Value = serde_json::from_slice(&get(&server.url("/v2")).body).unwrap();
+    assert_eq!(meta["models"], json!(["digits"]));
+    drop(server);
+    // The same from the environment alone, with KServe's MODEL_NAME.
+    let server = Served::start_exact(&[], |cmd| {
+        cmd.env("MODECONN_MODEL_DIR", repo.path())
+            .env("MODECONN_PORT", "0")
+            .env("MODECONN_MAX_BATCH", "4")
+            .env("MODEL_NAME", "from-env");
+    });
+    let meta: Value = serde_json::from_slice(&get(&server.url("/v2")).body).unwrap();
+    assert_eq!(meta["models"], json!(["from-env"]));
+    drop(server);
+    // A bad value from the environment is named like a bad flag.
+    let run = modeconn_with(&[&"serve", &"--model-dir", &repo.path()], |cmd| {
+        cmd.env("MODECONN_MAX_BATCH", "many");
+    });
+    assert!(!run.status.success());
+    assert!(
+        run.stderr.contains("--max-batch") && run.stderr.contains("many"),
+        "{}",
+        run.stderr
+    );
+    // One name for two bundles is refused.
+    let two = repository();
+    let line =
+        modeconn(&[&"serve", &"--model-dir", &two.path(), &"--model-name", &"x"]).fails_cleanly();
+    assert!(
+        line.contains("it names one bundle, and 2 are served"),
+        "{line}"
+    );
 }

@@ -286,6 +286,40 @@ impl Config {
         Ok(policy)
     }
 
+    /// Adds the policy of model `name` from its own file (a model repository's
+    /// `NAME/config.toml`), with the keys of a `[models.NAME]` section.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read or parsed, a policy that is not valid, or a model that the
+    /// configuration has a section for already.
+    pub fn add_model_file(&mut self, name: &str, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let own: PolicyFile = toml::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "{}: {}",
+                path.display(),
+                e.to_string().trim().replace('\n', " ")
+            ))
+        })?;
+        if self.file.models.contains_key(name) {
+            return Err(Error::Config(format!(
+                "model `{name}` has a policy in both the configuration's [models.{name}] and {}: \
+                 keep one",
+                path.display()
+            )));
+        }
+        self.file.models.insert(name.to_string(), own);
+        self.policy(name).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
+        Ok(())
+    }
+
     /// Model names that have a `[models.NAME]` section.
     pub fn configured_models(&self) -> impl Iterator<Item = &str> {
         self.file.models.keys().map(String::as_str)

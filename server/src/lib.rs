@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod model;
 pub mod protocol;
 mod receive;
+pub mod repository;
 mod routes;
 
 pub use app::{Server, run, shutdown_signal};

@@ -28,17 +28,22 @@ use modeconn_runtime::{Bundle, Device, Runtime, RuntimeOptions};
 pub struct RuntimeArgs {
     /// cpu, cuda (the first GPU), cuda:N (GPU N) or auto (the first GPU when CUDA can be
     /// used, else the CPU, saying why).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", env = "MODECONN_DEVICE")]
     pub device: String,
     /// Path of libonnxruntime (default: ORT_DYLIB_PATH, then beside this executable).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "MODECONN_ORT_LIB")]
     pub ort_lib: Option<PathBuf>,
     /// Operator threads, shared by every session (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "MODECONN_THREADS")]
     pub threads: usize,
     /// MiB of weights (per bundle) that may be kept in materialised (static) sessions; 0 always
     /// uses the dynamic graph.
-    #[arg(long, value_name = "MB", default_value_t = 1024)]
+    #[arg(
+        long,
+        value_name = "MB",
+        default_value_t = 1024,
+        env = "MODECONN_STATIC_BUDGET"
+    )]
     pub static_budget: usize,
 }
 
