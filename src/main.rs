@@ -4,6 +4,7 @@
 mod attack;
 mod cmd;
 mod evaltable;
+mod plot;
 mod plugin;
 mod progress;
 mod summary;
@@ -64,6 +65,8 @@ enum Command {
     /// Write one point of a curve or one member of a snapshot set as a PyTorch state_dict
     /// (safetensors).
     Unpack(cmd::unpack::Args),
+    /// Draw a report of eval, plane, fge, attack or calibrate as a PNG or SVG picture.
+    Plot(cmd::plot::Args),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Calibrate(a) => cmd::calibrate::run(*a),
         Command::Bn(a) => cmd::bn::run(a),
         Command::Unpack(a) => cmd::unpack::run(a),
+        Command::Plot(a) => cmd::plot::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@ pub mod materialize;
 pub mod mode;
 pub mod pack;
 pub mod plane;
+pub mod plot;
 pub mod predict;
 pub mod serve;
 pub mod train;
