@@ -20,6 +20,7 @@ mod materialize;
 mod own_model;
 mod pack;
 mod plane;
+mod plot;
 mod reference;
 mod references;
 mod refusals;
