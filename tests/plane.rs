@@ -86,6 +86,12 @@ fn plane_refuses_two_bundles_and_resume_without_a_report() {
     let curve = curve().to_string_lossy().into_owned();
     let two = with_real(&["plane", &curve, &curve, "--data", "digits"]).fails_cleanly();
     assert!(two.contains("two span no plane"), "{two}");
+    let jpg =
+        with_real(&["plane", &curve, "--data", "digits", "--plot", "plane.jpg"]).fails_cleanly();
+    assert!(
+        jpg.contains("--plot plane.jpg") && jpg.contains(".png or .svg"),
+        "{jpg}"
+    );
     // A usage error, with clap's usage lines.
     let resume = with_real(&["plane", &curve, "--data", "digits", "--resume"]);
     assert!(!resume.status.success(), "{}", resume.transcript());

@@ -40,6 +40,10 @@ pub struct Args {
     /// it is written.
     #[arg(long, value_name = "REPORT.json")]
     json: Option<PathBuf>,
+    /// Also draw the train loss of the plane (`modeconn plot` draws the other metrics from the
+    /// report).
+    #[arg(long, value_name = "FILE.png|FILE.svg")]
+    plot: Option<PathBuf>,
     /// Continue from `REPORT.json.partial`, the points an interrupted run of this same plane
     /// found.
     #[arg(long, requires = "json")]
@@ -62,6 +66,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "give one curve bundle, or three bundles of one network each (two span no plane)"
     );
     let state = args.json.as_deref().map(state_path);
+    // A picture that cannot be written is refused before the grid is evaluated.
+    let picture = match &args.plot {
+        Some(path) => {
+            let format = crate::plot::Format::of(path, "--plot")?;
+            modeconn_runtime::fs::check_writable(path).map_err(|e| {
+                super::about(e, path, || format!("cannot write {}", path.display()))
+            })?;
+            Some((path.clone(), format))
+        }
+        None => None,
+    };
     if let Some(path) = &args.json {
         modeconn_runtime::fs::check_writable(path)
             .map_err(|e| super::about(e, path, || format!("cannot write {}", path.display())))?;
@@ -93,6 +108,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     print!("{}", text(plane));
+    if let Some((path, format)) = &picture {
+        let kind = super::plot::draw(
+            &serde_json::to_value(&report)?,
+            "the plane",
+            &super::plot::Drawing {
+                metric: None,
+                out: path,
+                format: *format,
+                size: (800, 600),
+                title: None,
+            },
+        )?;
+        println!("wrote {} ({kind})", path.display());
+    }
     Ok(())
 }
 

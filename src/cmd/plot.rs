@@ -32,7 +32,7 @@ pub struct Args {
 
 /// Runs `plot`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let format = Format::of(&args.out)?;
+    let format = Format::of(&args.out, "--out")?;
     let path = &args.report;
     let text = std::fs::read_to_string(path)
         .map_err(|e| super::about(e, path, || format!("cannot read {}", path.display())))?;
@@ -42,17 +42,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             path.display()
         )
     })?;
-    let what = path.display().to_string();
-    let (mut picture, kind) = plot::read::picture(&report, args.metric.as_deref(), &what)?;
-    if let Some(title) = args.title {
-        *picture.title_mut() = title;
-    }
-    let bytes = plot::render(&picture, format, args.width, args.height)?;
-    modeconn_runtime::write_file_atomic(&args.out, &bytes).map_err(|e| {
-        super::about(e, &args.out, || {
-            format!("cannot write {}", args.out.display())
-        })
-    })?;
+    let kind = draw(
+        &report,
+        &path.display().to_string(),
+        &Drawing {
+            metric: args.metric.as_deref(),
+            out: &args.out,
+            format,
+            size: (args.width, args.height),
+            title: args.title,
+        },
+    )?;
     println!("wrote {} ({kind})", args.out.display());
     Ok(())
+}
+
+/// How to draw a report: what `plot` is asked, and what `plane --plot` asks.
+pub struct Drawing<'a> {
+    /// The metric (the kind's default when `None`).
+    pub metric: Option<&'a str>,
+    /// The picture's path.
+    pub out: &'a std::path::Path,
+    /// Its format (from the path's extension).
+    pub format: Format,
+    /// Width and height in pixels.
+    pub size: (u32, u32),
+    /// The title (the kind's when `None`).
+    pub title: Option<String>,
+}
+
+/// Draws `report` (its source named `what` in messages) and writes the picture atomically;
+/// returns what was drawn, in words.
+pub fn draw(report: &serde_json::Value, what: &str, d: &Drawing<'_>) -> anyhow::Result<String> {
+    let (mut picture, kind) = plot::read::picture(report, d.metric, what)?;
+    if let Some(title) = &d.title {
+        *picture.title_mut() = title.clone();
+    }
+    let bytes = plot::render(&picture, d.format, d.size.0, d.size.1)?;
+    modeconn_runtime::write_file_atomic(d.out, &bytes)
+        .map_err(|e| super::about(e, d.out, || format!("cannot write {}", d.out.display())))?;
+    Ok(kind.to_string())
 }

@@ -55,8 +55,8 @@ pub enum Format {
 
 impl Format {
     /// The format that `path`'s extension names (case-insensitive), or an error saying which
-    /// extensions are known.
-    pub fn of(path: &Path) -> anyhow::Result<Format> {
+    /// extensions are known (naming the file as given to `flag`).
+    pub fn of(path: &Path, flag: &str) -> anyhow::Result<Format> {
         let ext = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase());
@@ -64,7 +64,7 @@ impl Format {
             Some("png") => Ok(Format::Png),
             Some("svg") => Ok(Format::Svg),
             _ => anyhow::bail!(
-                "--out {}: the format follows the extension, which must be .png or .svg",
+                "{flag} {}: the format follows the extension, which must be .png or .svg",
                 path.display()
             ),
         }
@@ -435,11 +435,17 @@ mod tests {
 
     #[test]
     fn formats_follow_the_extension() {
-        assert_eq!(Format::of(Path::new("a.png")).ok(), Some(Format::Png));
-        assert_eq!(Format::of(Path::new("a/b.SVG")).ok(), Some(Format::Svg));
-        let e = Format::of(Path::new("a.jpg")).expect_err("jpg is refused");
+        assert_eq!(
+            Format::of(Path::new("a.png"), "--out").ok(),
+            Some(Format::Png)
+        );
+        assert_eq!(
+            Format::of(Path::new("a/b.SVG"), "--out").ok(),
+            Some(Format::Svg)
+        );
+        let e = Format::of(Path::new("a.jpg"), "--out").expect_err("jpg is refused");
         assert!(e.to_string().contains(".png or .svg"), "{e}");
-        assert!(Format::of(Path::new("a")).is_err());
+        assert!(Format::of(Path::new("a"), "--out").is_err());
     }
 
     #[test]
