@@ -4,7 +4,10 @@
 # runs Fast Geometric Ensembling from one of them, evaluates the curve (and the straight segment)
 # and the FGE set, then serves predictions on the held-out digits from the bundles through the
 # runtime (ONNX Runtime) and over HTTP (`modeconn serve`), attacks the randomised mode with
-# EOT-PGD (`modeconn attack`), and prints a table of test errors.
+# EOT-PGD (`modeconn attack`), and prints a table of test errors. It also draws the pictures of
+# the paper: the error along the curve and the segment, an 11x11 loss plane through the curve's
+# points (`modeconn plane`), the FGE schedule with its members, and the reliability diagram of a
+# calibrated curve ensemble (`modeconn calibrate`), as PNG files in its output folder.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -28,10 +31,15 @@ echo "fitting a Bezier curve with one bend between them"
   "${common[@]}" --epochs "$epochs" --lr 0.05 --out "$out/curve.safetensors" >/dev/null
 echo "running FGE from the first endpoint"
 "$bin" fge --init "$out/a.safetensors" "${common[@]}" --epochs 8 --cycle 2 --lr1 0.02 --lr2 0.0002 \
-  --out "$out/fge.safetensors" >/dev/null
+  --out "$out/fge.safetensors" --json "$out/fge.json" >/dev/null
 echo "evaluating along the curve and the segment, and over the FGE set"
 "$bin" eval "$out/curve.safetensors" --data digits --points 21 --segment --quiet --json "$out/curve-eval.json" >/dev/null
 "$bin" eval "$out/fge.safetensors" --data digits --quiet --json "$out/fge-eval.json" >/dev/null
+echo "evaluating an 11x11 plane through the curve's endpoints and bend"
+"$bin" plane "$out/curve.safetensors" --data digits --grid 11 --quiet --json "$out/plane.json" >/dev/null
+echo "calibrating the curve's 5-point ensemble on the first 120 test digits"
+"$bin" calibrate "$out/curve.safetensors" --data digits --validation 120 --mode ensemble --grid 5 \
+  --quiet --out "$out/curve-calibrated.safetensors" --json "$out/calibration.json" >/dev/null
 
 echo "serving predictions from the bundles through ONNX Runtime"
 "$MODECONN_PYTHON" - "$MODECONN_DIGITS" "$out" <<'PY'
@@ -67,3 +75,11 @@ kill -TERM "$server"
 wait "$server"
 trap - EXIT
 "$MODECONN_PYTHON" scripts/demo_table.py "$out"
+
+echo
+echo "pictures:"
+"$bin" plot "$out/curve-eval.json" --out "$out/curve.png"
+"$bin" plot "$out/plane.json" --out "$out/plane.png"
+"$bin" plot "$out/fge.json" --out "$out/fge.png"
+"$bin" plot "$out/calibration.json" --out "$out/reliability.png"
+"$bin" plot "$out/attack-random.json" --out "$out/attack.png"
