@@ -26,6 +26,8 @@ const KEY_B: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccd
 pub(crate) struct Served {
     pub(crate) child: Child,
     pub(crate) port: u16,
+    /// The gRPC port, when the server was asked for one (`--grpc-port`).
+    pub(crate) grpc_port: Option<u16>,
     log: Arc<Mutex<String>>,
 }
 
@@ -69,15 +71,19 @@ impl Served {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
+        let grpc = Arc::new(Mutex::new(None));
+        let grpc_seen = Arc::clone(&grpc);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["fields"]["message"] == "listening"
-                {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     let addr = v["fields"]["address"].as_str().unwrap_or_default();
                     let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
-                    let _ = tx.send(port);
+                    if v["fields"]["message"] == "listening for gRPC" {
+                        *grpc_seen.lock().unwrap() = port;
+                    } else if v["fields"]["message"] == "listening" {
+                        let _ = tx.send(port);
+                    }
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
@@ -85,7 +91,12 @@ impl Served {
             }
         });
         match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(Some(port)) => Served { child, port, log },
+            Ok(Some(port)) => Served {
+                child,
+                port,
+                grpc_port: *grpc.lock().unwrap(),
+                log,
+            },
             other => {
                 let _ = child.kill();
                 let status = child.wait();
@@ -2582,5 +2593,136 @@ fn kserve_s_flags_and_the_environment_configure_the_server() {
     assert!(
         line.contains("it names one bundle, and 2 are served"),
         "{line}"
+    );
+}
+
+/// The gRPC address of a server started with `--grpc-port 0`.
+fn grpc_url(server: &Served) -> String {
+    format!(
+        "127.0.0.1:{}",
+        server.grpc_port.expect("the server logged its gRPC port")
+    )
+}
+
+#[test]
+fn grpc_answers_as_http_does_in_every_mode_with_the_codes_clients_expect() {
+    let dir = tempdir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nkeyed_secret = \"{KEY_A}\"\n[defaults]\nrandomized_grid = 5\n\
+             [models.m]\nmodes = [\"ensemble\", \"at\", \"randomized\", \"keyed\"]\n\
+             [models.limited]\nmodes = [\"ensemble\"]\n"
+        ),
+    );
+    let (m, limited) = (
+        format!("m={}", curve().display()),
+        format!("limited={}", curve().display()),
+    );
+    let server = Served::start(&[&m, &limited, &"--config", &config, &"--grpc-port", &"0"]);
+    let xp = dir.path().join("x.npy");
+    write_f32(&xp, &x7());
+    let http = format!("127.0.0.1:{}", server.port);
+    let run = run_python(
+        "triton_grpc.py",
+        &[
+            &"check",
+            &grpc_url(&server),
+            &http,
+            &"m",
+            &"limited",
+            &xp,
+            &"m",
+            &"5",
+        ],
+    );
+    for line in [
+        "health and metadata ok",
+        "inference ok in every mode, equal to HTTP",
+        "typed contents ok",
+        "errors ok",
+    ] {
+        assert!(run.stdout.contains(line), "{}", run.transcript());
+    }
+    // gRPC requests are counted and logged as HTTP ones are.
+    assert!(server.metric("modeconn_requests_total{model=\"m\",mode=\"keyed\"}") >= 2.0);
+    assert!(
+        server.metric("modeconn_request_failures_total{model=\"limited\",code=\"403\"}") >= 1.0
+    );
+    assert!(
+        server.log().contains("\"protocol\":\"grpc\""),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_grpc_burst_against_a_small_queue_loses_nothing() {
+    let path = curve();
+    let model = format!("m={}", path.display());
+    let server = Served::start(&[
+        &model,
+        &"--grpc-port",
+        &"0",
+        &"--workers",
+        &"1",
+        &"--queue",
+        &"2",
+        &"--max-batch",
+        &"1",
+    ]);
+    let dir = tempdir();
+    let x = inputs(60, 5);
+    let (expected, _) = predict(&path, &x, &["--grid", "5"]);
+    let (xp, ep) = (dir.path().join("x.npy"), dir.path().join("p.npy"));
+    write_f32(&xp, &x);
+    write_f32(&ep, &expected);
+    let run = run_python(
+        "triton_grpc.py",
+        &[&"burst", &grpc_url(&server), &"m", &xp, &ep, &"16", &"10"],
+    );
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ok "))
+        .unwrap_or_else(|| panic!("{}", run.transcript()));
+    let counts: Vec<f64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    let (ok, exhausted) = (counts[0], counts[1]);
+    eprintln!("gRPC burst of 160 against a queue of 2: {ok} answered, {exhausted} exhausted");
+    assert_eq!(ok + exhausted, 160.0);
+    assert!(ok > 0.0);
+    assert_eq!(
+        server.metric("modeconn_requests_total{model=\"m\",mode=\"ensemble\"}"),
+        ok
+    );
+    assert_eq!(
+        server.metric("modeconn_request_failures_total{model=\"m\",code=\"503\"}"),
+        exhausted
+    );
+}
+
+#[test]
+fn a_grpc_request_past_its_deadline_is_deadline_exceeded() {
+    let model = format!("m={}", curve().display());
+    let server = Served::start(&[
+        &model,
+        &"--grpc-port",
+        &"0",
+        &"--timeout-ms",
+        &"300",
+        &"--max-work",
+        &"4000000",
+    ]);
+    let dir = tempdir();
+    let xp = dir.path().join("x.npy");
+    write_f32(&xp, &inputs(1000, 13));
+    let run = run_python(
+        "triton_grpc.py",
+        &[&"deadline", &grpc_url(&server), &"m", &xp, &"1024"],
+    );
+    assert!(run.stdout.contains("deadline ok"), "{}", run.transcript());
+    assert_eq!(
+        server.metric("modeconn_request_failures_total{model=\"m\",code=\"504\"}"),
+        1.0
     );
 }

@@ -19,8 +19,8 @@ use crate::batcher::{BatchLimits, Batcher, Job};
 use crate::config::{Limits, Mode, Options};
 use crate::conn::Connections;
 use crate::metrics::{Metrics, ProviderLabel};
-use crate::model::ServedModel;
-use crate::protocol::{self, HEADER_LENGTH};
+use crate::model::{Query, ServedModel};
+use crate::protocol::{self, HEADER_LENGTH, InferResponse};
 use crate::receive::{Receiving, read_body};
 use crate::{ApiError, Error, Result};
 use modeconn_runtime::fs::hex;
@@ -179,17 +179,52 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
+        self.serve_with_grpc(listener, None, shutdown).await
+    }
+
+    /// [`Server::serve`], and the gRPC service on `grpc` beside it when given: both stop
+    /// taking requests when `shutdown` completes, answer what they read, and the workers stop
+    /// once both are done.
+    pub async fn serve_with_grpc(
+        self: Arc<Self>,
+        listener: TcpListener,
+        grpc: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let grpc = grpc.map(|l| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(Arc::clone(&self).serve_grpc(l, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
         let connections = Connections::new(self.limits, Arc::clone(&self.metrics), self.router());
         connections
-            .run(listener, shutdown, || {
-                self.ready.store(false, Ordering::SeqCst);
-                tracing::info!("shutting down: answering the requests already read");
-            })
+            .run(
+                listener,
+                async move {
+                    shutdown.await;
+                    let _ = stop.send(true);
+                },
+                || {
+                    self.ready.store(false, Ordering::SeqCst);
+                    tracing::info!("shutting down: answering the requests already read");
+                },
+            )
             .await;
+        let grpc_result = match grpc {
+            Some(task) => task.await.unwrap_or_else(|e| {
+                Err(Error::Net {
+                    context: "the gRPC server stopped".into(),
+                    source: std::io::Error::other(e),
+                })
+            }),
+            None => Ok(()),
+        };
         // Every connection has closed; let the workers finish and stop.
         let me = Arc::clone(&self);
         let _ = tokio::task::spawn_blocking(move || me.batcher.close()).await;
-        Ok(())
+        grpc_result
     }
 
     /// The served models' names, in the order given.
@@ -244,52 +279,11 @@ impl Server {
             reservation.hold(bytes.len() + values)
         })?;
         *mode_seen = Some(query.mode);
-        let samples = input.shape()[0];
-        model.check_work(&query, samples, self.limits.max_work)?;
-        model.check_response(&query, samples, self.limits.max_response_bytes)?;
         drop(bytes);
         drop(reservation);
-
-        // The input moves to the worker; the audit keeps only its fingerprints.
-        let fingerprints = self.audit.as_ref().map(|a| a.fingerprints(&input));
-        let (tx, rx) = oneshot::channel();
-        self.batcher.submit(Job::new(
-            Arc::clone(&model),
-            query.key.clone(),
-            query.sampling.clone(),
-            input,
-            query.wants_per_member(),
-            tx,
-            deadline.into_std(),
-        ))?;
-        let answer = match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => return Err(ApiError::internal("the worker stopped before answering")),
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!(
-                        "no answer within {} ms",
-                        self.limits.request_timeout.as_millis()
-                    ),
-                ));
-            }
-        };
-        if let (Some(audit), Some(fingerprints)) = (&self.audit, &fingerprints) {
-            let entry = Entry {
-                request_id,
-                model: &model.name,
-                digest: &model.digest,
-                mode: query.mode.as_str(),
-                fingerprints,
-                members: &answer.members,
-            };
-            if let Err(e) = audit.record(&entry) {
-                tracing::error!(request_id, error = %e, "cannot write the audit log");
-                return Err(ApiError::internal("the audit log cannot be written"));
-            }
-        }
-        let response = model.respond(&query, answer, request_id);
+        let response = self
+            .answer(&model, &query, input, request_id, deadline)
+            .await?;
         let (body, header_len) = response.encode();
         let mut r = Response::new(Body::from(body));
         let h = r.headers_mut();
@@ -309,6 +303,64 @@ impl Server {
             }
         }
         Ok(r)
+    }
+
+    /// What every inference shares once its request is decoded, over HTTP or gRPC: the checks
+    /// of its work and answer against the limits, the queue, the deadline, the audit log and
+    /// the response.
+    pub(crate) async fn answer(
+        &self,
+        model: &Arc<ServedModel>,
+        query: &Query,
+        input: ArrayD<f32>,
+        request_id: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<InferResponse, ApiError> {
+        let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let samples = input.shape()[0];
+        model.check_work(query, samples, self.limits.max_work)?;
+        model.check_response(query, samples, self.limits.max_response_bytes)?;
+        // The input moves to the worker; the audit keeps only its fingerprints.
+        let fingerprints = self.audit.as_ref().map(|a| a.fingerprints(&input));
+        let (tx, rx) = oneshot::channel();
+        self.batcher.submit(Job::new(
+            Arc::clone(model),
+            query.key.clone(),
+            query.sampling.clone(),
+            input,
+            query.wants_per_member(),
+            tx,
+            deadline.into_std(),
+        ))?;
+        let answer = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err(ApiError::internal("the worker stopped before answering")),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "no answer within the request's deadline ({} ms left when it was \
+                         queued)",
+                        budget.as_millis()
+                    ),
+                ));
+            }
+        };
+        if let (Some(audit), Some(fingerprints)) = (&self.audit, &fingerprints) {
+            let entry = Entry {
+                request_id,
+                model: &model.name,
+                digest: &model.digest,
+                mode: query.mode.as_str(),
+                fingerprints,
+                members: &answer.members,
+            };
+            if let Err(e) = audit.record(&entry) {
+                tracing::error!(request_id, error = %e, "cannot write the audit log");
+                return Err(ApiError::internal("the audit log cannot be written"));
+            }
+        }
+        Ok(model.respond(query, answer, request_id))
     }
 }
 
@@ -379,6 +431,21 @@ pub async fn run(options: Options) -> Result<()> {
         context: "local address".into(),
         source,
     })?;
+    let grpc = match options.grpc_address {
+        Some(a) => {
+            let l = listen(a).map_err(|source| Error::Net {
+                context: format!("cannot listen for gRPC on {a}"),
+                source,
+            })?;
+            let bound = l.local_addr().map_err(|source| Error::Net {
+                context: "local address".into(),
+                source,
+            })?;
+            tracing::info!(address = %bound, "listening for gRPC");
+            Some(l)
+        }
+        None => None,
+    };
     tracing::info!(
         address = %address,
         models = server.model_names().join(","),
@@ -388,7 +455,9 @@ pub async fn run(options: Options) -> Result<()> {
         workers = options.workers,
         "listening"
     );
-    server.serve(listener, shutdown_signal()).await?;
+    server
+        .serve_with_grpc(listener, grpc, shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

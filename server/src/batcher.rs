@@ -163,7 +163,7 @@ impl Batcher {
         if st.queue.len() >= limits.capacity
             || (!st.queue.is_empty() && st.bytes + bytes > limits.capacity_bytes)
         {
-            return Err(ApiError::unavailable(format!(
+            return Err(ApiError::overloaded(format!(
                 "the queue is full ({} requests, {:.1} MiB waiting); retry later",
                 st.queue.len(),
                 st.bytes as f64 / f64::from(1 << 20)

@@ -496,6 +496,8 @@ pub fn parse_hex32(text: &str) -> Option<[u8; 32]> {
 pub struct Options {
     /// Address to listen on (port 0: any free port, logged at start).
     pub address: SocketAddr,
+    /// Address of the gRPC service, when it is served (port 0: any free port, logged).
+    pub grpc_address: Option<SocketAddr>,
     /// Served models: name and bundle path.
     pub models: Vec<(String, PathBuf)>,
     /// Where to run.
@@ -529,6 +531,7 @@ impl Options {
     pub fn new(models: Vec<(String, PathBuf)>) -> Options {
         Options {
             address: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            grpc_address: None,
             models,
             device: Device::Auto,
             ort_library: None,

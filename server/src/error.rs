@@ -51,6 +51,10 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What is wrong, in one line.
     pub message: String,
+    /// Whether the server is overloaded (a full queue, too much being received): a `503`
+    /// that gRPC calls `RESOURCE_EXHAUSTED`, where other `503`s (shutting down) are
+    /// `UNAVAILABLE`.
+    pub overloaded: bool,
 }
 
 impl ApiError {
@@ -59,6 +63,15 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            overloaded: false,
+        }
+    }
+
+    /// `503 Service Unavailable` because the server is overloaded: retry later.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        ApiError {
+            overloaded: true,
+            ..Self::unavailable(message)
         }
     }
 

@@ -34,6 +34,7 @@ mod chunks;
 pub mod config;
 mod conn;
 pub mod error;
+pub mod grpc;
 mod memory;
 pub mod metrics;
 pub mod model;

@@ -262,7 +262,8 @@ impl Data {
         }
     }
 
-    fn bytes(&self) -> Vec<u8> {
+    /// The values as little-endian bytes.
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         match self {
             Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),

@@ -45,7 +45,7 @@ impl Receiving {
         deadline: Instant,
     ) -> Result<Reservation, ApiError> {
         let busy = || {
-            ApiError::unavailable(format!(
+            ApiError::overloaded(format!(
                 "the server is receiving {} MiB of requests at once already; retry later",
                 self.bytes >> 20
             ))
@@ -80,7 +80,7 @@ impl Reservation {
             .ok()
             .and_then(|n| Arc::clone(&self.budget).try_acquire_many_owned(n).ok())
             .ok_or_else(|| {
-                ApiError::unavailable(
+                ApiError::overloaded(
                     "the server is receiving too many requests at once to decode this one; \
                      retry later",
                 )

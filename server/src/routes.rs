@@ -184,7 +184,15 @@ async fn model_ready_v(
 
 /// Counts the request as in flight while it lives (also when the client leaves and the
 /// handler is dropped).
-struct InFlight<'a>(&'a Metrics);
+pub(crate) struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    /// Counts one more request in flight.
+    pub(crate) fn new(metrics: &'a Metrics) -> Self {
+        metrics.in_flight.inc();
+        InFlight(metrics)
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -199,55 +207,71 @@ async fn infer(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    s.metrics.in_flight.inc();
-    let _guard = InFlight(&s.metrics);
+    let _guard = InFlight::new(&s.metrics);
     let id = request_id();
     let mut mode = None;
     let result = s.infer(&name, &headers, body, &id, &mut mode).await;
-    let label = if s.models.contains_key(&name) {
-        name.as_str()
-    } else {
-        UNKNOWN_MODEL
-    };
-    let mode_name = mode.map_or("-", Mode::as_str);
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let mut response = match result {
-        Ok(r) => {
-            s.metrics
-                .requests
-                .get_or_create(&ModelMode {
-                    model: label.into(),
-                    mode: mode_name.into(),
-                })
-                .inc();
-            tracing::info!(
-                request_id = id.as_str(),
-                model = label,
-                mode = mode_name,
-                status = 200,
-                ms,
-                "inference"
-            );
-            r
-        }
-        Err(e) => {
-            s.metrics.failure(label, e.status.as_u16());
-            tracing::warn!(
-                request_id = id.as_str(),
-                model = label,
-                mode = mode_name,
-                status = e.status.as_u16(),
-                error = e.message.as_str(),
-                ms,
-                "inference failed"
-            );
-            e.into_response()
-        }
-    };
+    s.observe(&name, &id, mode, started, result.as_ref().err(), "http");
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+impl Server {
+    /// Counts and logs an inference request once it is answered, over either protocol:
+    /// `error` is what it was refused with, if it was.
+    pub(crate) fn observe(
+        &self,
+        name: &str,
+        id: &str,
+        mode: Option<Mode>,
+        started: Instant,
+        error: Option<&ApiError>,
+        protocol: &str,
+    ) {
+        let label = if self.models.contains_key(name) {
+            name
+        } else {
+            UNKNOWN_MODEL
+        };
+        let mode_name = mode.map_or("-", Mode::as_str);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        match error {
+            None => {
+                self.metrics
+                    .requests
+                    .get_or_create(&ModelMode {
+                        model: label.into(),
+                        mode: mode_name.into(),
+                    })
+                    .inc();
+                tracing::info!(
+                    request_id = id,
+                    model = label,
+                    mode = mode_name,
+                    status = 200,
+                    protocol,
+                    ms,
+                    "inference"
+                );
+            }
+            Some(e) => {
+                self.metrics.failure(label, e.status.as_u16());
+                tracing::warn!(
+                    request_id = id,
+                    model = label,
+                    mode = mode_name,
+                    status = e.status.as_u16(),
+                    protocol,
+                    error = e.message.as_str(),
+                    ms,
+                    "inference failed"
+                );
+            }
+        }
+    }
 }
 
 async fn infer_v(

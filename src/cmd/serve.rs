@@ -46,6 +46,15 @@ pub struct Args {
         env = "MODECONN_PORT"
     )]
     port: u16,
+    /// Also serve the Open Inference Protocol over gRPC on this port, on the same address
+    /// (off by default; Triton's clients expect 8001; 0: any free port, logged).
+    #[arg(
+        long,
+        alias = "grpc_port",
+        value_name = "PORT",
+        env = "MODECONN_GRPC_PORT"
+    )]
+    grpc_port: Option<u16>,
     /// Server configuration (TOML): allowed modes per model, secrets, audit log, limits.
     #[arg(long, value_name = "TOML", env = "MODECONN_CONFIG")]
     config: Option<PathBuf>,
@@ -174,6 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let mut options = Options::new(found.into_iter().map(|(n, p, _)| (n, p)).collect());
     options.address = SocketAddr::new(args.host, args.port);
+    options.grpc_address = args.grpc_port.map(|p| SocketAddr::new(args.host, p));
     options.device = args.runtime.device()?;
     options.ort_library = args.runtime.ort_lib.clone();
     options.threads = args.runtime.threads;
