@@ -37,6 +37,9 @@ enum Command {
     /// Serve bundles over HTTP (Open Inference Protocol v2): ensembles, points, randomised and
     /// keyed queries, dynamic batching, Prometheus metrics.
     Serve(cmd::serve::Args),
+    /// Ask a running server whether it is ready (or live): exit status 0 when it is; for
+    /// container health checks.
+    Health(cmd::health::Args),
     /// Open the sealed points of an audit log written by `serve`, given its key.
     Unseal(cmd::unseal::Args),
     /// Train one network (one of the trainer's architectures, or your own ONNX export): writes
@@ -77,6 +80,13 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // ONNX Runtime's telemetry keeps a device id and an event database under the user's cache
+    // folder (~/.cache/Microsoft/DeveloperTools/.onnxruntime): files a server has no business
+    // writing. It stays off unless ORT_DISABLE_TELEMETRY says otherwise.
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        // SAFETY: no other thread exists yet, so none reads the environment meanwhile.
+        unsafe { std::env::set_var("ORT_DISABLE_TELEMETRY", "1") };
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
@@ -85,6 +95,7 @@ fn main() -> ExitCode {
         Command::Materialize(a) => cmd::materialize::run(a),
         Command::Pack(a) => cmd::pack::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Health(a) => cmd::health::run(a),
         Command::Unseal(a) => cmd::unseal::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Curve(a) => cmd::curve::run(a),

@@ -263,7 +263,11 @@ fn global(
         .map_err(|e| format!("{}: {e}", path.display()))
         .and_then(|b| {
             let pool = pool().map_err(|e| format!("thread pool options: {e}"))?;
+            // No telemetry: ONNX Runtime would otherwise keep a device id and an event database
+            // under the user's cache folder (~/.cache/Microsoft/DeveloperTools), a write outside
+            // what a server is given (a container's read-only root).
             b.with_name("modeconn")
+                .with_telemetry(false)
                 .with_global_thread_pool(pool)
                 .build()
                 .map_err(|e| format!("creating the environment: {e}"))
