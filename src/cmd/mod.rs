@@ -7,6 +7,7 @@ pub mod curve;
 pub mod doctor;
 pub mod eval;
 pub mod fge;
+pub mod health;
 pub mod inspect;
 pub mod materialize;
 pub mod mode;
