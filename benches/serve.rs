@@ -2,7 +2,8 @@
 //!
 //! Starts the server in this process on loopback (the same `Server` that `modeconn serve`
 //! runs), drives it with `CLIENTS` concurrent HTTP clients (ureq, binary tensor extension unless
-//! noted) for a fixed time per setting, and reports requests/s, samples/s, p50 and p99 latency.
+//! noted) or gRPC clients (tonic, raw contents) for a fixed time per setting, and reports
+//! requests/s, samples/s, p50 and p99 latency.
 //! The baseline runs `Ensemble::predict` on the same inputs from the same number of threads.
 //! The model is the bench CNN of `benchmarks/fixture.rs` (3x32x32 inputs, 10 classes).
 //!
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use modeconn_runtime::{Ensemble, EnsembleOptions, Sampling};
+use modeconn_server::grpc::proto;
 use modeconn_server::{Config, Options, Server};
 use ndarray::ArrayD;
 use serde_json::{Value, json};
@@ -37,50 +39,58 @@ struct Setting {
     mode: &'static str,
     batch: usize,
     binary: bool,
+    grpc: bool,
 }
 
-const SETTINGS: [Setting; 8] = [
+const SETTINGS: [Setting; 11] = [
     Setting {
         name: "ensemble b=1",
         mode: "ensemble",
         batch: 1,
         binary: true,
+        grpc: false,
     },
     Setting {
         name: "ensemble b=8",
         mode: "ensemble",
         batch: 8,
         binary: true,
+        grpc: false,
     },
     Setting {
         name: "ensemble b=32",
         mode: "ensemble",
         batch: 32,
         binary: true,
+        grpc: false,
     },
     Setting {
         name: "ensemble b=32 JSON",
         mode: "ensemble",
         batch: 32,
         binary: false,
+        grpc: false,
     },
     Setting {
         name: "randomized b=1",
         mode: "randomized",
         batch: 1,
         binary: true,
+        grpc: false,
     },
     Setting {
         name: "randomized b=8",
         mode: "randomized",
         batch: 8,
         binary: true,
+        grpc: false,
     },
     Setting {
         name: "randomized b=32",
         mode: "randomized",
         batch: 32,
         binary: true,
+        grpc: false,
     },
     // Per-sample modes write JSON numbers at full width, so that an answer's length does not
     // tell its point: this setting shows what that costs against `ensemble b=32 JSON`.
@@ -89,8 +99,55 @@ const SETTINGS: [Setting; 8] = [
         mode: "randomized",
         batch: 32,
         binary: false,
+        grpc: false,
+    },
+    // The same over gRPC, beside their HTTP settings.
+    Setting {
+        name: "ensemble b=1 gRPC",
+        mode: "ensemble",
+        batch: 1,
+        binary: true,
+        grpc: true,
+    },
+    Setting {
+        name: "ensemble b=32 gRPC",
+        mode: "ensemble",
+        batch: 32,
+        binary: true,
+        grpc: true,
+    },
+    Setting {
+        name: "randomized b=32 gRPC",
+        mode: "randomized",
+        batch: 32,
+        binary: true,
+        grpc: true,
     },
 ];
+
+/// A gRPC inference request with raw contents.
+fn grpc_request(x: &ArrayD<f32>, mode: &str) -> proto::ModelInferRequest {
+    use proto::infer_parameter::ParameterChoice;
+    let mut parameters = std::collections::HashMap::new();
+    parameters.insert(
+        "mode".to_string(),
+        proto::InferParameter {
+            parameter_choice: Some(ParameterChoice::StringParam(mode.into())),
+        },
+    );
+    proto::ModelInferRequest {
+        model_name: "cnn".into(),
+        parameters,
+        inputs: vec![proto::model_infer_request::InferInputTensor {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: x.shape().iter().map(|&d| d as i64).collect(),
+            ..Default::default()
+        }],
+        raw_input_contents: vec![x.iter().flat_map(|v| v.to_le_bytes()).collect()],
+        ..Default::default()
+    }
+}
 
 fn env_number(name: &str) -> Option<f64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -223,10 +280,26 @@ fn main() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let grpc_listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let grpc_port = grpc_listener.local_addr().expect("addr").port();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = rt.spawn(Arc::clone(&server).serve(listener, async {
-        let _ = stop_rx.await;
-    }));
+    let serving =
+        rt.spawn(
+            Arc::clone(&server).serve_with_grpc(listener, Some(grpc_listener), async {
+                let _ = stop_rx.await;
+            }),
+        );
+    let channel = rt
+        .block_on(
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+                .expect("endpoint")
+                .connect(),
+        )
+        .expect("gRPC connection");
+    let grpc = proto::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20);
     let url = format!("http://127.0.0.1:{port}/v2/models/cnn/infer");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -251,13 +324,22 @@ fn main() {
         options.workers
     );
     println!(
-        "{:<20} {:>10} {:>11} {:>9} {:>9} {:>14} {:>7}",
+        "{:<22} {:>10} {:>11} {:>9} {:>9} {:>14} {:>7}",
         "setting", "req/s", "samples/s", "p50 ms", "p99 ms", "in-process s/s", "ratio*"
     );
     for s in SETTINGS.iter().filter(|s| s.name.contains(only.as_str())) {
         let x = input(s.batch);
         let (body, header_len) = request(&x, s.mode, s.binary);
-        let call = || {
+        let grpc_body = grpc_request(&x, s.mode);
+        let call_grpc = || {
+            let mut client = grpc.clone();
+            let r = rt
+                .handle()
+                .block_on(client.model_infer(grpc_body.clone()))
+                .expect("gRPC inference");
+            assert_eq!(r.get_ref().raw_output_contents.len(), 3);
+        };
+        let call_http = || {
             let mut req = agent.post(&url);
             if let Some(len) = header_len {
                 req = req.header("Inference-Header-Content-Length", len.to_string());
@@ -273,6 +355,13 @@ fn main() {
             if !s.binary {
                 let v: Value = serde_json::from_slice(&bytes).expect("json");
                 assert!(v["outputs"][0]["data"].is_array());
+            }
+        };
+        let call = || {
+            if s.grpc {
+                call_grpc();
+            } else {
+                call_http();
             }
         };
         let sampling = match s.mode {
@@ -307,7 +396,7 @@ fn main() {
         let served = Measured::pool(served);
         let baseline = Measured::pool(baseline);
         println!(
-            "{:<20} {:>10.1} {:>11.1} {:>9.2} {:>9.2} {:>14.1} {:>7.3}",
+            "{:<22} {:>10.1} {:>11.1} {:>9.2} {:>9.2} {:>14.1} {:>7.3}",
             s.name,
             served.requests as f64 / served.elapsed.as_secs_f64(),
             served.per_second(s.batch),
