@@ -58,10 +58,21 @@ impl Served {
         args: &[&dyn AsRef<OsStr>],
         adjust: impl FnOnce(&mut Command),
     ) -> Served {
-        let mut cmd = Command::new(bin());
+        let mut all: Vec<&dyn AsRef<OsStr>> = vec![&"serve"];
+        all.extend_from_slice(args);
+        Served::start_program(&bin(), &all, adjust)
+    }
+
+    /// `PROGRAM ARGS` (a `modeconn` elsewhere, `serve` among the args), after `adjust`; waits
+    /// until it listens.
+    pub(crate) fn start_program(
+        program: &Path,
+        args: &[&dyn AsRef<OsStr>],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Served {
+        let mut cmd = Command::new(program);
         adjust(&mut cmd);
-        cmd.arg("serve")
-            .args(args.iter().map(|a| a.as_ref()))
+        cmd.args(args.iter().map(|a| a.as_ref()))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -212,7 +223,7 @@ impl Reply {
     }
 
     /// The JSON part.
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         let end = self.header_len().unwrap_or(self.body.len());
         serde_json::from_slice(&self.body[..end])
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))

@@ -13,6 +13,7 @@ mod attack;
 mod calibrate;
 mod cli;
 mod concurrency;
+mod deploy;
 mod fuzz_regressions;
 mod gpu;
 mod hostile;
