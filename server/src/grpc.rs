@@ -4,7 +4,7 @@
 //! An inference request is turned into the request the HTTP side parses (its values as binary
 //! tensor data, its parameters as JSON values) and decoded by the same code; from there on it
 //! shares the queue, the batcher, the limits, the audit log and the metrics with HTTP
-//! ([`Server::answer`]). Errors keep their HTTP status in the metrics and map to gRPC codes:
+//! (`Server::answer`). Errors keep their HTTP status in the metrics and map to gRPC codes:
 //! `400` is `INVALID_ARGUMENT`, `403` `PERMISSION_DENIED`, `404` `NOT_FOUND`, `413` and an
 //! overloaded `503` (a full queue) `RESOURCE_EXHAUSTED`, another `503` (shutting down)
 //! `UNAVAILABLE`, `504` `DEADLINE_EXCEEDED`.
