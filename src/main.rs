@@ -34,8 +34,8 @@ enum Command {
     Materialize(cmd::materialize::Args),
     /// Make a bundle from an ONNX classifier and weight files saved with safetensors.
     Pack(cmd::pack::Args),
-    /// Serve bundles over HTTP (Open Inference Protocol v2): ensembles, points, randomised and
-    /// keyed queries, dynamic batching, Prometheus metrics.
+    /// Serve bundles over HTTP and gRPC (Open Inference Protocol v2): ensembles, points,
+    /// randomised and keyed queries, dynamic batching, Prometheus metrics.
     Serve(cmd::serve::Args),
     /// Ask a running server whether it is ready (or live): exit status 0 when it is; for
     /// container health checks.
