@@ -78,17 +78,11 @@ where
         .y_label_area_size(style.px(72.0))
         .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
     let fmt = |v: &f64| number(*v);
-    chart
-        .configure_mesh()
+    super::mesh(&mut chart, style)
         .x_desc(&p.x_label)
         .y_desc(&p.y_label)
         .x_label_formatter(&fmt)
         .y_label_formatter(&fmt)
-        .label_style(style.tick())
-        .axis_desc_style(style.label())
-        .bold_line_style(RGBColor(215, 215, 215))
-        .light_line_style(RGBColor(240, 240, 240))
-        .max_light_lines(4)
         .draw()?;
 
     let mut labels: Vec<String> = Vec::new();

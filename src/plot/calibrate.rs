@@ -74,17 +74,13 @@ where
         .x_label_area_size(style.px(52.0))
         .y_label_area_size(style.px(62.0))
         .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-    chart
-        .configure_mesh()
+    super::mesh(&mut chart, style)
         .x_desc("confidence")
         .y_desc("accuracy")
         .x_labels(6)
         .y_labels(6)
-        .label_style(style.tick())
-        .axis_desc_style(style.label())
         .bold_line_style(RGBColor(220, 220, 220))
         .light_line_style(RGBColor(243, 243, 243))
-        .max_light_lines(4)
         .draw()?;
     let bar = colour(0);
     let gap = colour(1);

@@ -36,17 +36,11 @@ where
         .y_label_area_size(style.px(72.0))
         .build_cartesian_2d(x.0..x.1, y0..y1)?;
     let fmt = |v: &f64| super::number(*v);
-    chart
-        .configure_mesh()
+    super::mesh(&mut chart, style)
         .x_desc("t (position along the curve)")
         .y_desc(&p.y_label)
         .x_label_formatter(&fmt)
         .y_label_formatter(&fmt)
-        .label_style(style.tick())
-        .axis_desc_style(style.label())
-        .bold_line_style(RGBColor(215, 215, 215))
-        .light_line_style(RGBColor(240, 240, 240))
-        .max_light_lines(4)
         .draw()?;
 
     let width = style.line();

@@ -51,17 +51,13 @@ where
         .x_label_area_size(style.px(30.0))
         .y_label_area_size(y_area)
         .build_cartesian_2d(x.0..x.1, lr_range.0..lr_range.1)?;
-    chart
-        .configure_mesh()
+    super::mesh(&mut chart, style)
         .y_desc("learning rate")
         .x_label_formatter(&whole)
         .y_label_formatter(&whole)
         .y_labels(5)
-        .label_style(style.tick())
-        .axis_desc_style(style.label())
         .bold_line_style(RGBColor(225, 225, 225))
         .light_line_style(RGBColor(244, 244, 244))
-        .max_light_lines(4)
         .draw()?;
     for &(i, _) in &p.snapshots {
         chart.draw_series(DashedLineSeries::new(
@@ -112,17 +108,13 @@ where
         .x_label_area_size(style.px(52.0))
         .y_label_area_size(y_area)
         .build_cartesian_2d(x.0..x.1, y0..y1)?;
-    chart
-        .configure_mesh()
+    super::mesh(&mut chart, style)
         .x_desc("iteration")
         .y_desc(&p.y_label)
         .x_label_formatter(&whole)
         .y_label_formatter(&whole)
-        .label_style(style.tick())
-        .axis_desc_style(style.label())
         .bold_line_style(RGBColor(225, 225, 225))
         .light_line_style(RGBColor(244, 244, 244))
-        .max_light_lines(4)
         .draw()?;
     for &(i, _) in &p.snapshots {
         chart.draw_series(DashedLineSeries::new(

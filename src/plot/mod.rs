@@ -418,6 +418,28 @@ pub fn value_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// A chart's grid with the axis text and grid lines every picture shares; the caller adds its
+/// axis descriptions, formatters and tick counts, then draws it.
+pub fn mesh<'a, 'b, DB, XT, YT, X, Y>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    style: &Style,
+) -> plotters::chart::MeshStyle<'a, 'b, X, Y, DB>
+where
+    DB: DrawingBackend,
+    X: plotters::coord::ranged1d::Ranged<ValueType = XT>
+        + plotters::coord::ranged1d::ValueFormatter<XT>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = YT>
+        + plotters::coord::ranged1d::ValueFormatter<YT>,
+{
+    let mut m = chart.configure_mesh();
+    m.label_style(style.tick())
+        .axis_desc_style(style.label())
+        .bold_line_style(RGBColor(215, 215, 215))
+        .light_line_style(RGBColor(240, 240, 240))
+        .max_light_lines(4);
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,15 +201,12 @@ where
     }
 
     let fmt = |v: &f64| super::number(*v);
-    chart
-        .configure_mesh()
+    super::mesh(&mut chart, style)
         .disable_mesh()
         .x_desc("u (weight-space distance)")
         .y_desc("v (weight-space distance)")
         .x_label_formatter(&fmt)
         .y_label_formatter(&fmt)
-        .label_style(style.tick())
-        .axis_desc_style(style.label())
         .draw()?;
 
     // The curve's projection: white, edged in black so that it shows on every level.

@@ -44,18 +44,12 @@ where
         }
     };
     let fmt = |v: &f64| super::number(*v);
-    chart
-        .configure_mesh()
+    super::mesh(&mut chart, style)
         .x_desc("members")
         .y_desc(&p.y_label)
         .x_labels(n.clamp(2, 12))
         .x_label_formatter(&whole)
         .y_label_formatter(&fmt)
-        .label_style(style.tick())
-        .axis_desc_style(style.label())
-        .bold_line_style(RGBColor(215, 215, 215))
-        .light_line_style(RGBColor(240, 240, 240))
-        .max_light_lines(4)
         .draw()?;
 
     let at = |v: &[f64]| -> Vec<(f64, f64)> {
