@@ -337,7 +337,7 @@ fn main() {
                 .handle()
                 .block_on(client.model_infer(grpc_body.clone()))
                 .expect("gRPC inference");
-            assert_eq!(r.get_ref().raw_output_contents.len(), 3);
+            assert!(!r.get_ref().raw_output_contents.is_empty(), "no outputs");
         };
         let call_http = || {
             let mut req = agent.post(&url);
