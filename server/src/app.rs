@@ -282,7 +282,13 @@ impl Server {
         drop(bytes);
         drop(reservation);
         let response = self
-            .answer(&model, &query, input, request_id, deadline)
+            .answer(
+                &model,
+                &query,
+                input,
+                request_id,
+                (deadline, self.limits.request_timeout),
+            )
             .await?;
         let (body, header_len) = response.encode();
         let mut r = Response::new(Body::from(body));
@@ -314,9 +320,8 @@ impl Server {
         query: &Query,
         input: ArrayD<f32>,
         request_id: &str,
-        deadline: tokio::time::Instant,
+        (deadline, timeout): (tokio::time::Instant, std::time::Duration),
     ) -> Result<InferResponse, ApiError> {
-        let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
         let samples = input.shape()[0];
         model.check_work(query, samples, self.limits.max_work)?;
         model.check_response(query, samples, self.limits.max_response_bytes)?;
@@ -338,11 +343,7 @@ impl Server {
             Err(_) => {
                 return Err(ApiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
-                    format!(
-                        "no answer within the request's deadline ({} ms left when it was \
-                         queued)",
-                        budget.as_millis()
-                    ),
+                    format!("no answer within {} ms", timeout.as_millis()),
                 ));
             }
         };

@@ -249,7 +249,9 @@ impl Service {
         drop(binary);
         drop(request);
         drop(reservation);
-        let answer = s.answer(&model, &query, input, id, deadline).await?;
+        let answer = s
+            .answer(&model, &query, input, id, (deadline, timeout))
+            .await?;
 
         let mut response = proto::ModelInferResponse {
             model_name: answer.model_name.clone(),

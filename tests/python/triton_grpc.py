@@ -179,7 +179,7 @@ def deadline(grpc_url, model, x_path, points):
     inp.set_data_from_numpy(x)
     t = ",".join(str(i / (points - 1)) for i in range(points))
     expect_code(lambda: c.infer(model, [inp], parameters={"mode": "at", "t": t}),
-                "DEADLINE_EXCEEDED", "deadline")
+                "DEADLINE_EXCEEDED", "no answer within 300 ms")
     print("deadline ok")
 
 
