@@ -291,7 +291,10 @@ fn main() {
                 let _ = stop_rx.await;
             }),
         );
-    let channel = rt
+    // The gRPC clients get a runtime of their own, as the HTTP clients are threads of their own:
+    // sharing the server's would make clients and server take turns on its worker threads.
+    let client_rt = tokio::runtime::Runtime::new().expect("tokio");
+    let channel = client_rt
         .block_on(
             tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
                 .expect("endpoint")
@@ -333,7 +336,7 @@ fn main() {
         let grpc_body = grpc_request(&x, s.mode);
         let call_grpc = || {
             let mut client = grpc.clone();
-            let r = rt
+            let r = client_rt
                 .handle()
                 .block_on(client.model_infer(grpc_body.clone()))
                 .expect("gRPC inference");
