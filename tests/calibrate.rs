@@ -13,7 +13,7 @@ use crate::trainer_cli::with_real;
 use crate::util::*;
 
 /// An MLP curve whose endpoints and bend never saw the 300 samples held out with seed 1.
-fn curve() -> PathBuf {
+pub(crate) fn curve() -> PathBuf {
     fixture("calibrate-curve", |dir| {
         let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
         let (a, b, c) = (

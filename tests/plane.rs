@@ -1,37 +1,12 @@
 //! `modeconn plane` through the real trainer plugin: the report it writes (and the state it
 //! keeps only until then), the table it prints, and what it refuses before any work.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
+// The MLP curve of the calibration tests serves here too.
+use crate::calibrate::curve;
 use crate::trainer_cli::with_real;
 use crate::util::*;
-
-/// Two MLP endpoints on the digits and a Bezier curve with one bend between them.
-fn curve() -> PathBuf {
-    fixture("plane-curve", |dir| {
-        let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
-        let (a, b, c) = (
-            p("a.safetensors"),
-            p("b.safetensors"),
-            p("curve.safetensors"),
-        );
-        let common = [
-            "--data", "digits", "--device", "cpu", "--quiet", "--epochs", "4",
-        ];
-        for (out, seed) in [(&a, "1"), (&b, "2")] {
-            let mut args = vec!["train", "--arch", "mlp", "--hidden", "32"];
-            args.extend(common);
-            args.extend(["--seed", seed, "--out", out]);
-            with_real(&args).ok();
-        }
-        let mut args = vec!["curve", "--start", &a, "--end", &b, "--out", &c];
-        args.extend(common);
-        with_real(&args).ok();
-    })
-    .join("curve.safetensors")
-}
 
 #[test]
 fn plane_writes_its_report_prints_the_points_and_leaves_no_state() {

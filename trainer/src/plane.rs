@@ -46,6 +46,16 @@ fn dot(gram: &[Vec<f64>], a: &[f64], b: &[f64]) -> f64 {
         .sum()
 }
 
+/// Source `k` of `n`, as coefficients.
+fn unit(n: usize, k: usize) -> Vec<f64> {
+    (0..n).map(|i| f64::from(u8::from(i == k))).collect()
+}
+
+/// `a - b`, coefficient by coefficient.
+fn sub(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
 /// The Gram matrix of parameter maps, in double precision.
 fn gram_of(points: &Points) -> Result<Vec<Vec<f64>>> {
     let _guard = tch::no_grad_guard();
@@ -84,14 +94,8 @@ impl Frame {
     /// The frame of the anchors `w1`, `w2`, `w3` (indices of sources).
     fn new(gram: &[Vec<f64>], [w1, w2, w3]: [usize; 3], labels: [&str; 3]) -> Result<Frame> {
         let n = gram.len();
-        let unit = |k: usize| {
-            (0..n)
-                .map(|i| f64::from(u8::from(i == k)))
-                .collect::<Vec<_>>()
-        };
-        let origin = unit(w1);
-        let sub = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>();
-        let du = sub(&unit(w2), &origin);
+        let origin = unit(n, w1);
+        let du = sub(&unit(n, w2), &origin);
         let u_norm = dot(gram, &du, &du).max(0.0).sqrt();
         let scale = dot(gram, &origin, &origin).max(1e-300).sqrt();
         if u_norm <= 1e-9 * scale {
@@ -101,7 +105,7 @@ impl Frame {
             )));
         }
         let u: Vec<f64> = du.iter().map(|c| c / u_norm).collect();
-        let dv = sub(&unit(w3), &origin);
+        let dv = sub(&unit(n, w3), &origin);
         let along = dot(gram, &u, &dv);
         let rest: Vec<f64> = dv.iter().zip(&u).map(|(d, e)| d - along * e).collect();
         let v_norm = dot(gram, &rest, &rest).max(0.0).sqrt();
@@ -124,7 +128,7 @@ impl Frame {
     /// The coordinates of a point (coefficients over the sources) and its distance from the
     /// plane.
     fn project(&self, gram: &[Vec<f64>], p: &[f64]) -> (f64, f64, f64) {
-        let d: Vec<f64> = p.iter().zip(&self.origin).map(|(a, b)| a - b).collect();
+        let d = sub(p, &self.origin);
         let (x, y) = (dot(gram, &self.u, &d), dot(gram, &self.v, &d));
         let off = (dot(gram, &d, &d) - x * x - y * y).max(0.0).sqrt();
         (x, y, off)
@@ -253,17 +257,11 @@ fn sources(job: &PlaneJob, device: tch::Device) -> Result<Sources> {
 /// The interior control point farthest from the line through the endpoints `0` and `last`.
 fn farthest_bend(gram: &[Vec<f64>], last: usize) -> usize {
     let n = gram.len();
-    let unit = |k: usize| {
-        (0..n)
-            .map(|i| f64::from(u8::from(i == k)))
-            .collect::<Vec<_>>()
-    };
-    let sub = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>();
-    let origin = unit(0);
-    let seg = sub(&unit(last), &origin);
+    let origin = unit(n, 0);
+    let seg = sub(&unit(n, last), &origin);
     let seg2 = dot(gram, &seg, &seg).max(1e-300);
     let distance = |k: usize| {
-        let d = sub(&unit(k), &origin);
+        let d = sub(&unit(n, k), &origin);
         let along = dot(gram, &seg, &d);
         dot(gram, &d, &d) - along * along / seg2
     };
@@ -466,11 +464,6 @@ pub fn plane(job: &PlaneJob, on_event: &mut dyn FnMut(&Event)) -> Result<PlaneRe
     let [(w1, l1), (w2, l2), (w3, l3)] = &src.anchors;
     let frame = Frame::new(gram, [*w1, *w2, *w3], [l1, l2, l3])?;
     let n = src.points.len();
-    let unit = |k: usize| {
-        (0..n)
-            .map(|i| f64::from(u8::from(i == k)))
-            .collect::<Vec<_>>()
-    };
     let placed = |label: Option<String>, t: Option<f64>, c: &[f64]| {
         let (x, y, off_plane) = frame.project(gram, c);
         PlanePoint {
@@ -484,13 +477,13 @@ pub fn plane(job: &PlaneJob, on_event: &mut dyn FnMut(&Event)) -> Result<PlaneRe
     let mut anchors: Vec<PlanePoint> = src
         .anchors
         .iter()
-        .map(|(k, label)| placed(Some(label.clone()), None, &unit(*k)))
+        .map(|(k, label)| placed(Some(label.clone()), None, &unit(n, *k)))
         .collect();
     let mut curve = Vec::new();
     if let Some(basis) = src.basis {
         // The curve's other bends, projected.
         for k in (1..n - 1).filter(|k| src.anchors.iter().all(|(a, _)| a != k)) {
-            anchors.push(placed(Some(format!("bend {k}")), None, &unit(k)));
+            anchors.push(placed(Some(format!("bend {k}")), None, &unit(n, k)));
         }
         for t in rcurve::grid(job.curve_points)? {
             curve.push(placed(None, Some(t), &basis.coefficients(n, t)?));
