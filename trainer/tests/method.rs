@@ -475,6 +475,15 @@ fn the_plane_of_a_curve_holds_its_endpoints_with_their_scores_and_resumes() {
         message.contains("grid") && message.contains("another plane"),
         "{message}"
     );
+    // So is a file that is not a plane's state, and a state with a point outside the grid.
+    std::fs::write(&state, "{\"not\": \"a state\"}").expect("written");
+    let message = refused(&plane_job(3, true));
+    assert!(message.contains("not the state of a plane"), "{message}");
+    let mut outside = kept.clone();
+    outside["cells"][0]["i"] = json!(7);
+    std::fs::write(&state, outside.to_string()).expect("written");
+    let message = refused(&plane_job(3, true));
+    assert!(message.contains("lies outside the 3x3 grid"), "{message}");
 }
 
 #[test]
